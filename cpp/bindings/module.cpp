@@ -1,0 +1,59 @@
+// keensight._core: module definition, exception mapping and the core functions.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "keensight/core.hpp"
+
+namespace py = pybind11;
+
+namespace keensight::bindings {
+void bind_filters(py::module_& m);
+}
+
+PYBIND11_MODULE(_core, m) {
+  using namespace keensight;
+  m.doc() = "keensight C++ core (internal; use the keensight package)";
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const keensight::TypeError& e) {
+      PyErr_SetString(PyExc_TypeError, e.what());
+    } catch (const keensight::ValueError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+
+  m.def("cpu_info", []() {
+    const CpuInfo info = keensight::cpu_info();
+    py::dict features;
+    features["sse4_2"] = info.sse42;
+    features["avx"] = info.avx;
+    features["avx2"] = info.avx2;
+    features["fma"] = info.fma;
+    features["f16c"] = info.f16c;
+    features["popcnt"] = info.popcnt;
+    features["avx512f"] = info.avx512f;
+    features["avx512bw"] = info.avx512bw;
+    features["avx512dq"] = info.avx512dq;
+    features["avx512vl"] = info.avx512vl;
+    features["avx512vpopcntdq"] = info.avx512vpopcntdq;
+    py::dict d;
+    d["arch"] = info.arch;
+    d["features"] = features;
+    d["detected"] = isa_name(info.detected);
+    d["compiled"] = isa_name(info.compiled);
+    d["active"] = isa_name(info.active);
+    d["forced"] = info.forced.empty() ? py::object(py::none()) : py::object(py::str(info.forced));
+    d["openmp"] = has_openmp();
+    d["num_threads"] = get_num_threads();
+    return d;
+  });
+  m.def("set_isa", [](const std::string& name) { return std::string(isa_name(set_isa(isa_from_name(name)))); },
+        py::arg("isa"));
+  m.def("active_isa", []() { return std::string(isa_name(active_isa())); });
+  m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.def("get_num_threads", &get_num_threads);
+
+  keensight::bindings::bind_filters(m);
+}

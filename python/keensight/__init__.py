@@ -1,0 +1,94 @@
+"""keensight: efficient image recognition on CPUs.
+
+A C++ core (SIMD kernels chosen at run time, OpenMP threads) under a NumPy-first
+Python API. Areas: :mod:`keensight.filters` (OpenCV-compatible image filters).
+"""
+from __future__ import annotations
+
+import os as _os
+from typing import Any, Dict
+
+from . import _core
+from . import filters
+from .filters import (
+    convolve,
+    dog,
+    filter2d,
+    filter_bank,
+    gabor_bank,
+    gabor_kernel,
+    gabor_kernels,
+    gaussian_blur,
+    gaussian_kernel,
+    gradient_magnitude,
+    laplacian,
+    log,
+    log_kernel,
+    prewitt,
+    scharr,
+    sep_filter2d,
+    sobel,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__", "cpu_info", "set_num_threads", "get_num_threads", "get_include",
+    "get_cmake_dir", "filters", "convolve", "dog", "filter2d", "filter_bank", "gabor_bank",
+    "gabor_kernel", "gabor_kernels", "gaussian_blur", "gaussian_kernel", "gradient_magnitude",
+    "laplacian", "log", "log_kernel", "prewitt", "scharr", "sep_filter2d", "sobel",
+]
+
+
+def cpu_info() -> Dict[str, Any]:
+    """Detected CPU features and the SIMD level the kernels use.
+
+    Returns
+    -------
+    dict
+        ``arch``, ``features`` (flag -> bool), ``detected`` (best level of this
+        CPU), ``compiled`` (best level in this build), ``active`` (level in use:
+        the lowest of those and ``KEENSIGHT_ISA``), ``forced`` (``KEENSIGHT_ISA``
+        or None), ``openmp`` and ``num_threads``.
+
+    Examples
+    --------
+    >>> import keensight
+    >>> keensight.cpu_info()["active"] in ("scalar", "avx2", "avx512")
+    True
+    """
+    return _core.cpu_info()
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads every kernel uses; ``n <= 0`` restores the default.
+
+    Results do not depend on the thread count.
+    """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n: expected an int, got {type(n).__name__}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads kernels use (default: ``OMP_NUM_THREADS`` or all cores)."""
+    return _core.get_num_threads()
+
+
+def _install_dir() -> str:
+    # The C++ install tree sits beside the extension module (also in editable installs,
+    # where the Python sources live elsewhere).
+    return _os.path.dirname(_os.path.abspath(_core.__file__))
+
+
+def get_include() -> str:
+    """Directory of the C++ headers (``#include <keensight/filters.hpp>``)."""
+    return _os.path.join(_install_dir(), "include")
+
+
+def get_cmake_dir() -> str:
+    """Directory holding ``keensightConfig.cmake``, for ``find_package(keensight)``.
+
+    Pass it as ``-Dkeensight_DIR=...`` (or add it to ``CMAKE_PREFIX_PATH``).
+    """
+    return _os.path.join(_install_dir(), "share", "cmake", "keensight")

@@ -1,0 +1,361 @@
+"""Image filters with OpenCV's semantics, run by keensight's C++ core.
+
+Images are HxW or HxWxC NumPy arrays of uint8, uint16, int16 or float32 (any
+strides; views that are not row-contiguous are copied). Arithmetic is float32;
+integer outputs are rounded to nearest and saturated, as ``cv2`` does. Border
+modes are ``"constant"``, ``"replicate"``, ``"reflect"``, ``"reflect101"``
+(default, as OpenCV) and ``"wrap"``; ``cv2.BORDER_*`` integers work too.
+
+Examples
+--------
+>>> import numpy as np
+>>> import keensight as ks
+>>> img = np.zeros((5, 5), np.uint8); img[2, 2] = 255
+>>> ks.gaussian_blur(img, 3, 0)[1:4, 1:4]
+array([[16, 32, 16],
+       [32, 64, 32],
+       [16, 32, 16]], dtype=uint8)
+>>> ks.sobel(img.astype(np.float32), 1, 0)[2, 1:4]
+array([ 510.,    0., -510.], dtype=float32)
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from . import _validate as v
+
+__all__ = [
+    "filter2d", "convolve", "sep_filter2d", "filter_bank", "gaussian_kernel", "gabor_kernel",
+    "gabor_kernels", "log_kernel", "gaussian_blur", "sobel", "scharr", "prewitt", "laplacian",
+    "log", "dog", "gradient_magnitude", "gabor_bank",
+]
+
+KSize = Union[int, Tuple[int, int], None]
+
+
+def _options(anchor: Tuple[int, int], border: Any, border_value: Any, delta: Any) -> dict:
+    return dict(anchor_x=anchor[0], anchor_y=anchor[1], border=v.border(border),
+                border_value=v.real(border_value, "border_value"), delta=v.real(delta, "delta"))
+
+
+def _derivative_options(border: Any, delta: Any) -> dict:
+    return _options((-1, -1), border, 0.0, delta)
+
+
+def _output(src: np.ndarray, ddepth: Any) -> np.ndarray:
+    return np.empty(src.shape, dtype=v.out_dtype(ddepth, src))
+
+
+# ---------------------------------------------------------------------------
+# General linear filters
+
+def filter2d(src: Any, kernel: Any, ddepth: Any = None, anchor: Optional[Tuple[int, int]] = None,
+             delta: float = 0.0, border: v.BorderLike = "reflect101",
+             border_value: float = 0.0) -> np.ndarray:
+    """Cross-correlate an image with a 2-D kernel, as ``cv2.filter2D``.
+
+    ``dst(x, y) = sum_ij kernel(i, j) * src(x + j - ax, y + i - ay) + delta``.
+
+    Parameters
+    ----------
+    src : array_like
+        HxW or HxWxC image (uint8, uint16, int16, float32); each channel is filtered.
+    kernel : array_like
+        2-D kernel (any size up to 1023x1023, even sizes allowed).
+    ddepth : dtype, optional
+        Output dtype; None keeps ``src.dtype``.
+    anchor : (x, y), optional
+        Kernel position of the output pixel; default the centre ``(kw // 2, kh // 2)``.
+    delta : float
+        Added to every output value.
+    border : str or int
+        Border extrapolation mode.
+    border_value : float
+        Pixel value outside the image for ``border="constant"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape as `src`, dtype `ddepth`.
+
+    Examples
+    --------
+    >>> import numpy as np, keensight as ks
+    >>> ks.filter2d(np.arange(9, dtype=np.float32).reshape(3, 3), [[0, 0, 0], [0, 0, 1], [0, 0, 0]],
+    ...             border="constant")
+    array([[1., 2., 0.],
+           [4., 5., 0.],
+           [7., 8., 0.]], dtype=float32)
+    """
+    src = v.image(src)
+    k = v.kernel(kernel, 2)
+    a = v.anchor(anchor, *k.shape)
+    dst = _output(src, ddepth)
+    _core.filter2d(src, dst, k, **_options(a, border, border_value, delta))
+    return dst
+
+
+def convolve(src: Any, kernel: Any, ddepth: Any = None, anchor: Optional[Tuple[int, int]] = None,
+             delta: float = 0.0, border: v.BorderLike = "reflect101",
+             border_value: float = 0.0) -> np.ndarray:
+    """True 2-D convolution: :func:`filter2d` with the kernel flipped both ways.
+
+    The anchor refers to the unflipped kernel (default its centre), so
+    ``convolve(img, k)`` equals ``scipy.ndimage.convolve(img, k)`` for odd kernels.
+    """
+    k = v.kernel(kernel, 2)
+    kh, kw = k.shape
+    ax, ay = v.anchor(anchor, kh, kw)
+    ax = kw // 2 if ax < 0 else ax
+    ay = kh // 2 if ay < 0 else ay
+    return filter2d(src, k[::-1, ::-1], ddepth, (kw - 1 - ax, kh - 1 - ay), delta, border, border_value)
+
+
+def sep_filter2d(src: Any, kernel_x: Any, kernel_y: Any, ddepth: Any = None,
+                 anchor: Optional[Tuple[int, int]] = None, delta: float = 0.0,
+                 border: v.BorderLike = "reflect101", border_value: float = 0.0) -> np.ndarray:
+    """Separable filter: rows with `kernel_x`, then columns with `kernel_y` (``cv2.sepFilter2D``)."""
+    src = v.image(src)
+    kx = v.kernel(kernel_x, 1, "kernel_x")
+    ky = v.kernel(kernel_y, 1, "kernel_y")
+    a = v.anchor(anchor, ky.size, kx.size)
+    dst = _output(src, ddepth)
+    _core.sep_filter2d(src, dst, kx, ky, **_options(a, border, border_value, delta))
+    return dst
+
+
+def filter_bank(src: Any, kernels: Sequence[Any], ddepth: Any = np.float32,
+                anchor: Optional[Tuple[int, int]] = None, delta: float = 0.0,
+                border: v.BorderLike = "reflect101", border_value: float = 0.0) -> np.ndarray:
+    """Correlate one image with several kernels of one size in a single pass.
+
+    Each source row is loaded and border-extended once for all kernels.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(len(kernels),) + src.shape``; entry k equals ``filter2d(src, kernels[k])``.
+    """
+    src = v.image(src)
+    if isinstance(kernels, np.ndarray) and kernels.ndim == 3:
+        kernels = list(kernels)
+    if not isinstance(kernels, (list, tuple)) or len(kernels) == 0:
+        raise ValueError("kernels: expected a non-empty sequence of 2-D kernels")
+    ks = [v.kernel(k, 2, "kernels") for k in kernels]
+    if any(k.shape != ks[0].shape for k in ks):
+        raise ValueError("kernels: expected kernels of one shape")
+    a = v.anchor(anchor, *ks[0].shape)
+    out = np.empty((len(ks),) + src.shape, dtype=v.out_dtype(ddepth, src))
+    _core.filter_bank(src, list(out), ks, **_options(a, border, border_value, delta))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Kernel makers
+
+def gaussian_kernel(ksize: int, sigma: float = 0.0) -> np.ndarray:
+    """1-D Gaussian kernel summing to 1, as ``cv2.getGaussianKernel(ksize, sigma)``.
+
+    ``sigma <= 0`` takes ``0.3 * ((ksize - 1) * 0.5 - 1) + 0.8``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape ``(ksize,)``.
+    """
+    return _core.gaussian_kernel(v.integer(ksize, "ksize"), v.real(sigma, "sigma"))
+
+
+def gabor_kernel(ksize: Union[int, Tuple[int, int]], sigma: float, theta: float, lambd: float,
+                 gamma: float, psi: float = math.pi * 0.5) -> np.ndarray:
+    """Gabor kernel with ``cv2.getGaborKernel``'s parameters and layout.
+
+    Parameters
+    ----------
+    ksize : int or (width, height)
+        Size; the kernel has ``2 * (k // 2) + 1`` taps per side (OpenCV's rule).
+    sigma, theta, lambd, gamma, psi : float
+        Gaussian envelope std, orientation (radians), wavelength, spatial aspect
+        ratio and phase offset.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 2-D kernel.
+    """
+    kw, kh = v.ksize_pair(ksize)
+    if kw <= 0 or kh <= 0:
+        raise ValueError(f"ksize: expected positive sizes, got {ksize!r}")
+    k = _core.gabor_kernel(kw, kh, v.real(sigma, "sigma"), v.real(theta, "theta"),
+                           v.real(lambd, "lambd"), v.real(gamma, "gamma"), v.real(psi, "psi"))
+    return k.astype(np.float64)
+
+
+def gabor_kernels(ksize: Union[int, Tuple[int, int]] = 21, sigma: float = 4.0, lambd: float = 10.0,
+                  gamma: float = 0.5, psi: float = 0.0, n_orientations: int = 8,
+                  scales: Sequence[float] = (1.0,)) -> List[np.ndarray]:
+    """The kernels of :func:`gabor_bank`: for each scale s (sigma and lambd times s),
+    orientations ``theta = k * pi / n_orientations``; scale-major order."""
+    n = v.integer(n_orientations, "n_orientations")
+    if n <= 0:
+        raise ValueError(f"n_orientations: expected a positive int, got {n}")
+    if len(scales) == 0:
+        raise ValueError("scales: expected at least one scale")
+    out = []
+    for s in scales:
+        s = v.real(s, "scales")
+        if s <= 0:
+            raise ValueError(f"scales: expected positive scale factors, got {s}")
+        for k in range(n):
+            out.append(gabor_kernel(ksize, sigma * s, k * math.pi / n, lambd * s, gamma, psi))
+    return out
+
+
+def log_kernel(ksize: int, sigma: float = 0.0) -> np.ndarray:
+    """Laplacian-of-Gaussian kernel used by :func:`log` (sums to zero).
+
+    ``gxx (x) g + g (x) gxx`` with g the normalised sampled Gaussian and gxx its
+    second derivative, corrected to sum to zero. ``sigma <= 0`` takes OpenCV's
+    rule from ksize.
+    """
+    return _core.log_kernel(v.integer(ksize, "ksize"), v.real(sigma, "sigma")).astype(np.float64)
+
+
+# ---------------------------------------------------------------------------
+# Smoothing and derivatives
+
+def gaussian_blur(src: Any, ksize: KSize, sigma: float = 0.0, sigma_y: float = 0.0,
+                  border: v.BorderLike = "reflect101") -> np.ndarray:
+    """Gaussian blur, as ``cv2.GaussianBlur(src, ksize, sigma, sigmaY=sigma_y)``.
+
+    Runs as a row pass and a column pass. `ksize` is an odd int, a (width, height)
+    pair, or 0/None to derive it from sigma; ``sigma_y <= 0`` takes `sigma`.
+    """
+    src = v.image(src)
+    kw, kh = v.ksize_pair(ksize)
+    dst = np.empty_like(src)
+    _core.gaussian_blur(src, dst, kw, kh, v.real(sigma, "sigma"), v.real(sigma_y, "sigma_y"),
+                        v.border(border))
+    return dst
+
+
+def sobel(src: Any, dx: int, dy: int, ksize: int = 3, scale: float = 1.0, delta: float = 0.0,
+          ddepth: Any = None, border: v.BorderLike = "reflect101") -> np.ndarray:
+    """Sobel derivative of order (dx, dy), as ``cv2.Sobel``.
+
+    `ksize` is 1 (3-tap derivative, no smoothing), 3, 5, 7, ... 31, or -1 for Scharr.
+    Default output dtype is the input's, as in OpenCV: pass ``ddepth=np.float32``
+    (or int16) to keep negative derivatives of uint8 images.
+    """
+    src = v.image(src)
+    dst = _output(src, ddepth)
+    _core.sobel(src, dst, v.integer(dx, "dx"), v.integer(dy, "dy"), v.integer(ksize, "ksize"),
+                v.real(scale, "scale"), **_derivative_options(border, delta))
+    return dst
+
+
+def scharr(src: Any, dx: int, dy: int, scale: float = 1.0, delta: float = 0.0,
+           ddepth: Any = None, border: v.BorderLike = "reflect101") -> np.ndarray:
+    """Scharr 3x3 first derivative (dx + dy == 1), as ``cv2.Scharr``."""
+    return sobel(src, dx, dy, -1, scale, delta, ddepth, border)
+
+
+def prewitt(src: Any, dx: int, dy: int, scale: float = 1.0, delta: float = 0.0,
+            ddepth: Any = None, border: v.BorderLike = "reflect101") -> np.ndarray:
+    """Prewitt 3x3 first derivative (dx + dy == 1): ``[-1 0 1]`` along the
+    derivative, ``[1 1 1]`` across it."""
+    src = v.image(src)
+    dst = _output(src, ddepth)
+    _core.prewitt(src, dst, v.integer(dx, "dx"), v.integer(dy, "dy"), v.real(scale, "scale"),
+                  **_derivative_options(border, delta))
+    return dst
+
+
+def laplacian(src: Any, ksize: int = 1, scale: float = 1.0, delta: float = 0.0,
+              ddepth: Any = None, border: v.BorderLike = "reflect101") -> np.ndarray:
+    """Laplacian, as ``cv2.Laplacian``: ksize 1 is ``[[0,1,0],[1,-4,1],[0,1,0]]``,
+    ksize 3 is ``[[2,0,2],[0,-8,0],[2,0,2]]``, larger odd sizes sum second Sobel derivatives."""
+    src = v.image(src)
+    dst = _output(src, ddepth)
+    _core.laplacian(src, dst, v.integer(ksize, "ksize"), v.real(scale, "scale"),
+                    **_derivative_options(border, delta))
+    return dst
+
+
+def log(src: Any, sigma: float = 1.0, ksize: Optional[int] = None, scale: float = 1.0,
+        delta: float = 0.0, ddepth: Any = np.float32,
+        border: v.BorderLike = "reflect101") -> np.ndarray:
+    """Laplacian of Gaussian: ``filter2d(src, log_kernel(ksize, sigma))`` computed
+    as two separable passes in one sweep over the image.
+
+    `ksize` None takes ``round(8 * sigma + 1) | 1``. Output float32 by default.
+    """
+    src = v.image(src)
+    sigma = v.real(sigma, "sigma")
+    if sigma <= 0:
+        raise ValueError(f"sigma: expected sigma > 0, got {sigma}")
+    k = _core.gaussian_ksize_for_sigma(sigma, False) if ksize is None else v.integer(ksize, "ksize")
+    dst = _output(src, ddepth)
+    _core.laplacian_of_gaussian(src, dst, k, sigma, v.real(scale, "scale"),
+                                **_derivative_options(border, delta))
+    return dst
+
+
+def dog(src: Any, sigma1: float, sigma2: float, ksize: Optional[int] = None, delta: float = 0.0,
+        ddepth: Any = np.float32, border: v.BorderLike = "reflect101") -> np.ndarray:
+    """Difference of Gaussians ``G(sigma1) * src - G(sigma2) * src`` in one pass.
+
+    Both Gaussians have `ksize` taps (None: derived from the larger sigma).
+    Output float32 by default.
+    """
+    src = v.image(src)
+    k = 0 if ksize is None else v.integer(ksize, "ksize")
+    if ksize is not None and k <= 0:
+        raise ValueError(f"ksize: expected a positive odd size, got {k}")
+    dst = _output(src, ddepth)
+    _core.difference_of_gaussians(src, dst, k, v.real(sigma1, "sigma1"), v.real(sigma2, "sigma2"),
+                                  **_derivative_options(border, delta))
+    return dst
+
+
+_GRADIENT_OPERATORS = {"sobel": 0, "prewitt": 1, "scharr": 2}
+
+
+def gradient_magnitude(src: Any, operator: str = "sobel", ksize: int = 3, norm: str = "l2",
+                       ddepth: Any = np.float32, border: v.BorderLike = "reflect101") -> np.ndarray:
+    """Gradient magnitude ``sqrt(gx^2 + gy^2)`` (norm="l2") or ``|gx| + |gy|`` (norm="l1")
+    of a Sobel (with `ksize`), Prewitt or Scharr derivative pair, in one pass.
+
+    Equals ``cv2.magnitude(cv2.Sobel(src, cv2.CV_32F, 1, 0), cv2.Sobel(src, cv2.CV_32F, 0, 1))``
+    for the default arguments.
+    """
+    src = v.image(src)
+    if operator not in _GRADIENT_OPERATORS:
+        raise ValueError(f"operator: expected one of {sorted(_GRADIENT_OPERATORS)}, got {operator!r}")
+    if norm not in ("l1", "l2"):
+        raise ValueError(f"norm: expected 'l1' or 'l2', got {norm!r}")
+    dst = _output(src, ddepth)
+    _core.gradient_magnitude(src, dst, _GRADIENT_OPERATORS[operator], v.integer(ksize, "ksize"),
+                             norm == "l1", **_derivative_options(border, 0.0))
+    return dst
+
+
+def gabor_bank(src: Any, ksize: Union[int, Tuple[int, int]] = 21, sigma: float = 4.0,
+               lambd: float = 10.0, gamma: float = 0.5, psi: float = 0.0,
+               n_orientations: int = 8, scales: Sequence[float] = (1.0,),
+               ddepth: Any = np.float32, border: v.BorderLike = "reflect101") -> np.ndarray:
+    """Responses of a Gabor filter bank, computed in one pass over the image.
+
+    Kernels are :func:`gabor_kernels` (``n_orientations`` per scale).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(len(scales) * n_orientations,) + src.shape``, float32 by default.
+    """
+    kernels = gabor_kernels(ksize, sigma, lambd, gamma, psi, n_orientations, scales)
+    return filter_bank(src, kernels, ddepth=ddepth, border=border)
