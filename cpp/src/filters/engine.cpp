@@ -5,6 +5,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 #include "core/parallel.hpp"
 #include "filters/kernels.hpp"
@@ -54,89 +55,141 @@ struct FloatBuffer {
 };
 
 // Loads virtual source row vy (any integer; the border rule maps it into the
-// image) as float32, extended by lpad pixels on the left and rpad on the right.
+// image), extended by lpad pixels on the left and rpad on the right: as float32
+// (T = float, any source depth) or as raw bytes (T = uint8_t, uint8 sources).
+template <class T>
 class PaddedRowLoader {
  public:
   PaddedRowLoader(const ImageView& src, const FilterOptions& opt, std::int64_t lpad,
                   std::int64_t rpad, const FilterKernels& k)
-      : src_(src), border_(opt.border), value_(static_cast<float>(opt.border_value)), lpad_(lpad),
+      : src_(src), border_(opt.border), value_(border_value(opt.border_value)), lpad_(lpad),
         rpad_(rpad), k_(k) {}
 
   std::int64_t padded_elems() const { return (src_.cols + lpad_ + rpad_) * src_.channels; }
 
-  void fill(std::int64_t vy, float* row) const {
+  void fill(std::int64_t vy, T* row) const {
     const std::int64_t C = src_.channels, W = src_.cols;
     const std::int64_t y = border_index(vy, src_.rows, border_);
     if (y < 0) {
       std::fill(row, row + padded_elems(), value_);
       return;
     }
-    k_.load_row(src_.row(y), src_.depth, W * C, row + lpad_ * C);
+    if constexpr (std::is_same_v<T, float>)
+      k_.load_row(src_.row(y), src_.depth, W * C, row + lpad_ * C);
+    else
+      std::memcpy(row + lpad_ * C, src_.row(y), static_cast<std::size_t>(W * C) * sizeof(T));
     for (std::int64_t p = 0; p < lpad_; ++p) fill_pixel(row, p, p - lpad_);
     for (std::int64_t p = 0; p < rpad_; ++p) fill_pixel(row, lpad_ + W + p, W + p);
   }
 
  private:
-  void fill_pixel(float* row, std::int64_t at, std::int64_t x) const {
+  static T border_value(double v) {
+    if constexpr (std::is_same_v<T, float>) {
+      return static_cast<float>(v);
+    } else {
+      const double r = std::nearbyint(v);  // saturate_cast<uchar>
+      return static_cast<T>(r < 0 ? 0 : (r > 255 ? 255 : r));
+    }
+  }
+
+  void fill_pixel(T* row, std::int64_t at, std::int64_t x) const {
     const std::int64_t C = src_.channels;
     const std::int64_t sx = border_index(x, src_.cols, border_);
     if (sx < 0)
       std::fill(row + at * C, row + (at + 1) * C, value_);
     else
-      std::memcpy(row + at * C, row + (lpad_ + sx) * C, static_cast<std::size_t>(C) * sizeof(float));
+      std::memcpy(row + at * C, row + (lpad_ + sx) * C, static_cast<std::size_t>(C) * sizeof(T));
   }
 
   const ImageView& src_;
   Border border_;
-  float value_;
+  T value_;
   std::int64_t lpad_, rpad_;
   const FilterKernels& k_;
 };
 
-// kh rows of `width` floats indexed by virtual row number (mod kh). The caller
-// asks for rows in increasing order; each is produced once by `produce`.
+// kh rows of `width` elements indexed by virtual row number (mod kh): the rows
+// a vertical pass of kh taps needs, each produced once.
+template <class T>
 class RowRing {
  public:
-  RowRing(int kh, std::int64_t width) : kh_(kh), width_(width), buf_(static_cast<std::int64_t>(kh) * width) {}
-  float* slot(std::int64_t vy) const {
+  RowRing(int kh, std::int64_t width)
+      : kh_(kh), width_(width), buf_(static_cast<std::size_t>(kh) * static_cast<std::size_t>(width)) {}
+  T* slot(std::int64_t vy) {
     const std::int64_t s = ((vy % kh_) + kh_) % kh_;
-    return buf_.get() + s * width_;
+    return buf_.data() + s * width_;
   }
 
  private:
   int kh_;
   std::int64_t width_;
-  FloatBuffer buf_;
+  std::vector<T> buf_;
 };
 
-struct Taps {
-  std::vector<int> row;            // kernel row of each tap (vertical position)
-  std::vector<std::int64_t> offset;  // element offset within a (padded) row
+// The taps of one kernel as a pass runs them. A kernel that is symmetric (or
+// antisymmetric) about its centre -- Gaussian, Sobel, Laplacian, Gabor with
+// psi = 0 -- runs as pairs of mirrored taps c * (p +- q); others as plain taps.
+// Zero taps are dropped either way.
+struct TapPlan {
+  bool paired = false, subtract = false;
+  std::vector<int> row, row2;                 // kernel row of each tap (and its mirror)
+  std::vector<std::int64_t> offset, offset2;  // element offset within a (padded) row
   std::vector<float> coeff;
 };
 
-// Non-zero taps of a kh x kw kernel for rows of interleaved channels.
-Taps taps_2d(const Kernel2D& k, std::int64_t channels) {
-  Taps t;
-  for (int i = 0; i < k.rows; ++i)
-    for (int j = 0; j < k.cols; ++j)
-      if (k.at(i, j) != 0.f) {
-        t.row.push_back(i);
-        t.offset.push_back(j * channels);
-        t.coeff.push_back(k.at(i, j));
-      }
-  return t;
+// Plan for a rows x cols kernel (row-major values) whose column j sits at
+// element offset j * step. Flat index t mirrors to n-1-t (point reflection).
+TapPlan plan_taps(const float* v, int rows, int cols, std::int64_t step) {
+  const int n = rows * cols;
+  bool sym = true, anti = true;
+  for (int t = 0; t < n; ++t) {
+    sym = sym && v[t] == v[n - 1 - t];
+    anti = anti && v[t] == -v[n - 1 - t];
+  }
+  TapPlan plan;
+  plan.paired = sym || anti;
+  plan.subtract = !sym;
+  const int count = plan.paired ? (n + 1) / 2 : n;
+  for (int t = 0; t < count; ++t) {
+    float c = v[t];
+    if (c == 0.f) continue;
+    const int m = plan.paired ? n - 1 - t : t;
+    if (plan.paired && m == t) c *= 0.5f;  // the centre: (c/2) * (p + p) == c * p exactly
+    plan.row.push_back(t / cols);
+    plan.offset.push_back((t % cols) * step);
+    plan.row2.push_back(m / cols);
+    plan.offset2.push_back((m % cols) * step);
+    plan.coeff.push_back(c);
+  }
+  return plan;
 }
 
-Taps taps_1d(const std::vector<float>& k, std::int64_t step) {
-  Taps t;
-  for (std::size_t j = 0; j < k.size(); ++j)
-    if (k[j] != 0.f) {
-      t.row.push_back(static_cast<int>(j));
-      t.offset.push_back(static_cast<std::int64_t>(j) * step);
-      t.coeff.push_back(k[j]);
-    }
-  return t;
+TapPlan plan_2d(const Kernel2D& k, std::int64_t channels) {
+  return plan_taps(k.values.data(), k.rows, k.cols, channels);
+}
+TapPlan plan_row(const std::vector<float>& k, std::int64_t channels) {
+  return plan_taps(k.data(), 1, static_cast<int>(k.size()), channels);
+}
+TapPlan plan_column(const std::vector<float>& k) {
+  return plan_taps(k.data(), static_cast<int>(k.size()), 1, 0);
+}
+
+// dst (+)= the plan applied to the rows row_of(i) (kernel row i -> float row).
+template <class RowOf>
+void apply_plan(const FilterKernels& k, const TapPlan& plan, RowOf&& row_of, std::int64_t n,
+                float* dst, bool accumulate, std::vector<const float*>& p,
+                std::vector<const float*>& q) {
+  const std::size_t m = plan.coeff.size();
+  p.resize(m);
+  for (std::size_t i = 0; i < m; ++i) p[i] = row_of(plan.row[i]) + plan.offset[i];
+  if (!plan.paired) {
+    k.accumulate_taps(p.data(), plan.coeff.data(), static_cast<int>(m), n, dst, accumulate);
+    return;
+  }
+  q.resize(m);
+  for (std::size_t i = 0; i < m; ++i) q[i] = row_of(plan.row2[i]) + plan.offset2[i];
+  k.accumulate_pairs(p.data(), q.data(), plan.coeff.data(), static_cast<int>(m), plan.subtract, n,
+                     dst, accumulate);
 }
 
 // Writes the float row `acc` to destination row y (acc may already be that row
@@ -217,26 +270,23 @@ void run_direct(const ImageView& src_in, const std::vector<ImageView>& dsts,
   SourceCopy copy;
   const ImageView src = detach_source(src_in, dsts, copy);
   const std::int64_t n = src.row_elems();
-  std::vector<Taps> taps;
-  taps.reserve(kernels.size());
-  for (const Kernel2D& kern : kernels) taps.push_back(taps_2d(kern, src.channels));
+  std::vector<TapPlan> plans;
+  plans.reserve(kernels.size());
+  for (const Kernel2D& kern : kernels) plans.push_back(plan_2d(kern, src.channels));
   const float delta = static_cast<float>(opt.delta);
 
   detail::parallel_chunks(src.rows, kMinRowsPerThread, [&](std::int64_t y0, std::int64_t y1) {
-    PaddedRowLoader loader(src, opt, ax, kw - 1 - ax, k);
-    RowRing ring(kh, loader.padded_elems());
+    PaddedRowLoader<float> loader(src, opt, ax, kw - 1 - ax, k);
+    RowRing<float> ring(kh, loader.padded_elems());
     FloatBuffer scratch(n);
-    std::vector<const float*> ptrs;
+    std::vector<const float*> p, q;
     std::int64_t next = y0 - ay;  // next virtual row to load
     for (std::int64_t y = y0; y < y1; ++y) {
       for (; next <= y - ay + kh - 1; ++next) loader.fill(next, ring.slot(next));
+      const auto row_of = [&](int i) -> const float* { return ring.slot(y - ay + i); };
       for (std::size_t f = 0; f < kernels.size(); ++f) {
-        const Taps& t = taps[f];
-        ptrs.resize(t.coeff.size());
-        for (std::size_t i = 0; i < t.coeff.size(); ++i)
-          ptrs[i] = ring.slot(y - ay + t.row[i]) + t.offset[i];
         float* acc = accumulator_row(dsts[f], y, scratch.get());
-        k.accumulate_taps(ptrs.data(), t.coeff.data(), static_cast<int>(t.coeff.size()), n, acc, false);
+        apply_plan(k, plans[f], row_of, n, acc, false, p, q);
         store_output(k, dsts[f], y, acc, delta);
       }
     }
@@ -255,44 +305,100 @@ void run_separable(const ImageView& src_in, const ImageView& dst,
   SourceCopy copy;
   const ImageView src = detach_source(src_in, {dst}, copy);
   const std::int64_t n = src.row_elems();
-  std::vector<Taps> htaps, vtaps;
+  std::vector<TapPlan> hplans, vplans;
   for (std::size_t r = 0; r < R; ++r) {
-    htaps.push_back(taps_1d(kx[r], src.channels));
-    vtaps.push_back(taps_1d(ky[r], 0));
+    hplans.push_back(plan_row(kx[r], src.channels));
+    vplans.push_back(plan_column(ky[r]));
   }
   const float delta = static_cast<float>(opt.delta);
 
   detail::parallel_chunks(src.rows, kMinRowsPerThread, [&](std::int64_t y0, std::int64_t y1) {
-    PaddedRowLoader loader(src, opt, ax, kw - 1 - ax, k);
+    PaddedRowLoader<float> loader(src, opt, ax, kw - 1 - ax, k);
     FloatBuffer padded(loader.padded_elems());
-    std::vector<std::unique_ptr<RowRing>> rings;
-    for (std::size_t r = 0; r < R; ++r) rings.push_back(std::make_unique<RowRing>(kh, n));
+    std::vector<RowRing<float>> rings;
+    for (std::size_t r = 0; r < R; ++r) rings.emplace_back(kh, n);
     FloatBuffer scratch(n), term_b(combine == Combine::sum ? 1 : n);
-    std::vector<const float*> ptrs;
+    std::vector<const float*> p, q;
     std::int64_t next = y0 - ay;
     for (std::int64_t y = y0; y < y1; ++y) {
       for (; next <= y - ay + kh - 1; ++next) {
         loader.fill(next, padded.get());
-        for (std::size_t r = 0; r < R; ++r) {
-          const Taps& t = htaps[r];
-          ptrs.resize(t.coeff.size());
-          for (std::size_t i = 0; i < t.coeff.size(); ++i) ptrs[i] = padded.get() + t.offset[i];
-          k.accumulate_taps(ptrs.data(), t.coeff.data(), static_cast<int>(t.coeff.size()), n,
-                            rings[r]->slot(next), false);
-        }
+        const auto padded_row = [&](int) -> const float* { return padded.get(); };
+        for (std::size_t r = 0; r < R; ++r)
+          apply_plan(k, hplans[r], padded_row, n, rings[r].slot(next), false, p, q);
       }
       float* acc = accumulator_row(dst, y, scratch.get());
       for (std::size_t r = 0; r < R; ++r) {
-        const Taps& t = vtaps[r];
-        ptrs.resize(t.coeff.size());
-        for (std::size_t i = 0; i < t.coeff.size(); ++i) ptrs[i] = rings[r]->slot(y - ay + t.row[i]);
+        const auto ring_row = [&](int i) -> const float* { return rings[r].slot(y - ay + i); };
         float* out = (combine != Combine::sum && r == 1) ? term_b.get() : acc;
         const bool accumulate = combine == Combine::sum && r > 0;
-        k.accumulate_taps(ptrs.data(), t.coeff.data(), static_cast<int>(t.coeff.size()), n, out,
-                          accumulate);
+        apply_plan(k, vplans[r], ring_row, n, out, accumulate, p, q);
       }
       if (combine != Combine::sum) k.magnitude(acc, term_b.get(), n, combine == Combine::magnitude_l1, acc);
       store_output(k, dst, y, acc, delta);
+    }
+  });
+}
+
+bool integer_kernels_fit_u8(const std::vector<float>& kx, const std::vector<float>& ky) {
+  double sum_x = 0, sum_y = 0;
+  for (float v : kx) {
+    if (v != std::nearbyint(v) || std::fabs(v) > 32767) return false;
+    sum_x += std::fabs(v);
+  }
+  for (float v : ky) {
+    if (v != std::nearbyint(v) || std::fabs(v) > 32767) return false;
+    sum_y += std::fabs(v);
+  }
+  // Row sums of 255 * |kx| stay inside int16; column sums inside int32.
+  return sum_x * 255 <= 32767 && sum_x * 255 * sum_y < 2147483647.0;
+}
+
+void run_separable_u8(const ImageView& src_in, const ImageView& dst,
+                      const std::vector<std::int16_t>& kx, const std::vector<std::int16_t>& ky,
+                      bool fixed_point, const FilterOptions& opt) {
+  const int kw = static_cast<int>(kx.size()), kh = static_cast<int>(ky.size());
+  const int ax = opt.anchor_x >= 0 ? opt.anchor_x : kw / 2;
+  const int ay = opt.anchor_y >= 0 ? opt.anchor_y : kh / 2;
+  const FilterKernels& k = filter_kernels();
+  SourceCopy copy;
+  const ImageView src = detach_source(src_in, {dst}, copy);
+  const std::int64_t n = src.row_elems(), C = src.channels;
+  std::vector<std::int64_t> hoff;
+  std::vector<std::int16_t> hcoef, vcoef;
+  std::vector<int> vrow;
+  for (int j = 0; j < kw; ++j)
+    if (kx[j] != 0) hoff.push_back(j * C), hcoef.push_back(kx[j]);
+  std::int32_t sum_ky = 0;
+  for (int i = 0; i < kh; ++i)
+    if (ky[i] != 0) vrow.push_back(i), vcoef.push_back(ky[i]), sum_ky += ky[i];
+  // Fixed point: h was stored as H - 32768, so add 32768 * sum(ky) back, plus
+  // 2^15 to round the final >> 16 (OpenCV's ufixedpoint32 -> uint8 cast).
+  const std::int32_t bias = fixed_point ? 32768 * sum_ky + 32768 : 0;
+  const float delta = static_cast<float>(opt.delta);
+
+  detail::parallel_chunks(src.rows, kMinRowsPerThread, [&](std::int64_t y0, std::int64_t y1) {
+    PaddedRowLoader<std::uint8_t> loader(src, opt, ax, kw - 1 - ax, k);
+    std::vector<std::uint8_t> padded(static_cast<std::size_t>(loader.padded_elems()));
+    RowRing<std::int16_t> ring(kh, n);
+    FloatBuffer scratch(n);
+    std::vector<const std::int16_t*> rows(vrow.size());
+    std::int64_t next = y0 - ay;
+    for (std::int64_t y = y0; y < y1; ++y) {
+      for (; next <= y - ay + kh - 1; ++next) {
+        loader.fill(next, padded.data());
+        k.hpass_u8(padded.data(), hoff.data(), hcoef.data(), static_cast<int>(hcoef.size()), n,
+                   fixed_point, ring.slot(next));
+      }
+      for (std::size_t i = 0; i < vrow.size(); ++i) rows[i] = ring.slot(y - ay + vrow[i]);
+      const int nv = static_cast<int>(vcoef.size());
+      if (fixed_point) {
+        k.vpass_s16_u8(rows.data(), vcoef.data(), nv, n, bias, dst.row(y));
+      } else {
+        float* acc = accumulator_row(dst, y, scratch.get());
+        k.vpass_s16_f32(rows.data(), vcoef.data(), nv, n, 1.f, delta, acc);
+        if (acc != reinterpret_cast<float*>(dst.row(y))) store_output(k, dst, y, acc, 0.f);
+      }
     }
   });
 }

@@ -25,6 +25,15 @@ void run_separable(const ImageView& src, const ImageView& dst,
                    const std::vector<std::vector<float>>& ky, Combine combine,
                    const FilterOptions& opt);
 
+// The integer path for uint8 sources. kx, ky: integer taps. fixed_point: OpenCV's
+// bit-exact uint8 Gaussian (taps in units of 1/256, u16 saturating row sums,
+// output (sum + 2^15) >> 16 to uint8, dst must be uint8); otherwise exact
+// integer sums (caller checks integer_kernels_fit_u8), converted like the float path.
+bool integer_kernels_fit_u8(const std::vector<float>& kx, const std::vector<float>& ky);
+void run_separable_u8(const ImageView& src, const ImageView& dst,
+                      const std::vector<std::int16_t>& kx, const std::vector<std::int16_t>& ky,
+                      bool fixed_point, const FilterOptions& opt);
+
 // Validation shared by the operators.
 void check_pair(const ImageView& src, const ImageView& dst);
 void check_options(const FilterOptions& opt, int kh, int kw);

@@ -11,6 +11,7 @@ using filters_detail::check_options;
 using filters_detail::check_pair;
 using filters_detail::run_direct;
 using filters_detail::run_separable;
+using filters_detail::run_separable_u8;
 
 namespace {
 
@@ -76,6 +77,45 @@ void deriv_pair(int dx, int dy, int ksize, double scale, std::vector<float>& kx,
   }
 }
 
+// OpenCV's uint8 Gaussian taps: the kernel in units of 1/256 (ufixedpoint16). The arithmetic follows cv::getGaussianKernel's
+// bit-exact variant: doubled coordinates, multiplication by 1/sum.
+std::vector<std::int16_t> gaussian_kernel_fixed_u8(int ksize, double sigma) {
+  std::vector<double> g;
+  if (sigma <= 0 && ksize <= 7) {
+    g = gaussian_kernel(ksize, 0.0);  // the exact dyadic tables
+  } else {
+    const double s = sigma > 0 ? sigma : std::fma(ksize, 0.15, 0.35);
+    const double scale2 = -0.125 / (s * s);
+    double sum = 0;
+    g.resize(static_cast<std::size_t>(ksize));
+    for (int i = 0, x = 1 - ksize; i < ksize; ++i, x += 2) {
+      g[i] = std::exp(static_cast<double>(x * x) * scale2);
+      sum += g[i];
+    }
+    const double inv = 1.0 / sum;
+    for (double& v : g) v *= inv;
+  }
+  // Quantise with error diffusion from the outside in, symmetric, and give the
+  // centre tap the rest so the taps sum to exactly 256 (a flat image stays flat).
+  const std::size_t n = g.size();
+  std::vector<std::int16_t> q(n);
+  double err = 0;
+  int sum = 0;
+  for (std::size_t i = 0; i < n / 2; ++i) {
+    const double adj = g[i] * 256.0 + err;
+    const double v = std::nearbyint(adj);
+    err = adj - v;
+    q[i] = q[n - 1 - i] = static_cast<std::int16_t>(v);
+    sum += 2 * static_cast<int>(v);
+  }
+  q[n / 2] = static_cast<std::int16_t>(256 - sum);
+  return q;
+}
+
+std::vector<std::int16_t> to_int16(const std::vector<float>& v) {
+  return std::vector<std::int16_t>(v.begin(), v.end());
+}
+
 std::vector<float> prewitt_factor(int order) {
   if (order == 0) return {1.f, 1.f, 1.f};
   return {-1.f, 0.f, 1.f};
@@ -111,7 +151,10 @@ void sep_filter2d(const ImageView& src, const ImageView& dst, const std::vector<
   check_kernel_1d(kx, "kernel_x");
   check_kernel_1d(ky, "kernel_y");
   check_options(opt, static_cast<int>(ky.size()), static_cast<int>(kx.size()));
-  run_separable(src, dst, {kx}, {ky}, Combine::sum, opt);
+  if (src.depth == Depth::u8 && filters_detail::integer_kernels_fit_u8(kx, ky))
+    run_separable_u8(src, dst, to_int16(kx), to_int16(ky), false, opt);  // exact, 16-bit lanes
+  else
+    run_separable(src, dst, {kx}, {ky}, Combine::sum, opt);
 }
 
 void sep_filter2d_terms(const ImageView& src, const ImageView& dst,
@@ -146,6 +189,14 @@ void gaussian_blur(const ImageView& src, const ImageView& dst, int ksize_x, int 
                      std::to_string(ksize_x) + "x" + std::to_string(ksize_y));
   FilterOptions opt;
   opt.border = border;
+  if (src.depth == Depth::u8 && dst.depth == Depth::u8) {
+    // OpenCV's uint8 Gaussian is integer fixed point; run the same arithmetic
+    // so that results are bit-exact.
+    check_options(opt, ksize_y, ksize_x);
+    run_separable_u8(src, dst, gaussian_kernel_fixed_u8(ksize_x, std::max(sigma_x, 0.0)),
+                     gaussian_kernel_fixed_u8(ksize_y, std::max(sigma_y, 0.0)), true, opt);
+    return;
+  }
   sep_filter2d(src, dst, to_float(gaussian_kernel(ksize_x, std::max(sigma_x, 0.0))),
                to_float(gaussian_kernel(ksize_y, std::max(sigma_y, 0.0))), opt);
 }

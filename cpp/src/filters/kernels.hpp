@@ -7,7 +7,19 @@
 //                   shifted input rows. A horizontal pass points every p[t] into the same
 //                   padded row at offset t*channels; a vertical pass points p[t] at ring rows;
 //                   a direct 2-D pass does both.
+//   accumulate_pairs dst[x] (+)= sum_t c[t] * (p[t][x] + sign * q[t][x]): the same for
+//                   symmetric (sign +1) and antisymmetric (sign -1) kernels, whose mirrored
+//                   taps share one coefficient; half the multiplies move to the add ports.
 //   magnitude       dst = sqrt(a^2 + b^2) or |a| + |b|
+//
+// The integer path for uint8 sources (16-bit lanes: twice the pixels per
+// instruction of float32), used for kernels that are exact in integers:
+//   hpass_u8        h[x] = sum_t k[t] * src[x + off[t]] in 16 bits. Mode `fixed_point`:
+//                   unsigned with saturation (OpenCV's ufixedpoint16 row sums), stored
+//                   biased by -32768 so that the column pass can use signed 16-bit
+//                   multiply-adds; otherwise signed, the caller guarantees no overflow.
+//   vpass_s16_u8    dst[x] = sat_u8((sum_i k[i] * h_i[x] + bias) >> 16)
+//   vpass_s16_f32   dst[x] = float(sum_i k[i] * h_i[x]) * scale + delta
 #pragma once
 
 #include <cstdint>
@@ -21,7 +33,15 @@ struct FilterKernels {
   void (*store_row)(const float* src, std::int64_t n, float delta, Depth depth, void* dst);
   void (*accumulate_taps)(const float* const* ptrs, const float* coeffs, int ntaps,
                           std::int64_t n, float* dst, bool accumulate);
+  void (*accumulate_pairs)(const float* const* p, const float* const* q, const float* coeffs,
+                           int npairs, bool subtract, std::int64_t n, float* dst, bool accumulate);
   void (*magnitude)(const float* a, const float* b, std::int64_t n, bool l1, float* dst);
+  void (*hpass_u8)(const std::uint8_t* src, const std::int64_t* offsets, const std::int16_t* coeffs,
+                   int ntaps, std::int64_t n, bool fixed_point, std::int16_t* dst);
+  void (*vpass_s16_u8)(const std::int16_t* const* rows, const std::int16_t* coeffs, int ntaps,
+                       std::int64_t n, std::int32_t bias, std::uint8_t* dst);
+  void (*vpass_s16_f32)(const std::int16_t* const* rows, const std::int16_t* coeffs, int ntaps,
+                        std::int64_t n, float scale, float delta, float* dst);
 };
 
 // One table per ISA; the *_avx2 table exists only when the build has AVX2.

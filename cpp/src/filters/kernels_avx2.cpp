@@ -153,6 +153,56 @@ void accumulate_taps(const float* const* ptrs, const float* coeffs, int ntaps, s
   }
 }
 
+template <bool Subtract>
+inline __m256 combine(__m256 a, __m256 b) {
+  return Subtract ? _mm256_sub_ps(a, b) : _mm256_add_ps(a, b);
+}
+
+template <int V, bool Subtract>
+inline void pairs_block(const float* const* p, const float* const* q, const float* coeffs,
+                        int npairs, std::int64_t x, float* dst, bool accumulate) {
+  __m256 acc[V];
+  for (int v = 0; v < V; ++v)
+    acc[v] = accumulate ? _mm256_loadu_ps(dst + x + 8 * v) : _mm256_setzero_ps();
+  for (int t = 0; t < npairs; ++t) {
+    const __m256 c = _mm256_broadcast_ss(coeffs + t);
+    const float* pp = p[t] + x;
+    const float* qq = q[t] + x;
+    for (int v = 0; v < V; ++v)
+      acc[v] = _mm256_fmadd_ps(
+          c, combine<Subtract>(_mm256_loadu_ps(pp + 8 * v), _mm256_loadu_ps(qq + 8 * v)), acc[v]);
+  }
+  for (int v = 0; v < V; ++v) _mm256_storeu_ps(dst + x + 8 * v, acc[v]);
+}
+
+template <bool Subtract>
+void pairs_row(const float* const* p, const float* const* q, const float* coeffs, int npairs,
+               std::int64_t n, float* dst, bool accumulate) {
+  std::int64_t x = 0;
+  for (; x + 32 <= n; x += 32) pairs_block<4, Subtract>(p, q, coeffs, npairs, x, dst, accumulate);
+  for (; x + 8 <= n; x += 8) pairs_block<1, Subtract>(p, q, coeffs, npairs, x, dst, accumulate);
+  if (x < n) {
+    const std::int64_t rem = n - x;
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rem)),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 acc = accumulate ? _mm256_maskload_ps(dst + x, mask) : _mm256_setzero_ps();
+    for (int t = 0; t < npairs; ++t)
+      acc = _mm256_fmadd_ps(_mm256_broadcast_ss(coeffs + t),
+                            combine<Subtract>(_mm256_maskload_ps(p[t] + x, mask),
+                                              _mm256_maskload_ps(q[t] + x, mask)),
+                            acc);
+    _mm256_maskstore_ps(dst + x, mask, acc);
+  }
+}
+
+void accumulate_pairs(const float* const* p, const float* const* q, const float* coeffs,
+                      int npairs, bool subtract, std::int64_t n, float* dst, bool accumulate) {
+  if (subtract)
+    pairs_row<true>(p, q, coeffs, npairs, n, dst, accumulate);
+  else
+    pairs_row<false>(p, q, coeffs, npairs, n, dst, accumulate);
+}
+
 void magnitude(const float* a, const float* b, std::int64_t n, bool l1, float* dst) {
   std::int64_t i = 0;
   if (l1) {
@@ -172,7 +222,186 @@ void magnitude(const float* a, const float* b, std::int64_t n, bool l1, float* d
   }
 }
 
-const FilterKernels kTable = {load_row, store_row, accumulate_taps, magnitude};
+// ---------------------------------------------------------------------------
+// Integer path for uint8 sources: 16 pixels per register.
+
+// Taps are copied into locals first: stores through uint8_t* may alias
+// anything, which would otherwise make the compiler reload them every pixel.
+constexpr int kMaxLocalTaps = 64;
+
+// NT > 0: the tap count known at compile time, so the tap loop unrolls and the
+// pointers and coefficients stay in registers; NT == 0: any count.
+template <bool FixedPoint, int NT>
+void hpass_u8_impl(const std::uint8_t* src, const std::int64_t* offsets,
+                   const std::int16_t* coeffs, int ntaps_rt, std::int64_t n, std::int16_t* dst) {
+  const int ntaps = NT > 0 ? NT : ntaps_rt;
+  const std::uint8_t* ptr[kMaxLocalTaps];
+  __m256i kv[kMaxLocalTaps];
+  for (int t = 0; t < ntaps; ++t) {
+    ptr[t] = src + offsets[t];
+    kv[t] = _mm256_set1_epi16(coeffs[t]);
+  }
+  const __m256i bias = _mm256_set1_epi16(static_cast<short>(0x8000));
+  std::int64_t x = 0;
+  for (; x + 32 <= n; x += 32) {
+    __m256i a = _mm256_setzero_si256(), b = _mm256_setzero_si256();
+    for (int t = 0; t < ntaps; ++t) {
+      const __m256i va = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ptr[t] + x)));
+      const __m256i vb = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ptr[t] + x + 16)));
+      if (FixedPoint) {
+        a = _mm256_adds_epu16(a, _mm256_mullo_epi16(va, kv[t]));
+        b = _mm256_adds_epu16(b, _mm256_mullo_epi16(vb, kv[t]));
+      } else {
+        a = _mm256_add_epi16(a, _mm256_mullo_epi16(va, kv[t]));
+        b = _mm256_add_epi16(b, _mm256_mullo_epi16(vb, kv[t]));
+      }
+    }
+    if (FixedPoint) {  // u16 -> s16 biased by -32768
+      a = _mm256_xor_si256(a, bias);
+      b = _mm256_xor_si256(b, bias);
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + x), a);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + x + 16), b);
+  }
+  for (; x < n; ++x) {
+    std::int32_t acc = 0;
+    for (int t = 0; t < ntaps; ++t) acc += coeffs[t] * ptr[t][x];
+    if (FixedPoint) acc = (acc > 65535 ? 65535 : acc) - 32768;
+    dst[x] = static_cast<std::int16_t>(acc);
+  }
+}
+
+template <bool FixedPoint>
+void hpass_u8_dispatch(const std::uint8_t* src, const std::int64_t* offsets,
+                       const std::int16_t* coeffs, int ntaps, std::int64_t n, std::int16_t* dst) {
+  switch (ntaps) {
+    case 1: return hpass_u8_impl<FixedPoint, 1>(src, offsets, coeffs, ntaps, n, dst);
+    case 2: return hpass_u8_impl<FixedPoint, 2>(src, offsets, coeffs, ntaps, n, dst);
+    case 3: return hpass_u8_impl<FixedPoint, 3>(src, offsets, coeffs, ntaps, n, dst);
+    case 4: return hpass_u8_impl<FixedPoint, 4>(src, offsets, coeffs, ntaps, n, dst);
+    case 5: return hpass_u8_impl<FixedPoint, 5>(src, offsets, coeffs, ntaps, n, dst);
+    case 7: return hpass_u8_impl<FixedPoint, 7>(src, offsets, coeffs, ntaps, n, dst);
+    default: return hpass_u8_impl<FixedPoint, 0>(src, offsets, coeffs, ntaps, n, dst);
+  }
+}
+
+void hpass_u8(const std::uint8_t* src, const std::int64_t* offsets, const std::int16_t* coeffs,
+              int ntaps, std::int64_t n, bool fixed_point, std::int16_t* dst) {
+  if (ntaps > kMaxLocalTaps) {
+    filter_kernels_scalar().hpass_u8(src, offsets, coeffs, ntaps, n, fixed_point, dst);
+    return;
+  }
+  if (fixed_point)
+    hpass_u8_dispatch<true>(src, offsets, coeffs, ntaps, n, dst);
+  else
+    hpass_u8_dispatch<false>(src, offsets, coeffs, ntaps, n, dst);
+}
+
+// Column taps grouped in pairs for vpmaddwd (an odd last tap pairs with a zero
+// coefficient on the same row). NP > 0: pair count known at compile time.
+template <int NP>
+struct ColumnPairs {
+  int npairs = 0;
+  const std::int16_t* r0[kMaxLocalTaps / 2 + 1];
+  const std::int16_t* r1[kMaxLocalTaps / 2 + 1];
+  __m256i k[kMaxLocalTaps / 2 + 1];
+
+  ColumnPairs(const std::int16_t* const* rows, const std::int16_t* coeffs, int ntaps) {
+    for (int i = 0; i < ntaps; i += 2, ++npairs) {
+      const bool last = i + 1 >= ntaps;
+      r0[npairs] = rows[i];
+      r1[npairs] = last ? rows[i] : rows[i + 1];
+      const std::uint16_t c0 = static_cast<std::uint16_t>(coeffs[i]);
+      const std::uint16_t c1 = last ? 0 : static_cast<std::uint16_t>(coeffs[i + 1]);
+      k[npairs] = _mm256_set1_epi32(static_cast<int>((static_cast<std::uint32_t>(c1) << 16) | c0));
+    }
+  }
+
+  // 32-bit sums for pixels x..x+15: pixels 0-7 in lo, 8-15 in hi.
+  void sum16(std::int64_t x, __m256i& lo, __m256i& hi) const {
+    const int np = NP > 0 ? NP : npairs;
+    __m256i a = _mm256_setzero_si256(), b = _mm256_setzero_si256();
+    for (int p = 0; p < np; ++p) {
+      const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0[p] + x));
+      const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r1[p] + x));
+      a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_unpacklo_epi16(v0, v1), k[p]));
+      b = _mm256_add_epi32(b, _mm256_madd_epi16(_mm256_unpackhi_epi16(v0, v1), k[p]));
+    }
+    // unpack works within 128-bit lanes: a holds pixels 0-3 and 8-11, b 4-7 and 12-15.
+    lo = _mm256_permute2x128_si256(a, b, 0x20);
+    hi = _mm256_permute2x128_si256(a, b, 0x31);
+  }
+};
+
+template <int NP>
+void vpass_s16_u8_impl(const std::int16_t* const* rows, const std::int16_t* coeffs, int ntaps,
+                       std::int64_t n, std::int32_t bias, std::uint8_t* dst) {
+  const ColumnPairs<NP> cp(rows, coeffs, ntaps);
+  const __m256i vb = _mm256_set1_epi32(bias);
+  std::int64_t x = 0;
+  for (; x + 16 <= n; x += 16) {
+    __m256i lo, hi;
+    cp.sum16(x, lo, hi);
+    lo = _mm256_srai_epi32(_mm256_add_epi32(lo, vb), 16);
+    hi = _mm256_srai_epi32(_mm256_add_epi32(hi, vb), 16);
+    const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0xD8);  // 16 x s16
+    const __m128i u = _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + x), u);
+  }
+  for (; x < n; ++x) {
+    std::int32_t acc = bias;
+    for (int i = 0; i < ntaps; ++i) acc += coeffs[i] * rows[i][x];
+    acc >>= 16;
+    dst[x] = static_cast<std::uint8_t>(acc < 0 ? 0 : (acc > 255 ? 255 : acc));
+  }
+}
+
+template <int NP>
+void vpass_s16_f32_impl(const std::int16_t* const* rows, const std::int16_t* coeffs, int ntaps,
+                        std::int64_t n, float scale, float delta, float* dst) {
+  const ColumnPairs<NP> cp(rows, coeffs, ntaps);
+  const __m256 vs = _mm256_set1_ps(scale), vd = _mm256_set1_ps(delta);
+  std::int64_t x = 0;
+  for (; x + 16 <= n; x += 16) {
+    __m256i lo, hi;
+    cp.sum16(x, lo, hi);
+    _mm256_storeu_ps(dst + x, _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), vs, vd));
+    _mm256_storeu_ps(dst + x + 8, _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), vs, vd));
+  }
+  for (; x < n; ++x) {
+    std::int32_t acc = 0;
+    for (int i = 0; i < ntaps; ++i) acc += coeffs[i] * rows[i][x];
+    dst[x] = static_cast<float>(acc) * scale + delta;
+  }
+}
+
+// Instantiates Impl<NP> for the common small pair counts (kernels of 1 to 8 taps).
+#define KS_DISPATCH_PAIRS(impl, ntaps, ...)              \
+  switch (((ntaps) + 1) / 2) {                           \
+    case 1: return impl<1>(__VA_ARGS__);                 \
+    case 2: return impl<2>(__VA_ARGS__);                 \
+    case 3: return impl<3>(__VA_ARGS__);                 \
+    case 4: return impl<4>(__VA_ARGS__);                 \
+    default: return impl<0>(__VA_ARGS__);                \
+  }
+
+void vpass_s16_u8(const std::int16_t* const* rows, const std::int16_t* coeffs, int ntaps,
+                  std::int64_t n, std::int32_t bias, std::uint8_t* dst) {
+  if (ntaps > kMaxLocalTaps) return filter_kernels_scalar().vpass_s16_u8(rows, coeffs, ntaps, n, bias, dst);
+  KS_DISPATCH_PAIRS(vpass_s16_u8_impl, ntaps, rows, coeffs, ntaps, n, bias, dst)
+}
+
+void vpass_s16_f32(const std::int16_t* const* rows, const std::int16_t* coeffs, int ntaps,
+                   std::int64_t n, float scale, float delta, float* dst) {
+  if (ntaps > kMaxLocalTaps)
+    return filter_kernels_scalar().vpass_s16_f32(rows, coeffs, ntaps, n, scale, delta, dst);
+  KS_DISPATCH_PAIRS(vpass_s16_f32_impl, ntaps, rows, coeffs, ntaps, n, scale, delta, dst)
+}
+
+#undef KS_DISPATCH_PAIRS
+
+const FilterKernels kTable = {load_row,  store_row,    accumulate_taps, accumulate_pairs,
+                              magnitude, hpass_u8,     vpass_s16_u8,    vpass_s16_f32};
 
 }  // namespace
 

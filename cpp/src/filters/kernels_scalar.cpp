@@ -60,6 +60,16 @@ void accumulate_taps(const float* const* ptrs, const float* coeffs, int ntaps, s
   }
 }
 
+void accumulate_pairs(const float* const* p, const float* const* q, const float* coeffs,
+                      int npairs, bool subtract, std::int64_t n, float* dst, bool accumulate) {
+  const float sign = subtract ? -1.f : 1.f;
+  for (std::int64_t x = 0; x < n; ++x) {
+    float acc = accumulate ? dst[x] : 0.f;
+    for (int t = 0; t < npairs; ++t) acc += coeffs[t] * (p[t][x] + sign * q[t][x]);
+    dst[x] = acc;
+  }
+}
+
 void magnitude(const float* a, const float* b, std::int64_t n, bool l1, float* dst) {
   if (l1) {
     for (std::int64_t i = 0; i < n; ++i) dst[i] = std::fabs(a[i]) + std::fabs(b[i]);
@@ -68,7 +78,44 @@ void magnitude(const float* a, const float* b, std::int64_t n, bool l1, float* d
   }
 }
 
-const FilterKernels kTable = {load_row, store_row, accumulate_taps, magnitude};
+void hpass_u8(const std::uint8_t* src, const std::int64_t* offsets, const std::int16_t* coeffs,
+              int ntaps, std::int64_t n, bool fixed_point, std::int16_t* dst) {
+  for (std::int64_t x = 0; x < n; ++x) {
+    std::int32_t acc = 0;
+    if (fixed_point) {
+      // Saturating unsigned 16-bit adds of non-negative products: the same as
+      // saturating the total.
+      for (int t = 0; t < ntaps; ++t) acc += coeffs[t] * src[x + offsets[t]];
+      acc = acc > 65535 ? 65535 : acc;
+      dst[x] = static_cast<std::int16_t>(acc - 32768);
+    } else {
+      for (int t = 0; t < ntaps; ++t) acc += coeffs[t] * src[x + offsets[t]];
+      dst[x] = static_cast<std::int16_t>(acc);
+    }
+  }
+}
+
+void vpass_s16_u8(const std::int16_t* const* rows, const std::int16_t* coeffs, int ntaps,
+                  std::int64_t n, std::int32_t bias, std::uint8_t* dst) {
+  for (std::int64_t x = 0; x < n; ++x) {
+    std::int32_t acc = bias;
+    for (int i = 0; i < ntaps; ++i) acc += coeffs[i] * rows[i][x];
+    acc >>= 16;
+    dst[x] = static_cast<std::uint8_t>(acc < 0 ? 0 : (acc > 255 ? 255 : acc));
+  }
+}
+
+void vpass_s16_f32(const std::int16_t* const* rows, const std::int16_t* coeffs, int ntaps,
+                   std::int64_t n, float scale, float delta, float* dst) {
+  for (std::int64_t x = 0; x < n; ++x) {
+    std::int32_t acc = 0;
+    for (int i = 0; i < ntaps; ++i) acc += coeffs[i] * rows[i][x];
+    dst[x] = static_cast<float>(acc) * scale + delta;
+  }
+}
+
+const FilterKernels kTable = {load_row,  store_row,    accumulate_taps, accumulate_pairs,
+                              magnitude, hpass_u8,     vpass_s16_u8,    vpass_s16_f32};
 
 }  // namespace
 
