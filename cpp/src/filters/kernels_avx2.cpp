@@ -179,7 +179,7 @@ template <bool Subtract>
 void pairs_row(const float* const* p, const float* const* q, const float* coeffs, int npairs,
                std::int64_t n, float* dst, bool accumulate) {
   std::int64_t x = 0;
-  for (; x + 32 <= n; x += 32) pairs_block<4, Subtract>(p, q, coeffs, npairs, x, dst, accumulate);
+  for (; x + 64 <= n; x += 64) pairs_block<8, Subtract>(p, q, coeffs, npairs, x, dst, accumulate);
   for (; x + 8 <= n; x += 8) pairs_block<1, Subtract>(p, q, coeffs, npairs, x, dst, accumulate);
   if (x < n) {
     const std::int64_t rem = n - x;
