@@ -355,50 +355,71 @@ bool integer_kernels_fit_u8(const std::vector<float>& kx, const std::vector<floa
 }
 
 void run_separable_u8(const ImageView& src_in, const ImageView& dst,
-                      const std::vector<std::int16_t>& kx, const std::vector<std::int16_t>& ky,
+                      const std::vector<std::vector<std::int16_t>>& kx,
+                      const std::vector<std::vector<std::int16_t>>& ky, Combine combine,
                       bool fixed_point, const FilterOptions& opt) {
-  const int kw = static_cast<int>(kx.size()), kh = static_cast<int>(ky.size());
+  const int kw = static_cast<int>(kx.front().size()), kh = static_cast<int>(ky.front().size());
   const int ax = opt.anchor_x >= 0 ? opt.anchor_x : kw / 2;
   const int ay = opt.anchor_y >= 0 ? opt.anchor_y : kh / 2;
+  const std::size_t R = kx.size();
   const FilterKernels& k = filter_kernels();
   SourceCopy copy;
   const ImageView src = detach_source(src_in, {dst}, copy);
   const std::int64_t n = src.row_elems(), C = src.channels;
-  std::vector<std::int64_t> hoff;
-  std::vector<std::int16_t> hcoef, vcoef;
-  std::vector<int> vrow;
-  for (int j = 0; j < kw; ++j)
-    if (kx[j] != 0) hoff.push_back(j * C), hcoef.push_back(kx[j]);
-  std::int32_t sum_ky = 0;
-  for (int i = 0; i < kh; ++i)
-    if (ky[i] != 0) vrow.push_back(i), vcoef.push_back(ky[i]), sum_ky += ky[i];
-  // Fixed point: h was stored as H - 32768, so add 32768 * sum(ky) back, plus
-  // 2^15 to round the final >> 16 (OpenCV's ufixedpoint32 -> uint8 cast).
-  const std::int32_t bias = fixed_point ? 32768 * sum_ky + 32768 : 0;
+  // Non-zero taps of each term: element offsets and coefficients across, ring
+  // rows and coefficients down.
+  struct IntTaps {
+    std::vector<std::int64_t> hoff;
+    std::vector<std::int16_t> hcoef, vcoef;
+    std::vector<int> vrow;
+    std::int32_t bias = 0;
+  };
+  std::vector<IntTaps> terms(R);
+  for (std::size_t r = 0; r < R; ++r) {
+    IntTaps& t = terms[r];
+    for (int j = 0; j < kw; ++j)
+      if (kx[r][j] != 0) t.hoff.push_back(j * C), t.hcoef.push_back(kx[r][j]);
+    std::int32_t sum_ky = 0;
+    for (int i = 0; i < kh; ++i)
+      if (ky[r][i] != 0) t.vrow.push_back(i), t.vcoef.push_back(ky[r][i]), sum_ky += ky[r][i];
+    // Fixed point: h was stored as H - 32768, so add 32768 * sum(ky) back, plus
+    // 2^15 to round the final >> 16 (OpenCV's ufixedpoint32 -> uint8 cast).
+    t.bias = fixed_point ? 32768 * sum_ky + 32768 : 0;
+  }
   const float delta = static_cast<float>(opt.delta);
 
   detail::parallel_chunks(src.rows, kMinRowsPerThread, [&](std::int64_t y0, std::int64_t y1) {
     PaddedRowLoader<std::uint8_t> loader(src, opt, ax, kw - 1 - ax, k);
     std::vector<std::uint8_t> padded(static_cast<std::size_t>(loader.padded_elems()));
-    RowRing<std::int16_t> ring(kh, n);
+    std::vector<RowRing<std::int16_t>> rings;
+    for (std::size_t r = 0; r < R; ++r) rings.emplace_back(kh, n);
     FloatBuffer scratch(n);
-    std::vector<const std::int16_t*> rows(vrow.size());
+    std::vector<std::vector<const std::int16_t*>> rows(R);
     std::int64_t next = y0 - ay;
     for (std::int64_t y = y0; y < y1; ++y) {
       for (; next <= y - ay + kh - 1; ++next) {
         loader.fill(next, padded.data());
-        k.hpass_u8(padded.data(), hoff.data(), hcoef.data(), static_cast<int>(hcoef.size()), n,
-                   fixed_point, ring.slot(next));
+        for (std::size_t r = 0; r < R; ++r)
+          k.hpass_u8(padded.data(), terms[r].hoff.data(), terms[r].hcoef.data(),
+                     static_cast<int>(terms[r].hcoef.size()), n, fixed_point, rings[r].slot(next));
       }
-      for (std::size_t i = 0; i < vrow.size(); ++i) rows[i] = ring.slot(y - ay + vrow[i]);
-      const int nv = static_cast<int>(vcoef.size());
+      float* acc = accumulator_row(dst, y, scratch.get());
+      for (std::size_t r = 0; r < R; ++r) {
+        const IntTaps& t = terms[r];
+        rows[r].resize(t.vrow.size());
+        for (std::size_t i = 0; i < t.vrow.size(); ++i) rows[r][i] = rings[r].slot(y - ay + t.vrow[i]);
+      }
+      const auto nv = [&](std::size_t r) { return static_cast<int>(terms[r].vcoef.size()); };
       if (fixed_point) {
-        k.vpass_s16_u8(rows.data(), vcoef.data(), nv, n, bias, dst.row(y));
-      } else {
-        float* acc = accumulator_row(dst, y, scratch.get());
-        k.vpass_s16_f32(rows.data(), vcoef.data(), nv, n, 1.f, delta, acc);
-        if (acc != reinterpret_cast<float*>(dst.row(y))) store_output(k, dst, y, acc, 0.f);
+        k.vpass_s16_u8(rows[0].data(), terms[0].vcoef.data(), nv(0), n, terms[0].bias, dst.row(y));
+        continue;
       }
+      if (R == 1)
+        k.vpass_s16_f32(rows[0].data(), terms[0].vcoef.data(), nv(0), n, 1.f, 0.f, acc);
+      else
+        k.vpass_s16_magnitude(rows[0].data(), terms[0].vcoef.data(), nv(0), rows[1].data(),
+                              terms[1].vcoef.data(), nv(1), n, combine == Combine::magnitude_l1, acc);
+      store_output(k, dst, y, acc, delta);
     }
   });
 }

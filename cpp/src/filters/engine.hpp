@@ -25,13 +25,15 @@ void run_separable(const ImageView& src, const ImageView& dst,
                    const std::vector<std::vector<float>>& ky, Combine combine,
                    const FilterOptions& opt);
 
-// The integer path for uint8 sources. kx, ky: integer taps. fixed_point: OpenCV's
-// bit-exact uint8 Gaussian (taps in units of 1/256, u16 saturating row sums,
-// output (sum + 2^15) >> 16 to uint8, dst must be uint8); otherwise exact
-// integer sums (caller checks integer_kernels_fit_u8), converted like the float path.
+// The integer path for uint8 sources, one term or the magnitude of two. kx, ky:
+// integer taps. fixed_point (one term, uint8 dst): OpenCV's bit-exact uint8
+// Gaussian (taps in units of 1/256, u16 saturating row sums, output
+// (sum + 2^15) >> 16); otherwise exact integer sums (the caller checks
+// integer_kernels_fit_u8), converted like the float path.
 bool integer_kernels_fit_u8(const std::vector<float>& kx, const std::vector<float>& ky);
 void run_separable_u8(const ImageView& src, const ImageView& dst,
-                      const std::vector<std::int16_t>& kx, const std::vector<std::int16_t>& ky,
+                      const std::vector<std::vector<std::int16_t>>& kx,
+                      const std::vector<std::vector<std::int16_t>>& ky, Combine combine,
                       bool fixed_point, const FilterOptions& opt);
 
 // Validation shared by the operators.

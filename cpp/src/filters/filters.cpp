@@ -152,7 +152,7 @@ void sep_filter2d(const ImageView& src, const ImageView& dst, const std::vector<
   check_kernel_1d(ky, "kernel_y");
   check_options(opt, static_cast<int>(ky.size()), static_cast<int>(kx.size()));
   if (src.depth == Depth::u8 && filters_detail::integer_kernels_fit_u8(kx, ky))
-    run_separable_u8(src, dst, to_int16(kx), to_int16(ky), false, opt);  // exact, 16-bit lanes
+    run_separable_u8(src, dst, {to_int16(kx)}, {to_int16(ky)}, Combine::sum, false, opt);  // exact, 16-bit lanes
   else
     run_separable(src, dst, {kx}, {ky}, Combine::sum, opt);
 }
@@ -193,8 +193,9 @@ void gaussian_blur(const ImageView& src, const ImageView& dst, int ksize_x, int 
     // OpenCV's uint8 Gaussian is integer fixed point; run the same arithmetic
     // so that results are bit-exact.
     check_options(opt, ksize_y, ksize_x);
-    run_separable_u8(src, dst, gaussian_kernel_fixed_u8(ksize_x, std::max(sigma_x, 0.0)),
-                     gaussian_kernel_fixed_u8(ksize_y, std::max(sigma_y, 0.0)), true, opt);
+    run_separable_u8(src, dst, {gaussian_kernel_fixed_u8(ksize_x, std::max(sigma_x, 0.0))},
+                     {gaussian_kernel_fixed_u8(ksize_y, std::max(sigma_y, 0.0))}, Combine::sum, true,
+                     opt);
     return;
   }
   sep_filter2d(src, dst, to_float(gaussian_kernel(ksize_x, std::max(sigma_x, 0.0))),
@@ -284,9 +285,18 @@ void gradient_magnitude(const ImageView& src, const ImageView& dst, GradientOper
       throw ValueError("op: expected sobel, prewitt or scharr");
   }
   const std::size_t w = std::max(xx.size(), yx.size()), h = std::max(xy.size(), yy.size());
-  sep_filter2d_terms(src, dst, {pad_center(xx, w), pad_center(yx, w)},
-                     {pad_center(xy, h), pad_center(yy, h)},
-                     l1 ? Combine::magnitude_l1 : Combine::magnitude_l2, opt);
+  const std::vector<std::vector<float>> kx = {pad_center(xx, w), pad_center(yx, w)};
+  const std::vector<std::vector<float>> ky = {pad_center(xy, h), pad_center(yy, h)};
+  const Combine combine = l1 ? Combine::magnitude_l1 : Combine::magnitude_l2;
+  if (src.depth == Depth::u8 && filters_detail::integer_kernels_fit_u8(kx[0], ky[0]) &&
+      filters_detail::integer_kernels_fit_u8(kx[1], ky[1])) {
+    check_pair(src, dst);
+    check_options(opt, static_cast<int>(h), static_cast<int>(w));
+    run_separable_u8(src, dst, {to_int16(kx[0]), to_int16(kx[1])},
+                     {to_int16(ky[0]), to_int16(ky[1])}, combine, false, opt);  // exact derivatives
+    return;
+  }
+  sep_filter2d_terms(src, dst, kx, ky, combine, opt);
 }
 
 }  // namespace keensight

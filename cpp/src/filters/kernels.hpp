@@ -20,6 +20,7 @@
 //                   multiply-adds; otherwise signed, the caller guarantees no overflow.
 //   vpass_s16_u8    dst[x] = sat_u8((sum_i k[i] * h_i[x] + bias) >> 16)
 //   vpass_s16_f32   dst[x] = float(sum_i k[i] * h_i[x]) * scale + delta
+//   vpass_s16_magnitude  dst[x] = |(a[x], b[x])| (L2 or L1) of two such column sums
 #pragma once
 
 #include <cstdint>
@@ -42,6 +43,10 @@ struct FilterKernels {
                        std::int64_t n, std::int32_t bias, std::uint8_t* dst);
   void (*vpass_s16_f32)(const std::int16_t* const* rows, const std::int16_t* coeffs, int ntaps,
                         std::int64_t n, float scale, float delta, float* dst);
+  void (*vpass_s16_magnitude)(const std::int16_t* const* rows_a, const std::int16_t* coeffs_a,
+                              int ntaps_a, const std::int16_t* const* rows_b,
+                              const std::int16_t* coeffs_b, int ntaps_b, std::int64_t n, bool l1,
+                              float* dst);
 };
 
 // One table per ISA; the *_avx2 table exists only when the build has AVX2.

@@ -398,10 +398,57 @@ void vpass_s16_f32(const std::int16_t* const* rows, const std::int16_t* coeffs, 
   KS_DISPATCH_PAIRS(vpass_s16_f32_impl, ntaps, rows, coeffs, ntaps, n, scale, delta, dst)
 }
 
+template <int NA, int NB>
+void vpass_s16_magnitude_impl(const std::int16_t* const* rows_a, const std::int16_t* coeffs_a,
+                              int ntaps_a, const std::int16_t* const* rows_b,
+                              const std::int16_t* coeffs_b, int ntaps_b, std::int64_t n, bool l1,
+                              float* dst) {
+  const ColumnPairs<NA> ca(rows_a, coeffs_a, ntaps_a);
+  const ColumnPairs<NB> cb(rows_b, coeffs_b, ntaps_b);
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  std::int64_t x = 0;
+  for (; x + 16 <= n; x += 16) {
+    __m256i alo, ahi, blo, bhi;
+    ca.sum16(x, alo, ahi);
+    cb.sum16(x, blo, bhi);
+    const __m256 a0 = _mm256_cvtepi32_ps(alo), a1 = _mm256_cvtepi32_ps(ahi);
+    const __m256 b0 = _mm256_cvtepi32_ps(blo), b1 = _mm256_cvtepi32_ps(bhi);
+    if (l1) {
+      _mm256_storeu_ps(dst + x, _mm256_add_ps(_mm256_and_ps(a0, abs_mask), _mm256_and_ps(b0, abs_mask)));
+      _mm256_storeu_ps(dst + x + 8, _mm256_add_ps(_mm256_and_ps(a1, abs_mask), _mm256_and_ps(b1, abs_mask)));
+    } else {
+      _mm256_storeu_ps(dst + x, _mm256_sqrt_ps(_mm256_fmadd_ps(a0, a0, _mm256_mul_ps(b0, b0))));
+      _mm256_storeu_ps(dst + x + 8, _mm256_sqrt_ps(_mm256_fmadd_ps(a1, a1, _mm256_mul_ps(b1, b1))));
+    }
+  }
+  for (; x < n; ++x) {
+    std::int32_t a = 0, b = 0;
+    for (int i = 0; i < ntaps_a; ++i) a += coeffs_a[i] * rows_a[i][x];
+    for (int i = 0; i < ntaps_b; ++i) b += coeffs_b[i] * rows_b[i][x];
+    const float fa = static_cast<float>(a), fb = static_cast<float>(b);
+    dst[x] = l1 ? std::fabs(fa) + std::fabs(fb) : std::sqrt(fa * fa + fb * fb);
+  }
+}
+
+void vpass_s16_magnitude(const std::int16_t* const* rows_a, const std::int16_t* coeffs_a,
+                         int ntaps_a, const std::int16_t* const* rows_b,
+                         const std::int16_t* coeffs_b, int ntaps_b, std::int64_t n, bool l1,
+                         float* dst) {
+  if (ntaps_a > kMaxLocalTaps || ntaps_b > kMaxLocalTaps)
+    return filter_kernels_scalar().vpass_s16_magnitude(rows_a, coeffs_a, ntaps_a, rows_b, coeffs_b,
+                                                      ntaps_b, n, l1, dst);
+  // Sobel/Scharr/Prewitt 3x3: the derivative column has 2 taps (1 pair), the smoothing column 3 (2 pairs).
+  const int pa = (ntaps_a + 1) / 2, pb = (ntaps_b + 1) / 2;
+  if (pa == 2 && pb == 1)
+    return vpass_s16_magnitude_impl<2, 1>(rows_a, coeffs_a, ntaps_a, rows_b, coeffs_b, ntaps_b, n, l1, dst);
+  return vpass_s16_magnitude_impl<0, 0>(rows_a, coeffs_a, ntaps_a, rows_b, coeffs_b, ntaps_b, n, l1, dst);
+}
+
 #undef KS_DISPATCH_PAIRS
 
 const FilterKernels kTable = {load_row,  store_row,    accumulate_taps, accumulate_pairs,
-                              magnitude, hpass_u8,     vpass_s16_u8,    vpass_s16_f32};
+                              magnitude, hpass_u8,     vpass_s16_u8,    vpass_s16_f32,
+                              vpass_s16_magnitude};
 
 }  // namespace
 

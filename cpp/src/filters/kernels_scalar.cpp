@@ -114,8 +114,22 @@ void vpass_s16_f32(const std::int16_t* const* rows, const std::int16_t* coeffs, 
   }
 }
 
+void vpass_s16_magnitude(const std::int16_t* const* rows_a, const std::int16_t* coeffs_a,
+                         int ntaps_a, const std::int16_t* const* rows_b,
+                         const std::int16_t* coeffs_b, int ntaps_b, std::int64_t n, bool l1,
+                         float* dst) {
+  for (std::int64_t x = 0; x < n; ++x) {
+    std::int32_t a = 0, b = 0;
+    for (int i = 0; i < ntaps_a; ++i) a += coeffs_a[i] * rows_a[i][x];
+    for (int i = 0; i < ntaps_b; ++i) b += coeffs_b[i] * rows_b[i][x];
+    const float fa = static_cast<float>(a), fb = static_cast<float>(b);
+    dst[x] = l1 ? std::fabs(fa) + std::fabs(fb) : std::sqrt(fa * fa + fb * fb);
+  }
+}
+
 const FilterKernels kTable = {load_row,  store_row,    accumulate_taps, accumulate_pairs,
-                              magnitude, hpass_u8,     vpass_s16_u8,    vpass_s16_f32};
+                              magnitude, hpass_u8,     vpass_s16_u8,    vpass_s16_f32,
+                              vpass_s16_magnitude};
 
 }  // namespace
 
