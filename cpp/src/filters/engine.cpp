@@ -54,6 +54,23 @@ struct FloatBuffer {
   float* get() const { return ptr.get(); }
 };
 
+// Fills the lpad pixels left and rpad pixels right of a row's W interior
+// pixels (at row + lpad*C) by the border rule: copies of interior pixels, or
+// `value` for Border::constant.
+template <class T>
+void extend_row_border(T* row, std::int64_t W, std::int64_t C, std::int64_t lpad, std::int64_t rpad,
+                       Border border, T value) {
+  const auto fill_pixel = [&](std::int64_t at, std::int64_t x) {
+    const std::int64_t sx = border_index(x, W, border);
+    if (sx < 0)
+      std::fill(row + at * C, row + (at + 1) * C, value);
+    else
+      std::memcpy(row + at * C, row + (lpad + sx) * C, static_cast<std::size_t>(C) * sizeof(T));
+  };
+  for (std::int64_t p = 0; p < lpad; ++p) fill_pixel(p, p - lpad);
+  for (std::int64_t p = 0; p < rpad; ++p) fill_pixel(lpad + W + p, W + p);
+}
+
 // Loads virtual source row vy (any integer; the border rule maps it into the
 // image), extended by lpad pixels on the left and rpad on the right: as float32
 // (T = float, any source depth) or as raw bytes (T = uint8_t, uint8 sources).
@@ -78,8 +95,7 @@ class PaddedRowLoader {
       k_.load_row(src_.row(y), src_.depth, W * C, row + lpad_ * C);
     else
       std::memcpy(row + lpad_ * C, src_.row(y), static_cast<std::size_t>(W * C) * sizeof(T));
-    for (std::int64_t p = 0; p < lpad_; ++p) fill_pixel(row, p, p - lpad_);
-    for (std::int64_t p = 0; p < rpad_; ++p) fill_pixel(row, lpad_ + W + p, W + p);
+    extend_row_border(row, W, C, lpad_, rpad_, border_, value_);
   }
 
  private:
@@ -90,15 +106,6 @@ class PaddedRowLoader {
       const double r = std::nearbyint(v);  // saturate_cast<uchar>
       return static_cast<T>(r < 0 ? 0 : (r > 255 ? 255 : r));
     }
-  }
-
-  void fill_pixel(T* row, std::int64_t at, std::int64_t x) const {
-    const std::int64_t C = src_.channels;
-    const std::int64_t sx = border_index(x, src_.cols, border_);
-    if (sx < 0)
-      std::fill(row + at * C, row + (at + 1) * C, value_);
-    else
-      std::memcpy(row + at * C, row + (lpad_ + sx) * C, static_cast<std::size_t>(C) * sizeof(T));
   }
 
   const ImageView& src_;
@@ -304,35 +311,53 @@ void run_separable(const ImageView& src_in, const ImageView& dst,
   const FilterKernels& k = filter_kernels();
   SourceCopy copy;
   const ImageView src = detach_source(src_in, {dst}, copy);
-  const std::int64_t n = src.row_elems();
+  const std::int64_t n = src.row_elems(), C = src.channels;
   std::vector<TapPlan> hplans, vplans;
   for (std::size_t r = 0; r < R; ++r) {
     hplans.push_back(plan_row(kx[r], src.channels));
     vplans.push_back(plan_column(ky[r]));
   }
   const float delta = static_cast<float>(opt.delta);
+  // Columns first, rows second: float32 source rows are read in place (no copy),
+  // and each column-filtered row is consumed by the row pass while still in L1.
+  // The row pass needs the column result extended by the border rule: columns
+  // of a constant border filter to value * sum(ky).
+  const bool in_place = src.depth == Depth::f32;
+  const std::int64_t lpad = ax, rpad = kw - 1 - ax;
+  std::vector<float> column_border(R);
+  for (std::size_t r = 0; r < R; ++r) {
+    double sum = 0;
+    for (float v : ky[r]) sum += v;
+    column_border[r] = static_cast<float>(opt.border_value * sum);
+  }
 
   detail::parallel_chunks(src.rows, kMinRowsPerThread, [&](std::int64_t y0, std::int64_t y1) {
-    PaddedRowLoader<float> loader(src, opt, ax, kw - 1 - ax, k);
-    FloatBuffer padded(loader.padded_elems());
-    std::vector<RowRing<float>> rings;
-    for (std::size_t r = 0; r < R; ++r) rings.emplace_back(kh, n);
+    PaddedRowLoader<float> loader(src, opt, 0, 0, k);  // converts rows of other depths
+    RowRing<float> ring(in_place ? 1 : kh, in_place ? 1 : n);
+    std::vector<float> constant_row(static_cast<std::size_t>(n), static_cast<float>(opt.border_value));
+    std::vector<FloatBuffer> columns;
+    for (std::size_t r = 0; r < R; ++r) columns.emplace_back((src.cols + lpad + rpad) * C);
     FloatBuffer scratch(n), term_b(combine == Combine::sum ? 1 : n);
     std::vector<const float*> p, q;
-    std::int64_t next = y0 - ay;
+    std::int64_t next = y0 - ay;  // next virtual row to convert (not in place)
+    const auto source_row = [&](std::int64_t vy) -> const float* {
+      const std::int64_t sy = border_index(vy, src.rows, opt.border);
+      if (sy < 0) return constant_row.data();
+      return in_place ? reinterpret_cast<const float*>(src.row(sy)) : ring.slot(vy);
+    };
     for (std::int64_t y = y0; y < y1; ++y) {
-      for (; next <= y - ay + kh - 1; ++next) {
-        loader.fill(next, padded.get());
-        const auto padded_row = [&](int) -> const float* { return padded.get(); };
-        for (std::size_t r = 0; r < R; ++r)
-          apply_plan(k, hplans[r], padded_row, n, rings[r].slot(next), false, p, q);
-      }
+      if (!in_place)
+        for (; next <= y - ay + kh - 1; ++next) loader.fill(next, ring.slot(next));
+      const auto rows_of = [&](int i) -> const float* { return source_row(y - ay + i); };
       float* acc = accumulator_row(dst, y, scratch.get());
       for (std::size_t r = 0; r < R; ++r) {
-        const auto ring_row = [&](int i) -> const float* { return rings[r].slot(y - ay + i); };
+        float* column = columns[r].get();
+        apply_plan(k, vplans[r], rows_of, n, column + lpad * C, false, p, q);
+        extend_row_border(column, src.cols, C, lpad, rpad, opt.border, column_border[r]);
+        const auto column_row = [&](int) -> const float* { return column; };
         float* out = (combine != Combine::sum && r == 1) ? term_b.get() : acc;
         const bool accumulate = combine == Combine::sum && r > 0;
-        apply_plan(k, vplans[r], ring_row, n, out, accumulate, p, q);
+        apply_plan(k, hplans[r], column_row, n, out, accumulate, p, q);
       }
       if (combine != Combine::sum) k.magnitude(acc, term_b.get(), n, combine == Combine::magnitude_l1, acc);
       store_output(k, dst, y, acc, delta);
