@@ -19,7 +19,11 @@ DTypeLike = Any
 
 def image(src: Any, name: str = "src") -> np.ndarray:
     """Return `src` as an HxW or HxWxC array of a supported dtype, with pixels
-    contiguous within rows and a positive row stride (copying only if needed)."""
+    contiguous within rows and a positive row stride (copying only if needed).
+
+    NumPy arrays must already have a supported dtype (nothing is converted
+    silently); other array-likes (nested lists, ...) of numbers become float32.
+    """
     if isinstance(src, np.ndarray):
         a = src
     else:
@@ -27,8 +31,9 @@ def image(src: Any, name: str = "src") -> np.ndarray:
             a = np.asarray(src)
         except Exception as exc:  # pragma: no cover - numpy's own message is kept
             raise TypeError(f"{name}: expected an array-like image ({exc})") from None
-        if a.dtype == object:
-            raise TypeError(f"{name}: expected a numeric array-like image")
+        if a.dtype.kind not in "iuf":
+            raise TypeError(f"{name}: expected a numeric array-like image, got dtype {a.dtype}")
+        a = a.astype(np.float32)
     if a.dtype not in IMAGE_DTYPES:
         hint = " (convert with .astype(np.float32))" if a.dtype.kind in "fiub" else ""
         raise TypeError(f"{name}: expected dtype {_DTYPE_NAMES}, got {a.dtype}{hint}")

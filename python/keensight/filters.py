@@ -160,7 +160,8 @@ def filter_bank(src: Any, kernels: Sequence[Any], ddepth: Any = np.float32,
 def gaussian_kernel(ksize: int, sigma: float = 0.0) -> np.ndarray:
     """1-D Gaussian kernel summing to 1, as ``cv2.getGaussianKernel(ksize, sigma)``.
 
-    ``sigma <= 0`` takes ``0.3 * ((ksize - 1) * 0.5 - 1) + 0.8``.
+    ``sigma <= 0`` takes ``0.3 * ((ksize - 1) * 0.5 - 1) + 0.8``, except for ksize 1 to 9,
+    which use the fixed tables OpenCV 5 uses (multiples of 1/256).
 
     Returns
     -------

@@ -81,8 +81,8 @@ void deriv_pair(int dx, int dy, int ksize, double scale, std::vector<float>& kx,
 // bit-exact variant: doubled coordinates, multiplication by 1/sum.
 std::vector<std::int16_t> gaussian_kernel_fixed_u8(int ksize, double sigma) {
   std::vector<double> g;
-  if (sigma <= 0 && ksize <= 7) {
-    g = gaussian_kernel(ksize, 0.0);  // the exact dyadic tables
+  if (sigma <= 0 && ksize <= 9) {
+    g = gaussian_kernel(ksize, 0.0);  // OpenCV's exact tables
   } else {
     const double s = sigma > 0 ? sigma : std::fma(ksize, 0.15, 0.35);
     const double scale2 = -0.125 / (s * s);

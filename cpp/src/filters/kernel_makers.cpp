@@ -21,14 +21,17 @@ void require_odd_ksize(int ksize, const char* name, int max_ksize = 1023) {
 std::vector<double> gaussian_kernel(int ksize, double sigma) {
   require_odd_ksize(ksize, "ksize");
   require_finite(sigma, "sigma");
-  // OpenCV's fixed binomial-like tables for small kernels when sigma is not given.
-  static const double small_tab[4][7] = {
+  // OpenCV's fixed tables (multiples of 1/256) for small kernels when sigma is
+  // not given; OpenCV 5 added the 9-tap one.
+  static const double small_tab[5][9] = {
       {1.0},
       {0.25, 0.5, 0.25},
       {0.0625, 0.25, 0.375, 0.25, 0.0625},
-      {0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125}};
+      {0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125},
+      {4 / 256., 13 / 256., 30 / 256., 51 / 256., 60 / 256., 51 / 256., 30 / 256., 13 / 256.,
+       4 / 256.}};
   std::vector<double> k(static_cast<std::size_t>(ksize));
-  if (sigma <= 0 && ksize <= 7) {
+  if (sigma <= 0 && ksize <= 9) {
     for (int i = 0; i < ksize; ++i) k[i] = small_tab[ksize >> 1][i];
     return k;
   }

@@ -1,0 +1,167 @@
+"""Core facilities: CPU detection and the ISA level, KEENSIGHT_ISA, threads, GIL release."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import keensight as ks
+from keensight import _core
+
+ORDER = {"scalar": 0, "avx2": 1, "avx512": 2}
+
+
+def child(code: str, **env) -> dict:
+    """Run Python code in a fresh interpreter with extra environment; return its JSON output."""
+    import os
+    e = dict(os.environ)
+    e.update(env)
+    out = subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+INFO = "import json, keensight; print(json.dumps(keensight.cpu_info()))"
+
+
+def test_cpu_info_fields():
+    info = ks.cpu_info()
+    for key in ("arch", "features", "detected", "compiled", "active", "forced", "openmp", "num_threads"):
+        assert key in info
+    assert all(isinstance(v, bool) for v in info["features"].values())
+    assert ORDER[info["active"]] <= min(ORDER[info["detected"]], ORDER[info["compiled"]])
+    if info["detected"] != "scalar":
+        assert info["features"]["avx2"] and info["features"]["fma"]
+
+
+def test_cpu_info_agrees_with_proc_cpuinfo():
+    path = Path("/proc/cpuinfo")
+    info = ks.cpu_info()
+    if info["arch"] != "x86_64" or not path.exists():
+        assert info["detected"] == "scalar" or info["arch"] == "x86_64"
+        return
+    flags = set()
+    for line in path.read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    assert info["features"]["avx2"] == ("avx2" in flags)
+    assert info["features"]["fma"] == ("fma" in flags)
+    assert info["features"]["avx512f"] == ("avx512f" in flags)
+
+
+def test_keensight_isa_forces_lower_level():
+    parent = ks.cpu_info()
+    forced = child(INFO, KEENSIGHT_ISA="scalar")
+    assert forced["active"] == "scalar" and forced["forced"] == "scalar"
+    if ORDER[min(parent["detected"], parent["compiled"], key=ORDER.get)] >= 1:
+        assert child(INFO, KEENSIGHT_ISA="avx2")["active"] == "avx2"
+    bogus = child(INFO, KEENSIGHT_ISA="bogus")
+    assert bogus["active"] == "scalar" and bogus["forced"] == "bogus"
+    high = child(INFO, KEENSIGHT_ISA="avx512")
+    assert ORDER[high["active"]] <= min(ORDER[parent["detected"]], ORDER[parent["compiled"]])
+
+
+def test_scalar_process_gives_same_results(tmp_path):
+    rng = np.random.default_rng(7)
+    img = rng.uniform(0, 255, (61, 83)).astype(np.float32)
+    np.save(tmp_path / "img.npy", img)
+    code = ("import json, numpy as np, keensight as ks;"
+            f"a = np.load(r'{tmp_path / 'img.npy'}');"
+            f"np.save(r'{tmp_path / 'out.npy'}', ks.gaussian_blur(a, 7, 1.6));"
+            "print(json.dumps(ks.cpu_info()))")
+    assert child(code, KEENSIGHT_ISA="scalar")["active"] == "scalar"
+    scalar = np.load(tmp_path / "out.npy")
+    np.testing.assert_allclose(ks.gaussian_blur(img, 7, 1.6), scalar, rtol=1e-5, atol=1e-4)
+
+
+def test_set_isa():
+    before = _core.active_isa()
+    try:
+        assert _core.set_isa("scalar") == "scalar"
+        assert ks.cpu_info()["active"] == "scalar"
+        top = _core.set_isa("avx512")
+        info = ks.cpu_info()
+        assert ORDER[top] == min(ORDER[info["detected"]], ORDER[info["compiled"]])
+        with pytest.raises(ValueError, match="isa"):
+            _core.set_isa("sse9")
+    finally:
+        _core.set_isa(before)
+
+
+def test_threads():
+    try:
+        ks.set_num_threads(1)
+        assert ks.get_num_threads() == 1
+        ks.set_num_threads(2)
+        assert ks.get_num_threads() == 2
+        ks.set_num_threads(0)
+        assert ks.get_num_threads() >= 1
+        for bad in (1.5, "2", True, None):
+            with pytest.raises(TypeError, match="int"):
+                ks.set_num_threads(bad)
+    finally:
+        ks.set_num_threads(0)
+
+
+def test_concurrent_calls_match_serial():
+    rng = np.random.default_rng(1)
+    imgs = [rng.uniform(0, 1, (300, 400)).astype(np.float32) for _ in range(4)]
+    k = rng.standard_normal((9, 9)).astype(np.float32)
+    serial = [ks.filter2d(a, k) for a in imgs]
+    results = [None] * 4
+
+    def work(i):
+        results[i] = ks.filter2d(imgs[i], k)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(results, serial):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_kernels_release_the_gil():
+    """Another Python thread runs while this one is inside a C++ kernel.
+
+    With a switch interval far longer than the call, a thread that kept the GIL
+    would give the counter no chance to run between `before` and `after`.
+    """
+    img = np.random.default_rng(2).uniform(0, 1, (1000, 1000)).astype(np.float32)
+    k = np.ones((9, 9), np.float32)
+    go, done = threading.Event(), threading.Event()
+    ticks = []
+
+    def counter():
+        go.wait()
+        while not done.is_set():
+            ticks.append(1)
+
+    t = threading.Thread(target=counter)
+    t.start()
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.5)
+    try:
+        ks.set_num_threads(1)
+        go.set()
+        before = len(ticks)
+        ks.filter2d(img, k)
+        after = len(ticks)
+    finally:
+        done.set()
+        sys.setswitchinterval(old)
+        t.join()
+        ks.set_num_threads(0)
+    assert after > before
+
+
+def test_version_matches_pyproject():
+    import tomllib
+    meta = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert ks.__version__ == meta["project"]["version"]

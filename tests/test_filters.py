@@ -1,0 +1,669 @@
+"""keensight.filters against OpenCV (and SciPy/NumPy where OpenCV has no equivalent).
+
+Every numerical test runs at each SIMD level the machine has (the `isa` fixture).
+Tolerances: integer outputs within 1 level of OpenCV, exact where OpenCV's own
+arithmetic is exact (integer derivative kernels, the fixed-point uint8 Gaussian);
+float outputs within 1e-4 relative to the largest |value| of the reference, because
+keensight and OpenCV sum taps in different orders (and keensight pairs mirrored taps).
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+
+import keensight as ks
+from keensight import _core
+
+BORDERS = {
+    "constant": cv2.BORDER_CONSTANT,
+    "replicate": cv2.BORDER_REPLICATE,
+    "reflect": cv2.BORDER_REFLECT,
+    "reflect101": cv2.BORDER_REFLECT_101,
+    "wrap": cv2.BORDER_WRAP,
+}
+SCIPY_MODES = {"constant": "constant", "replicate": "nearest", "reflect": "reflect",
+               "reflect101": "mirror", "wrap": "wrap"}
+DTYPES = [np.uint8, np.uint16, np.int16, np.float32]
+CV_DEPTH = {np.uint8: cv2.CV_8U, np.uint16: cv2.CV_16U, np.int16: cv2.CV_16S,
+            np.float32: cv2.CV_32F}
+
+
+# ---------------------------------------------------------------------------
+# helpers
+
+def random_image(rng, shape, dtype):
+    if dtype == np.float32:
+        return rng.uniform(-100, 100, shape).astype(np.float32)
+    info = np.iinfo(dtype)
+    hi = min(int(info.max), 4000) if dtype != np.uint8 else 255
+    lo = max(int(info.min), -4000)
+    return rng.integers(lo, hi + 1, shape).astype(dtype)
+
+
+def random_shape(rng, channels=None, max_side=48):
+    """Sizes include 1xN, Nx1, tiny and odd/even widths not multiple of SIMD widths."""
+    kind = rng.integers(0, 6)
+    if kind == 0:
+        h, w = 1, int(rng.integers(1, max_side * 2))
+    elif kind == 1:
+        h, w = int(rng.integers(1, max_side)), 1
+    elif kind == 2:
+        h, w = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    else:
+        h, w = int(rng.integers(2, max_side)), int(rng.integers(2, max_side * 2))
+    c = channels if channels is not None else int(rng.choice([0, 1, 3, 4]))
+    return (h, w) if c == 0 else (h, w, c)
+
+
+def as_cv(ref, shape):
+    """cv2 drops a trailing channel axis of length 1; restore it."""
+    return np.asarray(ref).reshape(shape)
+
+
+def assert_close(got, ref, what="", terms=0.0):
+    """`terms`: size of the largest term summed (max |input| x L1 norm of the kernel);
+    results that cancel to near zero carry rounding relative to that, not to themselves."""
+    ref = np.asarray(ref)
+    assert got.shape == ref.shape, (what, got.shape, ref.shape)
+    assert got.dtype == ref.dtype, (what, got.dtype, ref.dtype)
+    if got.dtype == np.float32:
+        scale = max(1.0, float(np.abs(ref).max()) if ref.size else 1.0, 0.1 * terms)
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * scale, err_msg=what)
+    else:
+        diff = np.abs(got.astype(np.int64) - ref.astype(np.int64))
+        assert diff.max() <= 1, f"{what}: max diff {diff.max()}"
+
+
+def cv_border_supported(fn):
+    """Run fn(); None if OpenCV refuses the border mode."""
+    try:
+        return fn()
+    except cv2.error:
+        return None
+
+
+def filter2d_reference(img, kernel, anchor, border, value):
+    """Correlation by explicit padding in NumPy (float64), any border and anchor."""
+    kh, kw = kernel.shape
+    ax, ay = anchor
+    mode = {"constant": "constant", "replicate": "edge", "reflect": "symmetric",
+            "reflect101": "reflect", "wrap": "wrap"}[border]
+    x = img.astype(np.float64)
+    squeeze = x.ndim == 2
+    if squeeze:
+        x = x[..., None]
+    pad = ((ay, kh - 1 - ay), (ax, kw - 1 - ax), (0, 0))
+    if mode == "constant":
+        xp = np.pad(x, pad, mode="constant", constant_values=value)
+    elif mode in ("reflect", "symmetric"):
+        # np.pad reflects once; repeat for pads larger than the image, as OpenCV does.
+        xp = x
+        for axis, (before, after) in enumerate(pad[:2]):
+            while before or after:
+                n = xp.shape[axis] - (0 if mode == "symmetric" else 1)
+                n = max(n, 1)
+                b, a = min(before, n), min(after, n)
+                widths = [(0, 0)] * 3
+                widths[axis] = (b, a)
+                xp = np.pad(xp, widths, mode=mode if xp.shape[axis] > 1 else "edge")
+                before, after = before - b, after - a
+    else:
+        xp = np.pad(x, pad, mode=mode)
+    h, w = x.shape[:2]
+    out = np.zeros_like(x)
+    for i in range(kh):
+        for j in range(kw):
+            out += kernel[i, j] * xp[i:i + h, j:j + w]
+    return out[..., 0] if squeeze else out
+
+
+# ---------------------------------------------------------------------------
+# filter2d / convolve / sep_filter2d / filter_bank
+
+@pytest.mark.parametrize("border", list(BORDERS))
+def test_filter2d_matches_opencv(isa, rng, border):
+    for _ in range(12):
+        dtype = DTYPES[rng.integers(0, 4)]
+        shape = random_shape(rng)
+        img = random_image(rng, shape, dtype)
+        kh, kw = int(rng.integers(1, 8)), int(rng.integers(1, 8))
+        kernel = rng.standard_normal((kh, kw)).astype(np.float32)
+        anchor = (int(rng.integers(0, kw)), int(rng.integers(0, kh)))
+        ddepth = [None, np.float32, np.int16][rng.integers(0, 3)]
+        value = 3.0 if border == "constant" else 0.0
+        got = ks.filter2d(img, kernel, ddepth=ddepth, anchor=anchor, delta=1.5, border=border,
+                          border_value=value)
+        out_dtype = img.dtype if ddepth is None else np.dtype(ddepth)
+        ref = None
+        if value == 0.0:
+            ref = cv_border_supported(lambda: cv2.filter2D(
+                img, CV_DEPTH[out_dtype.type], kernel, anchor=anchor, delta=1.5,
+                borderType=BORDERS[border]))
+        if ref is None:  # OpenCV lacks this border (wrap) or a border value: NumPy reference
+            exact = filter2d_reference(img, kernel, anchor, border, value) + 1.5
+            if out_dtype == np.float32:
+                ref = exact.astype(np.float32)
+            else:
+                info = np.iinfo(out_dtype)
+                ref = np.clip(np.rint(exact), info.min, info.max).astype(out_dtype)
+        assert_close(got, as_cv(ref, got.shape), f"{shape} {dtype} k{kh}x{kw} {anchor}")
+
+
+def test_filter2d_numpy_reference_all_borders(isa, rng):
+    """Exercise the independent NumPy reference on every border, float output."""
+    for border in BORDERS:
+        for _ in range(6):
+            img = random_image(rng, random_shape(rng), np.float32)
+            k = rng.standard_normal((int(rng.integers(1, 10)), int(rng.integers(1, 10)))).astype(np.float32)
+            got = ks.filter2d(img, k, border=border, border_value=-2.0)
+            ref = filter2d_reference(img, k, (k.shape[1] // 2, k.shape[0] // 2), border, -2.0)
+            assert_close(got, ref.astype(np.float32), border)
+
+
+def test_convolve_matches_scipy(isa, rng):
+    for border, mode in SCIPY_MODES.items():
+        for _ in range(5):
+            img = random_image(rng, random_shape(rng, channels=0), np.float32)
+            k = rng.standard_normal((int(rng.integers(0, 4)) * 2 + 1, int(rng.integers(0, 4)) * 2 + 1))
+            got = ks.convolve(img, k, border=border, border_value=1.25)
+            if max(k.shape) // 2 >= min(img.shape) and mode in ("reflect", "mirror"):
+                # SciPy reflects only once; compare with the flipped correlation instead.
+                ref = ks.filter2d(img, k[::-1, ::-1], border=border, border_value=1.25)
+            else:
+                ref = ndi.convolve(img.astype(np.float64), k, mode=mode, cval=1.25).astype(np.float32)
+            assert_close(got, ref, border)
+
+
+def test_convolve_is_flipped_correlation(isa, rng):
+    img = random_image(rng, (20, 31, 3), np.uint8)
+    k = rng.standard_normal((4, 5)).astype(np.float32)  # even height: anchor matters
+    got = ks.convolve(img, k, ddepth=np.float32, anchor=(1, 2))
+    ref = ks.filter2d(img, k[::-1, ::-1], ddepth=np.float32, anchor=(5 - 1 - 1, 4 - 1 - 2))
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_sep_filter2d_matches_opencv(isa, rng):
+    for _ in range(25):
+        dtype = DTYPES[rng.integers(0, 4)]
+        img = random_image(rng, random_shape(rng), dtype)
+        kx = rng.standard_normal(int(rng.integers(1, 10))).astype(np.float32)
+        ky = rng.standard_normal(int(rng.integers(1, 10))).astype(np.float32)
+        if rng.integers(0, 2):  # small integer kernels take keensight's exact uint8 path
+            kx, ky = np.rint(kx * 3), np.rint(ky * 3)
+        border = list(BORDERS)[rng.integers(0, 5)]
+        if border == "wrap":
+            border = "reflect"
+        anchor = (int(rng.integers(0, kx.size)), int(rng.integers(0, ky.size)))
+        got = ks.sep_filter2d(img, kx, ky, ddepth=np.float32, anchor=anchor, delta=-0.5, border=border)
+        ref = cv2.sepFilter2D(img, cv2.CV_32F, kx.astype(np.float32), ky.astype(np.float32),
+                              anchor=anchor, delta=-0.5, borderType=BORDERS[border])
+        assert_close(got, as_cv(ref, got.shape), f"{img.shape} {dtype}")
+
+
+def test_sep_filter2d_constant_border_value(isa, rng):
+    img = random_image(rng, (13, 17, 2), np.float32)
+    kx, ky = rng.standard_normal(5), rng.standard_normal(3)
+    got = ks.sep_filter2d(img, kx, ky, border="constant", border_value=7.0)
+    ref = ks.filter2d(img, np.outer(ky, kx), border="constant", border_value=7.0)
+    assert_close(got, ref)
+
+
+def test_filter_bank_equals_filter2d(isa, rng):
+    img = random_image(rng, (23, 37, 3), np.uint8)
+    kernels = [rng.standard_normal((5, 7)).astype(np.float32) for _ in range(4)]
+    bank = ks.filter_bank(img, kernels)
+    assert bank.shape == (4, 23, 37, 3) and bank.dtype == np.float32
+    for k, out in zip(kernels, bank):
+        assert_close(out, cv2.filter2D(img, cv2.CV_32F, k))
+
+
+# ---------------------------------------------------------------------------
+# kernel makers
+
+@pytest.mark.parametrize("ksize", [1, 3, 5, 7, 9, 15])
+@pytest.mark.parametrize("sigma", [0.0, -1.0, 0.6, 1.5, 4.0])
+def test_gaussian_kernel_matches_opencv(ksize, sigma):
+    got = ks.gaussian_kernel(ksize, sigma)
+    ref = cv2.getGaussianKernel(ksize, sigma).ravel()
+    assert got.dtype == np.float64 and got.shape == (ksize,)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("ksize", [1, 5, 8, 21, (9, 15), (16, 7)])
+@pytest.mark.parametrize("theta", [0.0, 0.4, math.pi / 2, 2.7])
+def test_gabor_kernel_matches_opencv(ksize, theta):
+    for sigma, lambd, gamma, psi in [(4.0, 10.0, 0.5, 0.0), (2.0, 5.0, 1.0, math.pi / 2),
+                                     (3.0, 7.5, 2.0, 1.0)]:
+        size = ksize if isinstance(ksize, tuple) else (ksize, ksize)
+        got = ks.gabor_kernel(ksize, sigma, theta, lambd, gamma, psi)
+        ref = cv2.getGaborKernel(size, sigma, theta, lambd, gamma, psi)
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
+
+
+def test_log_kernel_properties():
+    for ksize, sigma in [(5, 1.0), (9, 1.4), (13, 2.0), (7, 0.0)]:
+        k = ks.log_kernel(ksize, sigma)
+        assert k.shape == (ksize, ksize)
+        assert abs(k.sum()) < 1e-6
+        np.testing.assert_allclose(k, k.T, atol=1e-7)
+        np.testing.assert_allclose(k, k[::-1, ::-1], atol=1e-7)
+        assert k[ksize // 2, ksize // 2] < 0  # a bright blob gives a negative response
+    # close to the analytic LoG of the continuous Gaussian (away from truncation)
+    s = 2.0
+    k = ks.log_kernel(21, s)
+    y, x = np.mgrid[-10:11, -10:11]
+    r2 = x * x + y * y
+    analytic = (r2 - 2 * s * s) / s**4 * np.exp(-r2 / (2 * s * s)) / (2 * np.pi * s * s)
+    assert np.abs(k - analytic).max() < 0.02 * np.abs(analytic).max()
+
+
+def test_gabor_kernels_order():
+    ks_ = ks.gabor_kernels(11, 3.0, 6.0, 0.5, 0.0, n_orientations=4, scales=(1.0, 2.0))
+    assert len(ks_) == 8
+    np.testing.assert_allclose(ks_[1], ks.gabor_kernel(11, 3.0, math.pi / 4, 6.0, 0.5, 0.0))
+    np.testing.assert_allclose(ks_[6], ks.gabor_kernel(11, 6.0, 2 * math.pi / 4, 12.0, 0.5, 0.0))
+
+
+# ---------------------------------------------------------------------------
+# smoothing and derivatives
+
+def test_gaussian_blur_uint8_bit_exact(isa, rng):
+    """OpenCV's uint8 Gaussian is integer fixed point; keensight reproduces it exactly."""
+    for _ in range(60):
+        img = random_image(rng, random_shape(rng), np.uint8)
+        kx, ky = int(rng.choice([1, 3, 5, 7, 9, 11, 15])), int(rng.choice([1, 3, 5, 7, 9]))
+        sigma, sigma_y = float(rng.choice([0, 0.5, 1.2, 2.5, 6.0])), float(rng.choice([0, 0.8, 3.0]))
+        border = ["constant", "replicate", "reflect", "reflect101"][rng.integers(0, 4)]
+        got = ks.gaussian_blur(img, (kx, ky), sigma, sigma_y, border=border)
+        ref = cv2.GaussianBlur(img, (kx, ky), sigma, sigmaY=sigma_y, borderType=BORDERS[border])
+        np.testing.assert_array_equal(got, as_cv(ref, got.shape))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.float32])
+def test_gaussian_blur_other_depths(isa, rng, dtype):
+    for _ in range(15):
+        img = random_image(rng, random_shape(rng), dtype)
+        k = int(rng.choice([3, 5, 11]))
+        sigma = float(rng.choice([0, 1.0, 2.5]))
+        border = ["replicate", "reflect", "reflect101"][rng.integers(0, 3)]
+        got = ks.gaussian_blur(img, k, sigma, border=border)
+        ref = cv2.GaussianBlur(img, (k, k), sigma, borderType=BORDERS[border])
+        assert_close(got, as_cv(ref, got.shape))
+
+
+def test_gaussian_blur_ksize_from_sigma(isa, rng):
+    img = random_image(rng, (40, 50), np.float32)
+    assert_close(ks.gaussian_blur(img, None, 1.7), cv2.GaussianBlur(img, (0, 0), 1.7))
+    u8 = random_image(rng, (40, 50), np.uint8)
+    np.testing.assert_array_equal(ks.gaussian_blur(u8, 0, 1.7), cv2.GaussianBlur(u8, (0, 0), 1.7))
+
+
+@pytest.mark.parametrize("ksize", [1, 3, 5, 7])
+def test_sobel_matches_opencv(isa, rng, ksize):
+    orders = [(1, 0), (0, 1), (1, 1), (2, 0), (0, 2)] + ([(2, 1), (3, 0)] if ksize >= 5 else [])
+    for dx, dy in orders:
+        if ksize == 1 and max(dx, dy) > 2:
+            continue
+        for _ in range(3):
+            dtype = DTYPES[rng.integers(0, 4)]
+            img = random_image(rng, random_shape(rng), dtype)
+            ddepth = [np.float32, np.int16, None][rng.integers(0, 3)] if dtype == np.uint8 else np.float32
+            scale = float(rng.choice([1.0, 0.5, 2.0]))
+            out = img.dtype if ddepth is None else np.dtype(ddepth)
+            border = ["replicate", "reflect", "reflect101", "constant"][rng.integers(0, 4)]
+            got = ks.sobel(img, dx, dy, ksize, scale=scale, delta=2.0, ddepth=ddepth, border=border)
+            ref = cv2.Sobel(img, CV_DEPTH[out.type], dx, dy, ksize=ksize, scale=scale, delta=2.0,
+                            borderType=BORDERS[border])
+            kx, ky = cv2.getDerivKernels(dx, dy, ksize)
+            terms = float(np.abs(img).max()) * np.abs(kx).sum() * np.abs(ky).sum() * scale
+            assert_close(got, as_cv(ref, got.shape), f"{dx},{dy} {dtype}", terms)
+
+
+def test_sobel_uint8_exact(isa, rng):
+    """Integer kernels on uint8 are exact in keensight, as in OpenCV."""
+    for _ in range(20):
+        img = random_image(rng, random_shape(rng), np.uint8)
+        ksize = int(rng.choice([1, 3, 5, 7]))
+        dx, dy = [(1, 0), (0, 1), (1, 1)][rng.integers(0, 3)]
+        got = ks.sobel(img, dx, dy, ksize, ddepth=np.int16)
+        np.testing.assert_array_equal(got, as_cv(cv2.Sobel(img, cv2.CV_16S, dx, dy, ksize=ksize), got.shape))
+
+
+def test_scharr_and_prewitt(isa, rng):
+    for _ in range(10):
+        dtype = DTYPES[rng.integers(0, 4)]
+        img = random_image(rng, random_shape(rng), dtype)
+        for dx, dy in [(1, 0), (0, 1)]:
+            got = ks.scharr(img, dx, dy, scale=0.5, ddepth=np.float32)
+            assert_close(got, as_cv(cv2.Scharr(img, cv2.CV_32F, dx, dy, scale=0.5), got.shape))
+            kernel = np.outer([1, 1, 1], [-1, 0, 1]) if dx else np.outer([-1, 0, 1], [1, 1, 1])
+            got = ks.prewitt(img, dx, dy, ddepth=np.float32, delta=1.0)
+            ref = cv2.filter2D(img, cv2.CV_32F, kernel.astype(np.float32), delta=1.0)
+            assert_close(got, as_cv(ref, got.shape))
+
+
+@pytest.mark.parametrize("ksize", [1, 3, 5, 7])
+def test_laplacian_matches_opencv(isa, rng, ksize):
+    for _ in range(8):
+        dtype = DTYPES[rng.integers(0, 4)]
+        img = random_image(rng, random_shape(rng), dtype)
+        ddepth = np.float32 if rng.integers(0, 2) else (np.int16 if dtype == np.uint8 else None)
+        out = img.dtype if ddepth is None else np.dtype(ddepth)
+        border = ["replicate", "reflect", "reflect101", "constant"][rng.integers(0, 4)]
+        got = ks.laplacian(img, ksize, scale=1.5, delta=0.25, ddepth=ddepth, border=border)
+        ref = cv2.Laplacian(img, CV_DEPTH[out.type], ksize=ksize, scale=1.5, delta=0.25,
+                            borderType=BORDERS[border])
+        kd, ks_ = cv2.getDerivKernels(2, 0, ksize) if ksize > 1 else (np.ones(3), np.ones(3))
+        terms = 2 * float(np.abs(img).max()) * np.abs(kd).sum() * np.abs(ks_).sum() * 1.5
+        assert_close(got, as_cv(ref, got.shape), f"{img.shape} {dtype}", terms)
+
+
+def test_laplacian_ksize1_kernel(isa, rng):
+    img = random_image(rng, (9, 12), np.float32)
+    ref = cv2.filter2D(img, cv2.CV_32F, np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], np.float32))
+    assert_close(ks.laplacian(img, 1), ref)
+
+
+def test_log_equals_filter2d_with_log_kernel(isa, rng):
+    for _ in range(10):
+        dtype = DTYPES[rng.integers(0, 4)]
+        img = random_image(rng, random_shape(rng), dtype)
+        sigma = float(rng.choice([0.8, 1.5, 2.5]))
+        ksize = int(rng.choice([5, 9, 13]))
+        border = ["replicate", "reflect", "reflect101"][rng.integers(0, 3)]
+        got = ks.log(img, sigma, ksize, border=border)
+        ref = cv2.filter2D(img, cv2.CV_32F, ks.log_kernel(ksize, sigma).astype(np.float32),
+                           borderType=BORDERS[border])
+        assert_close(got, as_cv(ref, got.shape))
+    flat = np.full((20, 20), 77, np.uint8)
+    np.testing.assert_allclose(ks.log(flat, 2.0), 0, atol=1e-3)
+
+
+def test_dog_equals_difference_of_blurs(isa, rng):
+    for _ in range(10):
+        img = random_image(rng, random_shape(rng), DTYPES[rng.integers(0, 4)])
+        s1, s2 = float(rng.uniform(0.5, 2.0)), float(rng.uniform(2.0, 4.0))
+        ksize = int(rng.choice([7, 11, 15]))
+        got = ks.dog(img, s1, s2, ksize)
+        f = img.astype(np.float32)
+        ref = cv2.GaussianBlur(f, (ksize, ksize), s1) - cv2.GaussianBlur(f, (ksize, ksize), s2)
+        assert_close(got, as_cv(ref, got.shape))
+    default = ks.dog(img.astype(np.float32), 1.0, 2.0)
+    k = int(round(2.0 * 8 + 1)) | 1
+    f = img.astype(np.float32)
+    ref = cv2.GaussianBlur(f, (k, k), 1.0) - cv2.GaussianBlur(f, (k, k), 2.0)
+    assert_close(default, as_cv(ref, default.shape))
+
+
+@pytest.mark.parametrize("operator", ["sobel", "prewitt", "scharr"])
+@pytest.mark.parametrize("norm", ["l1", "l2"])
+def test_gradient_magnitude(isa, rng, operator, norm):
+    for _ in range(8):
+        dtype = DTYPES[rng.integers(0, 4)]
+        img = random_image(rng, random_shape(rng), dtype)
+        ksize = int(rng.choice([1, 3, 5])) if operator == "sobel" else 3
+        if operator == "sobel":
+            gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=ksize)
+            gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=ksize)
+        elif operator == "scharr":
+            gx, gy = cv2.Scharr(img, cv2.CV_32F, 1, 0), cv2.Scharr(img, cv2.CV_32F, 0, 1)
+        else:
+            kx = np.outer([1, 1, 1], [-1, 0, 1]).astype(np.float32)
+            gx, gy = cv2.filter2D(img, cv2.CV_32F, kx), cv2.filter2D(img, cv2.CV_32F, kx.T.copy())
+        gx, gy = gx.astype(np.float64), gy.astype(np.float64)
+        ref = np.abs(gx) + np.abs(gy) if norm == "l1" else np.sqrt(gx * gx + gy * gy)
+        got = ks.gradient_magnitude(img, operator, ksize, norm)
+        assert_close(got, as_cv(ref.astype(np.float32), got.shape), f"{operator} {dtype}")
+
+
+def test_gabor_bank(isa, rng):
+    img = random_image(rng, (30, 45), np.float32)
+    bank = ks.gabor_bank(img, ksize=9, sigma=2.0, lambd=5.0, gamma=0.5, psi=0.3,
+                         n_orientations=4, scales=(1.0, 1.5))
+    assert bank.shape == (8, 30, 45) and bank.dtype == np.float32
+    kernels = ks.gabor_kernels(9, 2.0, 5.0, 0.5, 0.3, 4, (1.0, 1.5))
+    for k, out in zip(kernels, bank):
+        assert_close(out, cv2.filter2D(img, cv2.CV_32F, k.astype(np.float32)))
+    rgb = random_image(rng, (12, 14, 3), np.uint8)
+    assert ks.gabor_bank(rgb, ksize=7, n_orientations=2).shape == (2, 12, 14, 3)
+
+
+# ---------------------------------------------------------------------------
+# strides, levels, threads
+
+def _views(rng):
+    big = random_image(rng, (40, 60, 4), np.uint8)
+    return {
+        "step": big[::2, ::3, 0],
+        "negative": big[::-1, :, 1],
+        "negative_cols": big[:, ::-1, :3],
+        "transposed": big[:, :, 2].T,
+        "channels": big[..., :3],
+        "row_padded": big[5:30, 5:50],
+    }
+
+
+@pytest.mark.parametrize("name", ["step", "negative", "negative_cols", "transposed", "channels", "row_padded"])
+def test_views_equal_contiguous_copies(isa, rng, name):
+    view = _views(rng)[name]
+    copy = np.ascontiguousarray(view)
+    k = rng.standard_normal((3, 5)).astype(np.float32)
+    calls = [
+        lambda a: ks.filter2d(a, k, ddepth=np.float32),
+        lambda a: ks.gaussian_blur(a, 5, 1.1),
+        lambda a: ks.sobel(a, 1, 0, ddepth=np.float32),
+        lambda a: ks.laplacian(a, 3, ddepth=np.float32),
+        lambda a: ks.gradient_magnitude(a),
+        lambda a: ks.dog(a, 1.0, 2.0, 7),
+    ]
+    for call in calls:
+        np.testing.assert_array_equal(call(view), call(copy))
+    np.testing.assert_array_equal(ks.gaussian_blur(view, 5, 1.1),
+                                  as_cv(cv2.GaussianBlur(copy, (5, 5), 1.1), copy.shape))
+
+
+def test_simd_levels_agree(rng):
+    """The scalar reference and every SIMD level give the same answers."""
+    from conftest import available_isas
+    before = _core.active_isa()
+    img8 = random_image(rng, (37, 71, 3), np.uint8)
+    f32 = random_image(rng, (37, 71), np.float32)
+    k = rng.standard_normal((5, 6)).astype(np.float32)
+    calls = [
+        lambda: ks.filter2d(img8, k, ddepth=np.float32),
+        lambda: ks.filter2d(f32, k),
+        lambda: ks.gaussian_blur(img8, 7, 1.3),
+        lambda: ks.gaussian_blur(f32, 9, 2.0),
+        lambda: ks.sobel(img8, 1, 1, 5, ddepth=np.float32),
+        lambda: ks.laplacian(f32, 5),
+        lambda: ks.gradient_magnitude(img8, norm="l1"),
+        lambda: ks.gabor_bank(f32, ksize=7, n_orientations=3),
+    ]
+    try:
+        results = {}
+        for level in available_isas():
+            _core.set_isa(level)
+            results[level] = [c() for c in calls]
+        ref = results["scalar"]
+        for level, outs in results.items():
+            for a, b in zip(outs, ref):
+                assert_close(a, b, level)
+    finally:
+        _core.set_isa(before)
+
+
+def test_results_do_not_depend_on_thread_count(rng):
+    img8 = random_image(rng, (203, 151), np.uint8)
+    f32 = random_image(rng, (203, 151, 2), np.float32)
+    k = rng.standard_normal((7, 7)).astype(np.float32)
+    calls = [
+        lambda: ks.filter2d(f32, k),
+        lambda: ks.gaussian_blur(img8, 5, 1.2),
+        lambda: ks.gaussian_blur(f32, 11, 2.5),
+        lambda: ks.sobel(img8, 1, 0, ddepth=np.float32),
+        lambda: ks.gradient_magnitude(img8),
+        lambda: ks.filter_bank(img8, [k, k.T.copy()]),
+    ]
+    try:
+        ks.set_num_threads(1)
+        one = [c() for c in calls]
+        ks.set_num_threads(2)
+        two = [c() for c in calls]
+        ks.set_num_threads(3)
+        three = [c() for c in calls]
+    finally:
+        ks.set_num_threads(0)
+    for a, b, c in zip(one, two, three):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def test_border_ints_and_names_agree(rng):
+    img = random_image(rng, (10, 11), np.float32)
+    for name, code in BORDERS.items():
+        np.testing.assert_array_equal(ks.sobel(img, 1, 0, border=name), ks.sobel(img, 1, 0, border=code))
+
+
+def test_array_like_input():
+    out = ks.filter2d([[1.0, 2.0], [3.0, 4.0]], [[1.0]])
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, [[1, 2], [3, 4]])
+    with pytest.raises(TypeError, match="numeric"):
+        ks.filter2d([["a", "b"]], [[1.0]])
+
+
+# ---------------------------------------------------------------------------
+# bad input
+
+GOOD = np.zeros((8, 8), np.uint8)
+
+PUBLIC_IMAGE_CALLS = {
+    "filter2d": lambda a: ks.filter2d(a, np.ones((3, 3))),
+    "convolve": lambda a: ks.convolve(a, np.ones((3, 3))),
+    "sep_filter2d": lambda a: ks.sep_filter2d(a, [1, 2, 1], [1, 2, 1]),
+    "filter_bank": lambda a: ks.filter_bank(a, [np.ones((3, 3))]),
+    "gaussian_blur": lambda a: ks.gaussian_blur(a, 3, 1.0),
+    "sobel": lambda a: ks.sobel(a, 1, 0),
+    "scharr": lambda a: ks.scharr(a, 1, 0),
+    "prewitt": lambda a: ks.prewitt(a, 1, 0),
+    "laplacian": lambda a: ks.laplacian(a),
+    "log": lambda a: ks.log(a, 1.0),
+    "dog": lambda a: ks.dog(a, 1.0, 2.0),
+    "gradient_magnitude": lambda a: ks.gradient_magnitude(a),
+    "gabor_bank": lambda a: ks.gabor_bank(a, ksize=5, n_orientations=2),
+}
+
+
+@pytest.mark.parametrize("name", list(PUBLIC_IMAGE_CALLS))
+def test_bad_images(name):
+    call = PUBLIC_IMAGE_CALLS[name]
+    for bad in (np.zeros((8, 8)), np.zeros((8, 8), np.int32), np.zeros((8, 8), bool),
+                np.array([[object()]])):
+        with pytest.raises(TypeError, match="dtype|numeric"):
+            call(bad)
+    for bad in (np.zeros(8, np.uint8), np.zeros((2, 3, 4, 5), np.uint8)):
+        with pytest.raises(ValueError, match="2-D|dimensions"):
+            call(bad)
+    for bad in (np.zeros((0, 5), np.uint8), np.zeros((5, 0, 3), np.uint8), np.zeros((4, 4, 0), np.uint8)):
+        with pytest.raises(ValueError, match="non-empty"):
+            call(bad)
+    call(GOOD)  # and a good image works
+
+
+def test_bad_kernels_and_parameters():
+    with pytest.raises(ValueError, match="finite"):
+        ks.filter2d(GOOD, [[1.0, np.nan]])
+    with pytest.raises(ValueError, match="finite"):
+        ks.filter2d(GOOD, [[np.inf]])
+    with pytest.raises(ValueError, match="2-D"):
+        ks.filter2d(GOOD, [1.0, 2.0])
+    with pytest.raises(ValueError, match="non-empty"):
+        ks.filter2d(GOOD, np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="1023"):
+        ks.filter2d(GOOD, np.ones((5000, 1)))
+    with pytest.raises(ValueError, match="anchor"):
+        ks.filter2d(GOOD, np.ones((3, 3)), anchor=(3, 0))
+    with pytest.raises(ValueError, match="anchor"):
+        ks.filter2d(GOOD, np.ones((3, 3)), anchor=(1,))
+    with pytest.raises(ValueError, match="border"):
+        ks.filter2d(GOOD, np.ones((3, 3)), border="mirror-ish")
+    with pytest.raises(ValueError, match="border"):
+        ks.filter2d(GOOD, np.ones((3, 3)), border=7)
+    with pytest.raises(TypeError, match="border"):
+        ks.filter2d(GOOD, np.ones((3, 3)), border=1.5)
+    with pytest.raises(ValueError, match="delta"):
+        ks.filter2d(GOOD, np.ones((3, 3)), delta=np.nan)
+    with pytest.raises(TypeError, match="ddepth"):
+        ks.filter2d(GOOD, np.ones((3, 3)), ddepth=np.float64)
+    with pytest.raises(ValueError, match="ksize"):
+        ks.gaussian_blur(GOOD, 4, 1.0)
+    with pytest.raises(ValueError, match="ksize"):
+        ks.gaussian_blur(GOOD, (3, -3), 0.0)
+    with pytest.raises(ValueError, match="sigma"):
+        ks.gaussian_blur(GOOD, 0, 0.0)
+    with pytest.raises(ValueError, match="sigma"):
+        ks.gaussian_blur(GOOD, 3, np.nan)
+    with pytest.raises(TypeError, match="ksize"):
+        ks.gaussian_blur(GOOD, 3.0, 1.0)
+    with pytest.raises(ValueError, match="dx"):
+        ks.sobel(GOOD, 0, 0)
+    with pytest.raises(ValueError, match="dx|order"):
+        ks.sobel(GOOD, -1, 1)
+    with pytest.raises(ValueError, match="order"):
+        ks.sobel(GOOD, 3, 0, ksize=3)
+    with pytest.raises(ValueError, match="ksize"):
+        ks.sobel(GOOD, 1, 0, ksize=4)
+    with pytest.raises(ValueError, match="Scharr"):
+        ks.scharr(GOOD, 1, 1)
+    with pytest.raises(ValueError, match="Prewitt"):
+        ks.prewitt(GOOD, 2, 0)
+    with pytest.raises(ValueError, match="ksize"):
+        ks.laplacian(GOOD, 2)
+    with pytest.raises(ValueError, match="sigma"):
+        ks.log(GOOD, 0.0)
+    with pytest.raises(ValueError, match="sigma"):
+        ks.dog(GOOD, 1.0, -2.0)
+    with pytest.raises(ValueError, match="operator"):
+        ks.gradient_magnitude(GOOD, "canny")
+    with pytest.raises(ValueError, match="norm"):
+        ks.gradient_magnitude(GOOD, norm="l3")
+    with pytest.raises(ValueError, match="one shape"):
+        ks.filter_bank(GOOD, [np.ones((3, 3)), np.ones((5, 5))])
+    with pytest.raises(ValueError, match="non-empty"):
+        ks.filter_bank(GOOD, [])
+    with pytest.raises(ValueError, match="ksize"):
+        ks.gaussian_kernel(4, 1.0)
+    with pytest.raises(ValueError, match="sigma"):
+        ks.gabor_kernel(5, 0.0, 0.0, 5.0, 0.5)
+    with pytest.raises(ValueError, match="lambd"):
+        ks.gabor_kernel(5, 1.0, 0.0, 0.0, 0.5)
+    with pytest.raises(ValueError, match="finite"):
+        ks.gabor_kernel(5, 1.0, np.inf, 5.0, 0.5)
+    with pytest.raises(ValueError, match="ksize"):
+        ks.gabor_kernel(0, 1.0, 0.0, 5.0, 0.5)
+    with pytest.raises(ValueError, match="ksize"):
+        ks.log_kernel(6, 1.0)
+    with pytest.raises(ValueError, match="n_orientations"):
+        ks.gabor_bank(GOOD, n_orientations=0)
+    with pytest.raises(ValueError, match="scales"):
+        ks.gabor_bank(GOOD, scales=(1.0, -1.0))
+
+
+def test_inputs_are_not_modified(rng):
+    img = random_image(rng, (16, 16), np.uint8)
+    before = img.copy()
+    ks.gaussian_blur(img, 5, 1.0)
+    ks.filter2d(img, np.ones((3, 3)))
+    np.testing.assert_array_equal(img, before)
+
+
+def test_doctests():
+    import doctest
+    import keensight.filters
+    failures, tried = doctest.testmod(keensight.filters)[:2]
+    assert tried > 0 and failures == 0
