@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "core/parallel.hpp"
 #include "filters/kernels.hpp"
@@ -245,6 +246,11 @@ ImageView detach_source(const ImageView& src, const std::vector<ImageView>& dsts
   return copy.view;
 }
 
+// The anchor in kernel coordinates: -1 means the centre (ksize / 2), as in OpenCV.
+std::pair<int, int> resolve_anchor(const FilterOptions& opt, int kh, int kw) {
+  return {opt.anchor_x >= 0 ? opt.anchor_x : kw / 2, opt.anchor_y >= 0 ? opt.anchor_y : kh / 2};
+}
+
 // Bands smaller than this many rows are not worth a thread.
 constexpr std::int64_t kMinRowsPerThread = 8;
 
@@ -271,8 +277,8 @@ void check_options(const FilterOptions& opt, int kh, int kw) {
 void run_direct(const ImageView& src_in, const std::vector<ImageView>& dsts,
                 const std::vector<Kernel2D>& kernels, const FilterOptions& opt) {
   const int kh = kernels.front().rows, kw = kernels.front().cols;
-  const int ax = opt.anchor_x >= 0 ? opt.anchor_x : kw / 2;
-  const int ay = opt.anchor_y >= 0 ? opt.anchor_y : kh / 2;
+  const std::pair<int, int> anchor = resolve_anchor(opt, kh, kw);
+  const int ax = anchor.first, ay = anchor.second;
   const FilterKernels& k = filter_kernels();
   SourceCopy copy;
   const ImageView src = detach_source(src_in, dsts, copy);
@@ -305,8 +311,8 @@ void run_separable(const ImageView& src_in, const ImageView& dst,
                    const std::vector<std::vector<float>>& ky, Combine combine,
                    const FilterOptions& opt) {
   const int kw = static_cast<int>(kx.front().size()), kh = static_cast<int>(ky.front().size());
-  const int ax = opt.anchor_x >= 0 ? opt.anchor_x : kw / 2;
-  const int ay = opt.anchor_y >= 0 ? opt.anchor_y : kh / 2;
+  const std::pair<int, int> anchor = resolve_anchor(opt, kh, kw);
+  const int ax = anchor.first, ay = anchor.second;
   const std::size_t R = kx.size();
   const FilterKernels& k = filter_kernels();
   SourceCopy copy;
@@ -384,8 +390,8 @@ void run_separable_u8(const ImageView& src_in, const ImageView& dst,
                       const std::vector<std::vector<std::int16_t>>& ky, Combine combine,
                       bool fixed_point, const FilterOptions& opt) {
   const int kw = static_cast<int>(kx.front().size()), kh = static_cast<int>(ky.front().size());
-  const int ax = opt.anchor_x >= 0 ? opt.anchor_x : kw / 2;
-  const int ay = opt.anchor_y >= 0 ? opt.anchor_y : kh / 2;
+  const std::pair<int, int> anchor = resolve_anchor(opt, kh, kw);
+  const int ax = anchor.first, ay = anchor.second;
   const std::size_t R = kx.size();
   const FilterKernels& k = filter_kernels();
   SourceCopy copy;
