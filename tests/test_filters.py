@@ -86,34 +86,41 @@ def cv_border_supported(fn):
         return None
 
 
+def border_interpolate(p, n, border):
+    """cv::borderInterpolate: source index of virtual index p (-1: constant border).
+    Reflections repeat until inside, for pads larger than the image."""
+    if 0 <= p < n:
+        return p
+    if border == "constant":
+        return -1
+    if border == "replicate":
+        return 0 if p < 0 else n - 1
+    if border == "wrap":
+        return p % n
+    if n == 1:
+        return 0
+    delta = 1 if border == "reflect101" else 0
+    while not 0 <= p < n:
+        p = -p - 1 + delta if p < 0 else n - 1 - (p - n) - delta
+    return p
+
+
 def filter2d_reference(img, kernel, anchor, border, value):
     """Correlation by explicit padding in NumPy (float64), any border and anchor."""
     kh, kw = kernel.shape
     ax, ay = anchor
-    mode = {"constant": "constant", "replicate": "edge", "reflect": "symmetric",
-            "reflect101": "reflect", "wrap": "wrap"}[border]
     x = img.astype(np.float64)
     squeeze = x.ndim == 2
     if squeeze:
         x = x[..., None]
-    pad = ((ay, kh - 1 - ay), (ax, kw - 1 - ax), (0, 0))
-    if mode == "constant":
-        xp = np.pad(x, pad, mode="constant", constant_values=value)
-    elif mode in ("reflect", "symmetric"):
-        # np.pad reflects once; repeat for pads larger than the image, as OpenCV does.
-        xp = x
-        for axis, (before, after) in enumerate(pad[:2]):
-            while before or after:
-                n = xp.shape[axis] - (0 if mode == "symmetric" else 1)
-                n = max(n, 1)
-                b, a = min(before, n), min(after, n)
-                widths = [(0, 0)] * 3
-                widths[axis] = (b, a)
-                xp = np.pad(xp, widths, mode=mode if xp.shape[axis] > 1 else "edge")
-                before, after = before - b, after - a
-    else:
-        xp = np.pad(x, pad, mode=mode)
     h, w = x.shape[:2]
+    rows = [border_interpolate(p, h, border) for p in range(-ay, h + kh - 1 - ay)]
+    cols = [border_interpolate(p, w, border) for p in range(-ax, w + kw - 1 - ax)]
+    xp = np.full((len(rows), len(cols), x.shape[2]), float(value))
+    for i, r in enumerate(rows):
+        if r >= 0:
+            valid = [j for j, c in enumerate(cols) if c >= 0]
+            xp[i, valid] = x[r, [cols[j] for j in valid]]
     out = np.zeros_like(x)
     for i in range(kh):
         for j in range(kw):
@@ -219,6 +226,55 @@ def test_filter_bank_equals_filter2d(isa, rng):
     assert bank.shape == (4, 23, 37, 3) and bank.dtype == np.float32
     for k, out in zip(kernels, bank):
         assert_close(out, cv2.filter2D(img, cv2.CV_32F, k))
+
+
+@pytest.mark.parametrize("border", list(BORDERS))
+def test_filter2d_fft_matches_reference(isa, rng, border):
+    """The FFT path (overlap-save tiles, two tiles per complex transform) against
+    OpenCV / the NumPy reference: tiny images, odd tile counts, channels, anchors."""
+    for _ in range(6):
+        dtype = DTYPES[rng.integers(0, 4)]
+        shape = random_shape(rng, max_side=70)
+        img = random_image(rng, shape, dtype)
+        kh, kw = int(rng.integers(9, 26)), int(rng.integers(9, 26))
+        kernel = rng.standard_normal((kh, kw)).astype(np.float32)
+        anchor = (int(rng.integers(0, kw)), int(rng.integers(0, kh)))
+        value = 3.0 if border == "constant" else 0.0
+        ddepth = [np.float32, None][rng.integers(0, 2)]
+        got = ks.filter2d(img, kernel, ddepth=ddepth, anchor=anchor, delta=1.5, border=border,
+                          border_value=value, method="fft")
+        out_dtype = img.dtype if ddepth is None else np.dtype(ddepth)
+        exact = filter2d_reference(img, kernel, anchor, border, value) + 1.5
+        if out_dtype == np.float32:
+            ref = exact.astype(np.float32)
+        else:
+            info = np.iinfo(out_dtype)
+            ref = np.clip(np.rint(exact), info.min, info.max).astype(out_dtype)
+        terms = float(np.abs(img).max()) * float(np.abs(kernel).sum()) if img.size else 0.0
+        assert_close(got, ref, f"{shape} {dtype} k{kh}x{kw} {anchor}", terms=terms)
+
+
+def test_filter_bank_fft_equals_direct(isa, rng):
+    img = random_image(rng, (150, 333, 3), np.float32)
+    kernels = [rng.standard_normal((21, 17)).astype(np.float32) for _ in range(5)]
+    fft = ks.filter_bank(img, kernels, method="fft", delta=2.0)
+    direct = ks.filter_bank(img, kernels, method="direct", delta=2.0)
+    auto = ks.filter_bank(img, kernels, delta=2.0)
+    terms = float(np.abs(img).max()) * max(float(np.abs(k).sum()) for k in kernels)
+    for f, d, a, k in zip(fft, direct, auto, kernels):
+        assert_close(f, d, terms=terms)
+        assert_close(a, d, terms=terms)
+        assert_close(f, cv2.filter2D(img, cv2.CV_32F, k, delta=2.0), terms=terms)
+
+
+def test_gabor_bank_21x21_matches_opencv(isa, rng):
+    """The benchmark's bank (8 orientations, 21x21) runs by FFT under method='auto'."""
+    img = random_image(rng, (97, 203), np.float32)
+    bank = ks.gabor_bank(img, ksize=21, sigma=4.0, lambd=10.0, gamma=0.5)
+    for k, out in zip(ks.gabor_kernels(21, 4.0, 10.0, 0.5), bank):
+        k = k.astype(np.float32)
+        assert_close(out, cv2.filter2D(img, cv2.CV_32F, k),
+                     terms=float(np.abs(img).max() * np.abs(k).sum()))
 
 
 # ---------------------------------------------------------------------------
@@ -483,6 +539,7 @@ def test_simd_levels_agree(rng):
         lambda: ks.laplacian(f32, 5),
         lambda: ks.gradient_magnitude(img8, norm="l1"),
         lambda: ks.gabor_bank(f32, ksize=7, n_orientations=3),
+        lambda: ks.filter2d(f32, np.ones((13, 11), np.float32), method="fft"),
     ]
     try:
         results = {}
@@ -508,6 +565,7 @@ def test_results_do_not_depend_on_thread_count(rng):
         lambda: ks.sobel(img8, 1, 0, ddepth=np.float32),
         lambda: ks.gradient_magnitude(img8),
         lambda: ks.filter_bank(img8, [k, k.T.copy()]),
+        lambda: ks.filter_bank(f32, [np.tile(k, (3, 3))] * 2, method="fft"),
     ]
     try:
         ks.set_num_threads(1)
@@ -598,6 +656,10 @@ def test_bad_kernels_and_parameters():
         ks.filter2d(GOOD, np.ones((3, 3)), border=1.5)
     with pytest.raises(ValueError, match="delta"):
         ks.filter2d(GOOD, np.ones((3, 3)), delta=np.nan)
+    with pytest.raises(ValueError, match="method"):
+        ks.filter2d(GOOD, np.ones((3, 3)), method="winograd")
+    with pytest.raises(ValueError, match="method"):
+        ks.filter_bank(GOOD, [np.ones((3, 3))], method=None)
     with pytest.raises(TypeError, match="ddepth"):
         ks.filter2d(GOOD, np.ones((3, 3)), ddepth=np.float64)
     with pytest.raises(ValueError, match="ksize"):

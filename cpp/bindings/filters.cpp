@@ -24,6 +24,13 @@ FilterOptions options(int anchor_x, int anchor_y, int border, double border_valu
   return o;
 }
 
+FilterMethod method_from_name(const std::string& name) {
+  if (name == "auto") return FilterMethod::automatic;
+  if (name == "direct") return FilterMethod::direct;
+  if (name == "fft") return FilterMethod::fft;
+  throw ValueError("method: expected 'auto', 'direct' or 'fft', got '" + name + "'");
+}
+
 Kernel2D kernel_2d(const f32_array& k, const char* name) {
   if (k.ndim() != 2) throw ValueError(std::string(name) + ": expected a 2-D kernel");
   Kernel2D out;
@@ -66,27 +73,29 @@ void nogil(Fn&& fn) {
 void bind_filters(py::module_& m) {
   m.def("filter2d",
         [](const py::array& src, const py::array& dst, const f32_array& kernel, int ax, int ay,
-           int border, double value, double delta) {
+           int border, double value, double delta, const std::string& method) {
           ImageView s = image_view(src, "src", false), d = image_view(dst, "dst", true);
           Kernel2D k = kernel_2d(kernel, "kernel");
           FilterOptions o = options(ax, ay, border, value, delta);
+          o.method = method_from_name(method);
           nogil([&] { filter2d(s, d, k, o); });
         },
-        py::arg("src"), py::arg("dst"), py::arg("kernel"), KS_OPTION_ARGS);
+        py::arg("src"), py::arg("dst"), py::arg("kernel"), KS_OPTION_ARGS, py::arg("method") = "auto");
 
   m.def("filter_bank",
         [](const py::array& src, const std::vector<py::array>& dsts,
            const std::vector<f32_array>& kernels, int ax, int ay, int border, double value,
-           double delta) {
+           double delta, const std::string& method) {
           ImageView s = image_view(src, "src", false);
           std::vector<ImageView> d;
           for (const py::array& a : dsts) d.push_back(image_view(a, "dst", true));
           std::vector<Kernel2D> ks;
           for (const f32_array& k : kernels) ks.push_back(kernel_2d(k, "kernels"));
           FilterOptions o = options(ax, ay, border, value, delta);
+          o.method = method_from_name(method);
           nogil([&] { filter_bank(s, d, ks, o); });
         },
-        py::arg("src"), py::arg("dsts"), py::arg("kernels"), KS_OPTION_ARGS);
+        py::arg("src"), py::arg("dsts"), py::arg("kernels"), KS_OPTION_ARGS, py::arg("method") = "auto");
 
   m.def("sep_filter2d",
         [](const py::array& src, const py::array& dst, const f32_array& kx, const f32_array& ky,

@@ -42,6 +42,12 @@ def _options(anchor: Tuple[int, int], border: Any, border_value: Any, delta: Any
                 border_value=v.real(border_value, "border_value"), delta=v.real(delta, "delta"))
 
 
+def _method(method: Any) -> str:
+    if not isinstance(method, str) or method not in ("auto", "direct", "fft"):
+        raise ValueError(f"method: expected 'auto', 'direct' or 'fft', got {method!r}")
+    return method
+
+
 def _derivative_options(border: Any, delta: Any) -> dict:
     return _options((-1, -1), border, 0.0, delta)
 
@@ -55,7 +61,7 @@ def _output(src: np.ndarray, ddepth: Any) -> np.ndarray:
 
 def filter2d(src: Any, kernel: Any, ddepth: Any = None, anchor: Optional[Tuple[int, int]] = None,
              delta: float = 0.0, border: v.BorderLike = "reflect101",
-             border_value: float = 0.0) -> np.ndarray:
+             border_value: float = 0.0, method: str = "auto") -> np.ndarray:
     """Cross-correlate an image with a 2-D kernel, as ``cv2.filter2D``.
 
     ``dst(x, y) = sum_ij kernel(i, j) * src(x + j - ax, y + i - ay) + delta``.
@@ -76,6 +82,11 @@ def filter2d(src: Any, kernel: Any, ddepth: Any = None, anchor: Optional[Tuple[i
         Border extrapolation mode.
     border_value : float
         Pixel value outside the image for ``border="constant"``.
+    method : {"auto", "direct", "fft"}
+        ``"direct"`` sums the taps (SIMD, mirrored taps paired); ``"fft"`` runs
+        overlap-save FFT tiles, cheaper for large kernels (from about 11x11),
+        with float rounding of order 1e-6 of the response scale; ``"auto"``
+        picks by kernel and image size.
 
     Returns
     -------
@@ -95,13 +106,13 @@ def filter2d(src: Any, kernel: Any, ddepth: Any = None, anchor: Optional[Tuple[i
     k = v.kernel(kernel, 2)
     a = v.anchor(anchor, *k.shape)
     dst = _output(src, ddepth)
-    _core.filter2d(src, dst, k, **_options(a, border, border_value, delta))
+    _core.filter2d(src, dst, k, **_options(a, border, border_value, delta), method=_method(method))
     return dst
 
 
 def convolve(src: Any, kernel: Any, ddepth: Any = None, anchor: Optional[Tuple[int, int]] = None,
              delta: float = 0.0, border: v.BorderLike = "reflect101",
-             border_value: float = 0.0) -> np.ndarray:
+             border_value: float = 0.0, method: str = "auto") -> np.ndarray:
     """True 2-D convolution: :func:`filter2d` with the kernel flipped both ways.
 
     The anchor refers to the unflipped kernel (default its centre), so
@@ -112,7 +123,8 @@ def convolve(src: Any, kernel: Any, ddepth: Any = None, anchor: Optional[Tuple[i
     ax, ay = v.anchor(anchor, kh, kw)
     ax = kw // 2 if ax < 0 else ax
     ay = kh // 2 if ay < 0 else ay
-    return filter2d(src, k[::-1, ::-1], ddepth, (kw - 1 - ax, kh - 1 - ay), delta, border, border_value)
+    return filter2d(src, k[::-1, ::-1], ddepth, (kw - 1 - ax, kh - 1 - ay), delta, border, border_value,
+                    method)
 
 
 def sep_filter2d(src: Any, kernel_x: Any, kernel_y: Any, ddepth: Any = None,
@@ -130,10 +142,14 @@ def sep_filter2d(src: Any, kernel_x: Any, kernel_y: Any, ddepth: Any = None,
 
 def filter_bank(src: Any, kernels: Sequence[Any], ddepth: Any = np.float32,
                 anchor: Optional[Tuple[int, int]] = None, delta: float = 0.0,
-                border: v.BorderLike = "reflect101", border_value: float = 0.0) -> np.ndarray:
+                border: v.BorderLike = "reflect101", border_value: float = 0.0,
+                method: str = "auto") -> np.ndarray:
     """Correlate one image with several kernels of one size in a single pass.
 
-    Each source row is loaded and border-extended once for all kernels.
+    Each source row is loaded and border-extended once for all kernels; with
+    ``method="fft"`` (chosen by ``"auto"`` for large kernels) each image tile is
+    transformed once and every kernel costs one product and one inverse
+    transform. `method` as in :func:`filter2d`.
 
     Returns
     -------
@@ -150,7 +166,8 @@ def filter_bank(src: Any, kernels: Sequence[Any], ddepth: Any = np.float32,
         raise ValueError("kernels: expected kernels of one shape")
     a = v.anchor(anchor, *ks[0].shape)
     out = np.empty((len(ks),) + src.shape, dtype=v.out_dtype(ddepth, src))
-    _core.filter_bank(src, list(out), ks, **_options(a, border, border_value, delta))
+    _core.filter_bank(src, list(out), ks, **_options(a, border, border_value, delta),
+                      method=_method(method))
     return out
 
 
@@ -348,10 +365,12 @@ def gradient_magnitude(src: Any, operator: str = "sobel", ksize: int = 3, norm: 
 def gabor_bank(src: Any, ksize: Union[int, Tuple[int, int]] = 21, sigma: float = 4.0,
                lambd: float = 10.0, gamma: float = 0.5, psi: float = 0.0,
                n_orientations: int = 8, scales: Sequence[float] = (1.0,),
-               ddepth: Any = np.float32, border: v.BorderLike = "reflect101") -> np.ndarray:
+               ddepth: Any = np.float32, border: v.BorderLike = "reflect101",
+               method: str = "auto") -> np.ndarray:
     """Responses of a Gabor filter bank, computed in one pass over the image.
 
-    Kernels are :func:`gabor_kernels` (``n_orientations`` per scale).
+    Kernels are :func:`gabor_kernels` (``n_orientations`` per scale); `method`
+    as in :func:`filter2d` (large banks run by FFT under ``"auto"``).
 
     Returns
     -------
@@ -359,4 +378,4 @@ def gabor_bank(src: Any, ksize: Union[int, Tuple[int, int]] = 21, sigma: float =
         Shape ``(len(scales) * n_orientations,) + src.shape``, float32 by default.
     """
     kernels = gabor_kernels(ksize, sigma, lambd, gamma, psi, n_orientations, scales)
-    return filter_bank(src, kernels, ddepth=ddepth, border=border)
+    return filter_bank(src, kernels, ddepth=ddepth, border=border, method=method)

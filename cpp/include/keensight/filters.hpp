@@ -28,11 +28,17 @@ struct Kernel2D {
 
 // Common options of the filters: where the output pixel sits in the kernel,
 // how the border is extended, and a constant added to every output.
+// How a general 2-D kernel runs: direct (row passes, exact tap order) or by
+// FFT (overlap-save tiles; cheaper for large kernels, float rounding differs).
+// automatic picks by kernel size and image size.
+enum class FilterMethod : int { automatic = 0, direct = 1, fft = 2 };
+
 struct FilterOptions {
   int anchor_x = -1, anchor_y = -1;  // -1: the kernel centre (ksize / 2)
   Border border = Border::reflect101;
   double border_value = 0.0;  // for Border::constant
   double delta = 0.0;
+  FilterMethod method = FilterMethod::automatic;  // filter2d / filter_bank only
 };
 
 // ---------------------------------------------------------------------------

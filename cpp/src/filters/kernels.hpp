@@ -21,6 +21,14 @@
 //   vpass_s16_u8    dst[x] = sat_u8((sum_i k[i] * h_i[x] + bias) >> 16)
 //   vpass_s16_f32   dst[x] = float(sum_i k[i] * h_i[x]) * scale + delta
 //   vpass_s16_magnitude  dst[x] = |(a[x], b[x])| (L2 or L1) of two such column sums
+//
+// The FFT path for large kernels (run_fft in engine.cpp), on split re/im planes:
+//   fft_columns     one radix-2 FFT of length `rows` down every column of a rows x cols
+//                   plane (rows already in bit-reversed order); columns are independent, so
+//                   a vector holds 8 of them and every butterfly is plain SIMD.
+//   complex_multiply (or, oi) = (ar, ai) * (br, bi), elementwise
+//   transpose_planes dst row row_order[x] = column x of src, for the two n x n planes
+//                   of a complex tile (n a multiple of 8)
 #pragma once
 
 #include <cstdint>
@@ -47,6 +55,12 @@ struct FilterKernels {
                               int ntaps_a, const std::int16_t* const* rows_b,
                               const std::int16_t* coeffs_b, int ntaps_b, std::int64_t n, bool l1,
                               float* dst);
+  void (*fft_columns)(float* re, float* im, std::int64_t rows, std::int64_t cols,
+                      const float* twiddle_re, const float* twiddle_im);
+  void (*complex_multiply)(const float* ar, const float* ai, const float* br, const float* bi,
+                           std::int64_t n, float* out_re, float* out_im);
+  void (*transpose_planes)(const float* src_re, const float* src_im, std::int64_t n,
+                           const int* row_order, float* dst_re, float* dst_im);
 };
 
 // One table per ISA; the *_avx2 table exists only when the build has AVX2.

@@ -446,9 +446,99 @@ void vpass_s16_magnitude(const std::int16_t* const* rows_a, const std::int16_t* 
 
 #undef KS_DISPATCH_PAIRS
 
+// ---------------------------------------------------------------------------
+// FFT path: radix-2 butterflies on 8 columns per vector (see kernels_scalar.cpp).
+
+void fft_columns(float* re, float* im, std::int64_t rows, std::int64_t cols,
+                 const float* twiddle_re, const float* twiddle_im) {
+  if (cols % 8 != 0) return filter_kernels_scalar().fft_columns(re, im, rows, cols, twiddle_re, twiddle_im);
+  for (std::int64_t len = 2; len <= rows; len <<= 1) {
+    const std::int64_t half = len >> 1, step = rows / len;
+    for (std::int64_t start = 0; start < rows; start += len)
+      for (std::int64_t j = 0; j < half; ++j) {
+        const __m256 wr = _mm256_set1_ps(twiddle_re[j * step]), wi = _mm256_set1_ps(twiddle_im[j * step]);
+        float* ar = re + (start + j) * cols;
+        float* ai = im + (start + j) * cols;
+        float* br = re + (start + j + half) * cols;
+        float* bi = im + (start + j + half) * cols;
+        for (std::int64_t c = 0; c < cols; c += 8) {
+          const __m256 xr = _mm256_loadu_ps(br + c), xi = _mm256_loadu_ps(bi + c);
+          const __m256 tr = _mm256_fmsub_ps(xr, wr, _mm256_mul_ps(xi, wi));
+          const __m256 ti = _mm256_fmadd_ps(xr, wi, _mm256_mul_ps(xi, wr));
+          const __m256 yr = _mm256_loadu_ps(ar + c), yi = _mm256_loadu_ps(ai + c);
+          _mm256_storeu_ps(br + c, _mm256_sub_ps(yr, tr));
+          _mm256_storeu_ps(bi + c, _mm256_sub_ps(yi, ti));
+          _mm256_storeu_ps(ar + c, _mm256_add_ps(yr, tr));
+          _mm256_storeu_ps(ai + c, _mm256_add_ps(yi, ti));
+        }
+      }
+  }
+}
+
+void complex_multiply(const float* ar, const float* ai, const float* br, const float* bi,
+                      std::int64_t n, float* out_re, float* out_im) {
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 a = _mm256_loadu_ps(ar + i), b = _mm256_loadu_ps(ai + i);
+    const __m256 c = _mm256_loadu_ps(br + i), d = _mm256_loadu_ps(bi + i);
+    _mm256_storeu_ps(out_re + i, _mm256_fmsub_ps(a, c, _mm256_mul_ps(b, d)));
+    _mm256_storeu_ps(out_im + i, _mm256_fmadd_ps(a, d, _mm256_mul_ps(b, c)));
+  }
+  for (; i < n; ++i) {
+    const float r = ar[i] * br[i] - ai[i] * bi[i], m = ar[i] * bi[i] + ai[i] * br[i];
+    out_re[i] = r;
+    out_im[i] = m;
+  }
+}
+
+// 8 x 8 block transpose in registers (unpack, shuffle, 128-bit lane permute).
+inline void transpose8(const float* src, std::int64_t src_stride, float* const* dst_rows,
+                       std::int64_t dst_offset) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * src_stride);
+  t[0] = _mm256_unpacklo_ps(r[0], r[1]);
+  t[1] = _mm256_unpackhi_ps(r[0], r[1]);
+  t[2] = _mm256_unpacklo_ps(r[2], r[3]);
+  t[3] = _mm256_unpackhi_ps(r[2], r[3]);
+  t[4] = _mm256_unpacklo_ps(r[4], r[5]);
+  t[5] = _mm256_unpackhi_ps(r[4], r[5]);
+  t[6] = _mm256_unpacklo_ps(r[6], r[7]);
+  t[7] = _mm256_unpackhi_ps(r[6], r[7]);
+  r[0] = _mm256_shuffle_ps(t[0], t[2], _MM_SHUFFLE(1, 0, 1, 0));
+  r[1] = _mm256_shuffle_ps(t[0], t[2], _MM_SHUFFLE(3, 2, 3, 2));
+  r[2] = _mm256_shuffle_ps(t[1], t[3], _MM_SHUFFLE(1, 0, 1, 0));
+  r[3] = _mm256_shuffle_ps(t[1], t[3], _MM_SHUFFLE(3, 2, 3, 2));
+  r[4] = _mm256_shuffle_ps(t[4], t[6], _MM_SHUFFLE(1, 0, 1, 0));
+  r[5] = _mm256_shuffle_ps(t[4], t[6], _MM_SHUFFLE(3, 2, 3, 2));
+  r[6] = _mm256_shuffle_ps(t[5], t[7], _MM_SHUFFLE(1, 0, 1, 0));
+  r[7] = _mm256_shuffle_ps(t[5], t[7], _MM_SHUFFLE(3, 2, 3, 2));
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst_rows[i] + dst_offset, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst_rows[i + 4] + dst_offset, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+
+void transpose_planes(const float* sr, const float* si, std::int64_t n, const int* row_order,
+                      float* dr, float* di) {
+  if (n % 8 != 0) return filter_kernels_scalar().transpose_planes(sr, si, n, row_order, dr, di);
+  float* rows_re[8];
+  float* rows_im[8];
+  for (std::int64_t x0 = 0; x0 < n; x0 += 8) {
+    for (int i = 0; i < 8; ++i) {
+      rows_re[i] = dr + row_order[x0 + i] * n;
+      rows_im[i] = di + row_order[x0 + i] * n;
+    }
+    for (std::int64_t y0 = 0; y0 < n; y0 += 8) {
+      transpose8(sr + y0 * n + x0, n, rows_re, y0);
+      transpose8(si + y0 * n + x0, n, rows_im, y0);
+    }
+  }
+}
+
 const FilterKernels kTable = {load_row,  store_row,    accumulate_taps, accumulate_pairs,
                               magnitude, hpass_u8,     vpass_s16_u8,    vpass_s16_f32,
-                              vpass_s16_magnitude};
+                              vpass_s16_magnitude, fft_columns, complex_multiply,
+                              transpose_planes};
 
 }  // namespace
 

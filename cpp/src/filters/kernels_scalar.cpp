@@ -127,9 +127,57 @@ void vpass_s16_magnitude(const std::int16_t* const* rows_a, const std::int16_t* 
   }
 }
 
+// Iterative radix-2 decimation-in-time (Cooley-Tukey) down the columns. The
+// twiddles w_k = exp(-+2 pi i k / rows), k < rows / 2, carry the direction.
+void fft_columns(float* re, float* im, std::int64_t rows, std::int64_t cols,
+                 const float* twiddle_re, const float* twiddle_im) {
+  for (std::int64_t len = 2; len <= rows; len <<= 1) {
+    const std::int64_t half = len >> 1, step = rows / len;
+    for (std::int64_t start = 0; start < rows; start += len)
+      for (std::int64_t j = 0; j < half; ++j) {
+        const float wr = twiddle_re[j * step], wi = twiddle_im[j * step];
+        float* ar = re + (start + j) * cols;
+        float* ai = im + (start + j) * cols;
+        float* br = re + (start + j + half) * cols;
+        float* bi = im + (start + j + half) * cols;
+        for (std::int64_t c = 0; c < cols; ++c) {
+          const float tr = br[c] * wr - bi[c] * wi, ti = br[c] * wi + bi[c] * wr;
+          br[c] = ar[c] - tr;
+          bi[c] = ai[c] - ti;
+          ar[c] += tr;
+          ai[c] += ti;
+        }
+      }
+  }
+}
+
+void complex_multiply(const float* ar, const float* ai, const float* br, const float* bi,
+                      std::int64_t n, float* out_re, float* out_im) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float r = ar[i] * br[i] - ai[i] * bi[i], m = ar[i] * bi[i] + ai[i] * br[i];
+    out_re[i] = r;
+    out_im[i] = m;
+  }
+}
+
+void transpose_planes(const float* sr, const float* si, std::int64_t n, const int* row_order,
+                      float* dr, float* di) {
+  for (std::int64_t x0 = 0; x0 < n; x0 += 8)
+    for (std::int64_t y0 = 0; y0 < n; y0 += 8)  // 8 x 8 blocks: both sides stay in cache
+      for (std::int64_t x = x0; x < x0 + 8; ++x) {
+        float* rr = dr + row_order[x] * n;
+        float* ri = di + row_order[x] * n;
+        for (std::int64_t y = y0; y < y0 + 8; ++y) {
+          rr[y] = sr[y * n + x];
+          ri[y] = si[y * n + x];
+        }
+      }
+}
+
 const FilterKernels kTable = {load_row,  store_row,    accumulate_taps, accumulate_pairs,
                               magnitude, hpass_u8,     vpass_s16_u8,    vpass_s16_f32,
-                              vpass_s16_magnitude};
+                              vpass_s16_magnitude, fft_columns, complex_multiply,
+                              transpose_planes};
 
 }  // namespace
 
