@@ -8,6 +8,10 @@ namespace py = pybind11;
 
 namespace keensight::bindings {
 void bind_filters(py::module_& m);
+void bind_search(py::module_& m);  // search.cpp: metrics, k-NN, FlatIndex, PCA, sequential
+void bind_hnsw(py::module_& m);    // hnsw.cpp: the HNSW index
+void bind_sequential(py::module_& m);  // sequential.cpp: sequential three-way decisions
+void bind_preprocess(py::module_& m);  // preprocess.cpp: fused resize/crop/normalise for CNN inputs
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -56,4 +60,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &get_num_threads);
 
   keensight::bindings::bind_filters(m);
+  keensight::bindings::bind_search(m);
+  keensight::bindings::bind_hnsw(m);
+  keensight::bindings::bind_sequential(m);
+  keensight::bindings::bind_preprocess(m);
 }

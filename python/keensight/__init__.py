@@ -10,6 +10,8 @@ from typing import Any, Dict
 
 from . import _core
 from . import filters
+from . import models, extract
+from .extract import Extractor
 from .filters import (
     convolve,
     dog,
@@ -33,6 +35,7 @@ from .filters import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "models", "extract", "Extractor",
     "__version__", "cpu_info", "set_num_threads", "get_num_threads", "get_include",
     "get_cmake_dir", "filters", "convolve", "dog", "filter2d", "filter_bank", "gabor_bank",
     "gabor_kernel", "gabor_kernels", "gaussian_blur", "gaussian_kernel", "gradient_magnitude",

@@ -135,3 +135,41 @@ def kernel(value: Any, ndim: int, name: str = "kernel") -> np.ndarray:
     if not np.all(np.isfinite(k)):
         raise ValueError(f"{name}: kernel values must be finite")
     return np.ascontiguousarray(k)
+
+
+def matrix(x: Any, name: str = "X", *, dim: Optional[int] = None, allow_empty: bool = False) -> np.ndarray:
+    """Return `x` as a C-contiguous float32 matrix (one row per vector).
+
+    Numeric array-likes are converted (float64 -> float32 included); a 1-D
+    input is one vector. NaN or inf, a wrong number of columns, or (unless
+    `allow_empty`) no rows raise ValueError; non-numeric input TypeError.
+    """
+    try:
+        a = np.asarray(x)
+    except Exception as exc:  # pragma: no cover - numpy's own message is kept
+        raise TypeError(f"{name}: expected a numeric array-like ({exc})") from None
+    if a.dtype.kind not in "iufb":
+        raise TypeError(f"{name}: expected numeric values, got dtype {a.dtype}")
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array (n_samples, n_features), got shape {a.shape}")
+    if a.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name}: expected at least one row, got shape {a.shape}")
+    if a.shape[1] == 0:
+        raise ValueError(f"{name}: expected at least one column, got shape {a.shape}")
+    if dim is not None and a.shape[1] != dim:
+        raise ValueError(f"{name}: expected {dim} columns (the fitted dimension), got {a.shape[1]}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name}: contains NaN or inf")
+    return a
+
+
+def positive_int(value: Any, name: str) -> int:
+    """An int >= 1 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value}")
+    return int(value)

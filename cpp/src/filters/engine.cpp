@@ -493,13 +493,53 @@ void run_direct_rows(const ImageView& src_in, const std::vector<ImageView>& dsts
   for (const Kernel2D& kern : kernels) plans.push_back(plan_2d(kern, src.channels));
   const float delta = static_cast<float>(opt.delta);
 
+  // float32 rows whose kernel window lies inside the image are read in place:
+  // the interior pixels straight from the source rows, the ax + rpad edge
+  // pixels from short border-extended copies. Other rows (top and bottom, other
+  // depths) go through the ring of padded float rows. Same taps, same order:
+  // identical results either way.
+  const std::int64_t C = src.channels, W = src.cols, rpad = kw - 1 - ax;
+  const bool in_place = src.depth == Depth::f32 && W - ax - rpad >= 1;
+  const std::int64_t edge_px = std::max<std::int64_t>(ax, rpad) + kw - 1;
+  const float border_value = static_cast<float>(opt.border_value);
+
   detail::parallel_chunks(src.rows, kMinRowsPerThread, [&](std::int64_t y0, std::int64_t y1) {
-    PaddedRowLoader<float> loader(src, opt, ax, kw - 1 - ax, k);
+    PaddedRowLoader<float> loader(src, opt, ax, rpad, k);
     RowRing<float> ring(kh, loader.padded_elems());
-    FloatBuffer scratch(n);
+    FloatBuffer scratch(n), edges(in_place ? 2 * kh * edge_px * C : 1);
     std::vector<const float*> p, q;
-    std::int64_t next = y0 - ay;  // next virtual row to load
+    std::int64_t next = y0 - ay;  // next virtual row to load into the ring
+    // Padded pixels [first, first + count) of source row sy (padded index = pixel + ax).
+    const auto fill_edge = [&](std::int64_t sy, std::int64_t first, std::int64_t count, float* out) {
+      const float* row = reinterpret_cast<const float*>(src.row(sy));
+      for (std::int64_t j = 0; j < count; ++j) {
+        const std::int64_t sx = border_index(first + j - ax, W, opt.border);
+        for (std::int64_t c = 0; c < C; ++c) out[j * C + c] = sx < 0 ? border_value : row[sx * C + c];
+      }
+    };
     for (std::int64_t y = y0; y < y1; ++y) {
+      if (in_place && y - ay >= 0 && y - ay + kh <= src.rows) {
+        float* left = edges.get();
+        float* right = edges.get() + kh * edge_px * C;
+        for (int i = 0; i < kh; ++i) {
+          fill_edge(y - ay + i, 0, ax + kw - 1, left + i * edge_px * C);
+          fill_edge(y - ay + i, W - rpad, rpad + kw - 1, right + i * edge_px * C);
+        }
+        const auto interior_of = [&](int i) -> const float* {
+          return reinterpret_cast<const float*>(src.row(y - ay + i));  // padded index ax = pixel 0
+        };
+        const auto left_of = [&](int i) -> const float* { return left + i * edge_px * C; };
+        const auto right_of = [&](int i) -> const float* { return right + i * edge_px * C; };
+        for (std::size_t f = 0; f < kernels.size(); ++f) {
+          float* acc = accumulator_row(dsts[f], y, scratch.get());
+          if (ax > 0) apply_plan(k, plans[f], left_of, ax * C, acc, false, p, q);
+          apply_plan(k, plans[f], interior_of, (W - ax - rpad) * C, acc + ax * C, false, p, q);
+          if (rpad > 0) apply_plan(k, plans[f], right_of, rpad * C, acc + (W - rpad) * C, false, p, q);
+          store_output(k, dsts[f], y, acc, delta);
+        }
+        continue;
+      }
+      next = std::max(next, y - ay);
       for (; next <= y - ay + kh - 1; ++next) loader.fill(next, ring.slot(next));
       const auto row_of = [&](int i) -> const float* { return ring.slot(y - ay + i); };
       for (std::size_t f = 0; f < kernels.size(); ++f) {

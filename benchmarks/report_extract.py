@@ -1,0 +1,92 @@
+"""Feature extraction, keensight Extractor vs the naive loop, in one process.
+
+    python benchmarks/report_extract.py [--images 200] [--repeat 3] [--dir DIR] [--threads all|1|both]
+
+Both pipelines turn the same folder of JPEG/PNG photos into EfficientNet-Lite0 embeddings.
+The naive loop: cv2.imread, cv2.resize, normalise in NumPy, one onnxruntime run per image.
+keensight: Extractor (batches of 16, decoding on a thread pool while the network runs,
+fused C++ resize/crop/normalise), with full decoding (the default) and with JPEG draft
+decoding (jpeg_draft=True: libjpeg decodes large JPEGs at 1/2..1/8 scale). Runs alternate (and swap order every
+repeat); figures are medians. "preprocess share": time in resize+crop+normalise+layout over
+the whole run's wall time (keensight: the fused C++ call; naive: cv2.resize + NumPy).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keensight as ks  # noqa: E402
+from extract_workload import Keensight, Naive, all_cores, photo_folder  # noqa: E402
+from report import render  # noqa: E402
+
+
+def measure(threads: int, files, repeat: int):
+    cv2.setNumThreads(threads)
+    ks.set_num_threads(threads)
+    impls = [Naive(threads), Keensight(threads), Keensight(threads, jpeg_draft=True)]
+    warm = files[:16]
+    for impl in impls:
+        impl(warm)
+    for impl in impls:
+        for k in impl.stages:
+            impl.stages[k] = 0.0
+    times = [[] for _ in impls]
+    for r in range(repeat):
+        order = list(range(len(impls)))
+        order = order if r % 2 == 0 else order[::-1]
+        for i in order:
+            t = time.perf_counter()
+            impls[i](files)
+            times[i].append(time.perf_counter() - t)
+    med = [statistics.median(t) for t in times]
+    total = [sum(t) for t in times]
+    return med, total, [impl.stages for impl in impls]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=200)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "keensight-bench-photos")
+    p.add_argument("--threads", choices=["1", "all", "both"], default="all")
+    p.add_argument("--markdown", action="store_true")
+    a = p.parse_args()
+    files = photo_folder(a.dir, a.images)
+    n_png = sum(f.suffix == ".png" for f in files)
+    info = ks.cpu_info()
+    print(f"keensight {ks.__version__} ({info['active']}), OpenCV {cv2.__version__}, EfficientNet-Lite0, "
+          f"{len(files)} photos ({len(files) - n_png} JPEG, {n_png} PNG, 640x480..1920x1080), "
+          f"median of {a.repeat}\n")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > 0.5:
+        print(f"WARNING: load average {load:.2f}: other processes share the cores\n")
+    settings = {"1": [1], "all": [all_cores()], "both": [1, all_cores()]}[a.threads]
+    for threads in settings:
+        (t_naive, t_ours, t_draft), (sum_naive, sum_ours, sum_draft), (st_naive, st_ours, st_draft) = \
+            measure(threads, files, a.repeat)
+        n = len(files)
+        header = ["pipeline", "images/s", "ms/image", "ratio", "target", "preprocess share", "decode share"]
+        rows = [
+            ["naive loop", f"{n / t_naive:.1f}", f"{1e3 * t_naive / n:.2f}", "1.00", "",
+             f"{100 * st_naive['preprocess'] / sum_naive:.1f}%", f"{100 * st_naive['decode'] / sum_naive:.1f}%"],
+            ["keensight Extractor", f"{n / t_ours:.1f}", f"{1e3 * t_ours / n:.2f}", f"{t_naive / t_ours:.2f}",
+             ">= 1.5", f"{100 * st_ours['preprocess'] / sum_ours:.1f}% (target < 10%)", "overlapped"],
+            ["keensight Extractor, jpeg_draft=True", f"{n / t_draft:.1f}", f"{1e3 * t_draft / n:.2f}",
+             f"{t_naive / t_draft:.2f}", ">= 1.5", f"{100 * st_draft['preprocess'] / sum_draft:.1f}%",
+             "overlapped"],
+        ]
+        print(("### " if a.markdown else "") + f"{threads} thread{'s' if threads > 1 else ''}\n")
+        print(render(header, rows, a.markdown) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+// pybind11 glue of the search area: metrics, exact k-NN, FlatIndex, PCA transform,
+// sequential three-way decisions. Array checks, GIL release, no algorithms.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <utility>
+
+#include "keensight/search.hpp"
+
+namespace py = pybind11;
+
+namespace keensight::bindings {
+
+namespace {
+
+using f32_matrix = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+// A 2-D C-contiguous float32 matrix named `name`, optionally with `cols` columns.
+void check_matrix(const f32_matrix& a, const char* name, std::int64_t cols = -1) {
+  if (a.ndim() != 2)
+    throw ValueError(std::string(name) + ": expected a 2-D array, got " + std::to_string(a.ndim()) + " dimensions");
+  if (cols >= 0 && a.shape(1) != cols)
+    throw ValueError(std::string(name) + ": expected " + std::to_string(cols) + " columns, got " +
+                     std::to_string(a.shape(1)));
+}
+
+void check_vector(const f32_matrix& a, const char* name, std::int64_t size) {
+  if (a.ndim() != 1 || a.shape(0) != size)
+    throw ValueError(std::string(name) + ": expected a 1-D array of " + std::to_string(size) + " values");
+}
+
+using KnnResult = std::pair<py::array_t<float>, py::array_t<std::int64_t>>;
+
+KnnResult knn_result(std::int64_t nq, std::int64_t k) {
+  if (k < 1) throw ValueError("k: expected a positive int, got " + std::to_string(k));
+  return {py::array_t<float>({nq, k}), py::array_t<std::int64_t>({nq, k})};
+}
+
+}  // namespace
+
+void bind_search(py::module_& m) {
+  m.def("metric_name", [](const std::string& name) {
+    return std::string(search::metric_name(search::metric_from_name(name)));
+  }, py::arg("metric"));
+
+  m.def("knn",
+        [](const f32_matrix& queries, const f32_matrix& base, std::int64_t k, const std::string& metric) {
+          check_matrix(base, "base");
+          check_matrix(queries, "queries", base.shape(1));
+          const search::Metric mt = search::metric_from_name(metric);
+          KnnResult r = knn_result(queries.shape(0), k);
+          float* d = r.first.mutable_data();
+          std::int64_t* i = r.second.mutable_data();
+          {
+            py::gil_scoped_release release;
+            search::knn(queries.data(), queries.shape(0), base.data(), base.shape(0), base.shape(1), k, mt, d, i);
+          }
+          return r;
+        },
+        py::arg("queries"), py::arg("base"), py::arg("k"), py::arg("metric") = "l2");
+
+  py::class_<search::FlatIndex>(m, "FlatIndex")
+      .def(py::init([](std::int64_t dim, const std::string& metric) {
+             return search::FlatIndex(dim, search::metric_from_name(metric));
+           }),
+           py::arg("dim"), py::arg("metric") = "l2")
+      .def_property_readonly("dim", &search::FlatIndex::dim)
+      .def_property_readonly("metric", [](const search::FlatIndex& f) { return std::string(search::metric_name(f.metric())); })
+      .def("__len__", &search::FlatIndex::size)
+      .def("add",
+           [](search::FlatIndex& f, const f32_matrix& x) {
+             check_matrix(x, "x", f.dim());
+             py::gil_scoped_release release;
+             f.add(x.data(), x.shape(0));
+           },
+           py::arg("x"))
+      .def("search",
+           [](const search::FlatIndex& f, const f32_matrix& queries, std::int64_t k) {
+             check_matrix(queries, "queries", f.dim());
+             KnnResult r = knn_result(queries.shape(0), k);
+             float* d = r.first.mutable_data();
+             std::int64_t* i = r.second.mutable_data();
+             {
+               py::gil_scoped_release release;
+               f.search(queries.data(), queries.shape(0), k, d, i);
+             }
+             return r;
+           },
+           py::arg("queries"), py::arg("k"))
+      .def("rows",
+           [](const search::FlatIndex& f) {
+             py::array_t<float> out({f.size(), f.dim()});
+             std::copy(f.data(), f.data() + f.size() * f.dim(), out.mutable_data());
+             return out;
+           })
+      .def("reset", &search::FlatIndex::reset)
+      .def("save", &search::FlatIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
+      .def_static("load", &search::FlatIndex::load, py::arg("path"), py::call_guard<py::gil_scoped_release>());
+
+  m.def("pca_transform",
+        [](const f32_matrix& x, const f32_matrix& mean, const f32_matrix& components, py::object scale) {
+          check_matrix(x, "x");
+          const std::int64_t dim = x.shape(1);
+          check_matrix(components, "components", dim);
+          check_vector(mean, "mean", dim);
+          const std::int64_t nc = components.shape(0);
+          f32_matrix s;
+          if (!scale.is_none()) {
+            s = f32_matrix::ensure(scale);
+            if (!s) throw TypeError("scale: expected a float array or None");
+            check_vector(s, "scale", nc);
+          }
+          py::array_t<float> out({x.shape(0), nc});
+          float* o = out.mutable_data();
+          const float* sp = scale.is_none() ? nullptr : s.data();
+          {
+            py::gil_scoped_release release;
+            search::pca_transform(x.data(), x.shape(0), dim, mean.data(), components.data(), nc, sp, o);
+          }
+          return out;
+        },
+        py::arg("x"), py::arg("mean"), py::arg("components"), py::arg("scale") = py::none());
+}
+
+}  // namespace keensight::bindings

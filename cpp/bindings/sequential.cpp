@@ -1,0 +1,62 @@
+// pybind11 glue of the sequential three-way classifier: array checks, GIL release.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <memory>
+#include <string>
+
+#include "keensight/search.hpp"
+
+namespace py = pybind11;
+
+namespace keensight::bindings {
+namespace {
+
+using f32_matrix = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using i64_vector = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+
+void check_matrix(const f32_matrix& a, const char* name) {
+  if (a.ndim() != 2) throw ValueError(std::string(name) + ": expected a 2-D array");
+}
+
+}  // namespace
+
+void bind_sequential(py::module_& m) {
+  using search::SequentialIndex;
+  py::class_<SequentialIndex, std::shared_ptr<SequentialIndex>>(m, "SequentialIndex")
+      .def(py::init([](const f32_matrix& refs, const i64_vector& labels, std::int64_t n_classes,
+                       std::int64_t granule, const std::string& metric) {
+             check_matrix(refs, "refs");
+             if (labels.ndim() != 1 || labels.shape(0) != refs.shape(0))
+               throw ValueError("labels: expected one label per reference row");
+             const search::Metric mt = search::metric_from_name(metric);
+             py::gil_scoped_release release;
+             return std::make_shared<SequentialIndex>(refs.data(), refs.shape(0), refs.shape(1),
+                                                      labels.data(), n_classes, granule, mt);
+           }),
+           py::arg("refs"), py::arg("labels"), py::arg("n_classes"), py::arg("granule"),
+           py::arg("metric") = "l2")
+      .def_property_readonly("n_levels", &SequentialIndex::n_levels)
+      .def_property_readonly("dim", &SequentialIndex::dim)
+      .def("predict",
+           [](const SequentialIndex& self, const f32_matrix& queries, double delta, std::int64_t k) {
+             check_matrix(queries, "queries");
+             if (queries.shape(1) != self.dim())
+               throw ValueError("queries: expected " + std::to_string(self.dim()) + " columns, got " +
+                                std::to_string(queries.shape(1)));
+             if (k <= 0) throw ValueError("k: expected a positive number of neighbours");
+             const std::int64_t nq = queries.shape(0), C = self.n_classes();
+             py::array_t<float> class_d({nq, C}), nn_d({nq, k});
+             py::array_t<std::int64_t> nn_i({nq, k}), levels(nq), comps(nq), evals(nq), terms(nq);
+             {
+               py::gil_scoped_release release;
+               self.predict(queries.data(), nq, delta, k, class_d.mutable_data(), nn_d.mutable_data(),
+                            nn_i.mutable_data(), levels.mutable_data(), comps.mutable_data(),
+                            evals.mutable_data(), terms.mutable_data());
+             }
+             return py::make_tuple(class_d, nn_d, nn_i, levels, comps, evals, terms);
+           },
+           py::arg("queries"), py::arg("delta"), py::arg("k") = 1);
+}
+
+}  // namespace keensight::bindings

@@ -1,0 +1,83 @@
+// keensight search: recognition over feature vectors (float32, row-major).
+//
+// Metrics, exact k-NN, PCA transform, sequential three-way decisions and the
+// HNSW index. All functions take plain pointers + sizes; rows are contiguous.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "keensight/core.hpp"
+
+namespace keensight::search {
+
+// l2: squared Euclidean distance; ip: inner product (a similarity: larger is
+// closer); cosine: 1 - cos(a, b); l1: sum |a - b|; chi2: sum (a - b)^2 / (a + b)
+// over the coordinates where a + b > 0 (features must be non-negative).
+enum class Metric : int { l2 = 0, ip = 1, cosine = 2, l1 = 3, chi2 = 4 };
+
+Metric metric_from_name(const std::string& name);  // throws ValueError
+const char* metric_name(Metric metric);
+
+// True for metrics whose values are similarities (sorted descending).
+inline bool metric_is_similarity(Metric metric) { return metric == Metric::ip; }
+
+// ---------------------------------------------------------------------------
+// Exact k-nearest neighbours (brute force, blocked and SIMD).
+//
+// For every query row, the k base rows closest under `metric`, best first:
+// ascending distance (l2, cosine, l1, chi2) or descending similarity (ip), ties
+// broken by the lower base index. distances and indices are nq x k, row-major.
+// When k > n the slots past n hold index -1 and distance +inf (-inf for ip).
+// l2, ip and cosine run as a blocked GEMM (||q||^2 - 2 q.b + ||b||^2, clamped at
+// 0; cosine on unit-normalised rows, a zero row having cosine distance 1); l1
+// and chi2 run pair kernels (as do all metrics for fewer than 8 queries, where
+// packing the base would not pay). Results do not depend on the thread count.
+// Throws ValueError for dim < 1, n < 1, k < 1, nq < 0, or (chi2) a negative value.
+void knn(const float* queries, std::int64_t nq, const float* base, std::int64_t n, std::int64_t dim,
+         std::int64_t k, Metric metric, float* distances, std::int64_t* indices);
+
+// A flat (brute-force) index: rows appended in order, ids are insertion order.
+// search() is knn() over the stored rows. Not safe to add() while searching.
+class FlatIndex {
+ public:
+  FlatIndex(std::int64_t dim, Metric metric);  // throws ValueError for dim < 1
+
+  std::int64_t dim() const { return dim_; }
+  Metric metric() const { return metric_; }
+  std::int64_t size() const { return size_; }
+  const float* data() const { return data_.data(); }  // size() x dim(), row-major
+
+  void add(const float* rows, std::int64_t n);  // throws ValueError (chi2: negative values)
+  void search(const float* queries, std::int64_t nq, std::int64_t k, float* distances,
+              std::int64_t* indices) const;  // throws ValueError if empty
+  void reset();
+
+  // Binary file: magic "KSFLAT", format version, metric, dim, count, float32
+  // rows, FNV-1a 64 checksum (search/index_io.hpp). Written atomically (temp
+  // file + rename); load throws ValueError for a corrupt, truncated or
+  // wrong-version file.
+  void save(const std::string& path) const;
+  static FlatIndex load(const std::string& path);
+
+ private:
+  std::int64_t dim_;
+  Metric metric_;
+  std::int64_t size_ = 0;
+  std::vector<float> data_;
+};
+
+// ---------------------------------------------------------------------------
+// PCA projection: out[i, c] = (sum_j (x[i, j] - mean[j]) * components[c, j]) * scale[c]
+// for n rows of dim values onto n_components rows of `components`; scale may be
+// null (no whitening). out is n x n_components, row-major. Blocked SIMD GEMM
+// on the rows in place, centred after the product (x.c - mean.c, as
+// scikit-learn does).
+void pca_transform(const float* x, std::int64_t n, std::int64_t dim, const float* mean,
+                   const float* components, std::int64_t n_components, const float* scale, float* out);
+
+}  // namespace keensight::search
+
+#include "keensight/search/hnsw.hpp"
+#include "keensight/search/sequential.hpp"

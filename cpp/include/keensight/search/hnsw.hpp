@@ -1,0 +1,110 @@
+// keensight search: the HNSW approximate nearest-neighbour index.
+//
+// Hierarchical Navigable Small World graphs: Yu. A. Malkov, D. A. Yashunin,
+// "Efficient and robust approximate nearest neighbor search using Hierarchical
+// Navigable Small World graphs", IEEE TPAMI 42(4), 2020 (arXiv:1603.09320, 2016).
+//
+// Beyond the paper, the index can store its vectors rotated by an orthonormal
+// matrix (e.g. the principal axes of the data, fitted by the Python layer), so
+// that most of the variance sits in the first coordinates, and computes L2
+// distances granule by granule, abandoning a candidate as soon as its partial
+// distance reaches the bound at which the search would reject it anyway
+// (Savchenko's granules applied to graph search). Abandoning is exact: the
+// search visits the same nodes and returns the same results, bit for bit, as
+// with abandoning switched off.
+//
+// Vectors are float32 rows; ids are caller-chosen non-negative int64 labels.
+// Thread safety: search() may run concurrently from many threads; add(),
+// mark_deleted() and the setters take an exclusive lock and wait for searches.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "keensight/search.hpp"
+
+namespace keensight::search {
+
+struct HNSWOptions {
+  Metric metric = Metric::l2;       // l2, ip or cosine
+  int M = 16;                       // links per node on layers >= 1 (2*M on layer 0)
+  int ef_construction = 200;        // candidate list size while inserting
+  int ef_search = 64;               // default candidate list size of search()
+  int granule = 32;                 // coordinates per early-abandoning check
+  bool early_termination = true;    // abandon L2 distances early (exact; l2 and cosine)
+  std::uint64_t seed = 100;         // seeds the level of each node
+};
+
+// Work counters of one search() call (summed over queries).
+struct HNSWSearchStats {
+  std::int64_t distances = 0;  // distance evaluations
+  std::int64_t rejected = 0;   // of which compared with a finite bound and found >= it:
+                               // the ones early termination may stop short
+  std::int64_t head_only = 0;  // of which decided on the head table alone (early
+                               // termination on): their tails were never read
+};
+
+class HNSWIndex {
+ public:
+  // Throws ValueError for dim <= 0, M < 2, ef_construction < 1, ef_search < 1,
+  // granule < 1 or a metric other than l2 / ip / cosine.
+  HNSWIndex(std::int64_t dim, const HNSWOptions& options = HNSWOptions());
+  ~HNSWIndex();
+  HNSWIndex(HNSWIndex&&) noexcept;
+  HNSWIndex& operator=(HNSWIndex&&) noexcept;
+  HNSWIndex(const HNSWIndex&) = delete;
+  HNSWIndex& operator=(const HNSWIndex&) = delete;
+
+  // Stores every vector (and query) as R x: `rotation` is dim x dim, row-major,
+  // orthonormal rows (checked to 1e-3). Only while the index is empty.
+  void set_rotation(const float* rotation);
+  bool has_rotation() const;
+  std::vector<float> rotation() const;  // empty if none
+
+  // Inserts n vectors (n x dim, row-major) with ids (n labels; nullptr = size(),
+  // size()+1, ...). Ids must be non-negative and new. Batched, multi-threaded
+  // (num_threads <= 0: keensight's thread setting), incremental. Alg. 1 INSERT.
+  void add(const float* vectors, std::int64_t n, const std::int64_t* ids, int num_threads = 0);
+
+  // k nearest neighbours of each of nq queries: distances (nq x k, best first;
+  // for ip: inner products, largest first) and ids (nq x k; -1 and +inf (ip:
+  // -inf) fill slots when fewer than k are found). ef <= 0: ef_search; the
+  // effective ef is max(ef, k). allowed: when not null, only these ids (n_allowed
+  // of them; unknown ids are ignored) may be returned. Deleted ids never are.
+  // Throws ValueError on an empty index or k <= 0.
+  void search(const float* queries, std::int64_t nq, std::int64_t k, std::int64_t ef,
+              float* distances, std::int64_t* ids, const std::int64_t* allowed = nullptr,
+              std::int64_t n_allowed = 0, int num_threads = 0,
+              HNSWSearchStats* stats = nullptr) const;
+
+  // Excluded from results from now on, still used to navigate the graph.
+  // Throws ValueError for an unknown id.
+  void mark_deleted(const std::int64_t* ids, std::int64_t n);
+  void unmark_deleted(const std::int64_t* ids, std::int64_t n);
+
+  // Versioned, checksummed file; written to a temporary file in the same folder
+  // and renamed over `path`, so a failure never leaves a partial index behind.
+  void save(const std::string& path) const;
+  // Throws ValueError for a missing, truncated, corrupt or foreign file.
+  static HNSWIndex load(const std::string& path);
+
+  std::int64_t dim() const;
+  std::int64_t size() const;       // vectors stored, deleted ones included
+  std::int64_t n_deleted() const;
+  const HNSWOptions& options() const;
+  void set_ef_search(int ef_search);
+  void set_early_termination(bool on);
+  std::vector<std::int64_t> ids() const;  // in insertion order
+  int max_level() const;
+  std::size_t memory_usage() const;  // bytes held by the index and its scratch buffers
+
+ private:
+  struct Impl;
+  explicit HNSWIndex(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace keensight::search

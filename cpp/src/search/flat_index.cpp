@@ -1,0 +1,79 @@
+// FlatIndex: stored rows + exact k-NN (knn.cpp) + the index file (index_io.hpp).
+#include <string>
+
+#include "keensight/search.hpp"
+#include "search/index_io.hpp"
+
+namespace keensight::search {
+namespace {
+
+constexpr const char* kFlatMagic = "KSFLAT";
+// Version 1 body: uint32 metric, uint32 reserved (0), int64 dim, int64 count,
+// float32 rows [count x dim].
+constexpr std::uint32_t kFlatVersion = 1;
+
+void check_chi2_rows(Metric metric, const float* rows, std::int64_t count) {
+  if (metric != Metric::chi2) return;
+  for (std::int64_t i = 0; i < count; ++i)
+    if (rows[i] < 0.f) throw ValueError("x: the chi2 metric needs non-negative features, found " + std::to_string(rows[i]));
+}
+
+}  // namespace
+
+FlatIndex::FlatIndex(std::int64_t dim, Metric metric) : dim_(dim), metric_(metric) {
+  if (dim < 1) throw ValueError("dim: expected a positive int, got " + std::to_string(dim));
+  metric_name(metric);  // (any enum value is named)
+}
+
+void FlatIndex::add(const float* rows, std::int64_t n) {
+  if (n < 0) throw ValueError("x: negative row count");
+  if (n == 0) return;
+  check_chi2_rows(metric_, rows, n * dim_);
+  data_.insert(data_.end(), rows, rows + n * dim_);
+  size_ += n;
+}
+
+void FlatIndex::search(const float* queries, std::int64_t nq, std::int64_t k, float* distances,
+                       std::int64_t* indices) const {
+  if (size_ == 0) throw ValueError("FlatIndex.search: the index is empty (add rows first)");
+  knn(queries, nq, data_.data(), size_, dim_, k, metric_, distances, indices);
+}
+
+void FlatIndex::reset() {
+  data_.clear();
+  data_.shrink_to_fit();
+  size_ = 0;
+}
+
+void FlatIndex::save(const std::string& path) const {
+  search_detail::IndexWriter out(path, kFlatMagic, kFlatVersion);
+  out.write_value(static_cast<std::uint32_t>(metric_));
+  out.write_value(std::uint32_t{0});
+  out.write_value(dim_);
+  out.write_value(size_);
+  out.write(data_.data(), data_.size() * sizeof(float));
+  out.commit();
+}
+
+FlatIndex FlatIndex::load(const std::string& path) {
+  search_detail::IndexReader in(path, kFlatMagic, "FlatIndex");
+  in.require_version(kFlatVersion);
+  const auto metric = in.read_value<std::uint32_t>();
+  in.read_value<std::uint32_t>();
+  const auto dim = in.read_value<std::int64_t>();
+  const auto count = in.read_value<std::int64_t>();
+  if (metric > static_cast<std::uint32_t>(Metric::chi2))
+    throw ValueError("FlatIndex file '" + path + "': unknown metric code " + std::to_string(metric));
+  if (dim < 1 || count < 0 || (count > 0 && static_cast<std::uint64_t>(count) >
+                                                 in.remaining() / sizeof(float) / static_cast<std::uint64_t>(dim)))
+    throw ValueError("FlatIndex file '" + path + "': inconsistent sizes (dim " + std::to_string(dim) + ", count " +
+                     std::to_string(count) + ")");
+  FlatIndex index(dim, static_cast<Metric>(metric));
+  index.data_.resize(static_cast<std::size_t>(count * dim));
+  in.read(index.data_.data(), index.data_.size() * sizeof(float));
+  in.finish();
+  index.size_ = count;
+  return index;
+}
+
+}  // namespace keensight::search

@@ -1,0 +1,52 @@
+// Internal: the GEMM leaf kernels of the search area and their per-ISA table.
+//
+//   tile      C[mr x nr] (= or +=) A·Bᵀ over kc coordinates, from packed panels:
+//             A panel [kc][mr] (mr rows interleaved per coordinate), B panel
+//             [kc][nr]. The register-blocked microkernel of k-NN and PCA.
+//   tile_rows the same tile with A read from mr plain rows (stride lda).
+//   bias_scale_min
+//             out[j] = bias[j] + scale * dots[j] over a row, returns the minimum:
+//             turns a row of dot products into ranking distances (l2: ||b||^2 -
+//             2 q.b; ip / cosine: -q.b) and lets the top-k pass skip a row whose
+//             best value cannot enter the heap.
+//   pack_panel_b
+//             one B panel from nr rows (a transpose), with the rows' squared
+//             norms from the same read: the one pass over the base per search.
+//
+// Operators (search/gemm.hpp, knn.cpp, pca.cpp) pack panels, block and thread;
+// the kernels only compute. Each ISA variant is its own translation unit.
+#pragma once
+
+#include <cstdint>
+
+#include "keensight/core.hpp"
+
+namespace keensight::search_detail {
+
+struct GemmKernels {
+  int mr;  // rows of A per tile (queries: broadcast operand)
+  int nr;  // rows of B per tile (base rows: vector operand), a multiple of 8
+  // c has ldc >= nr floats per row; `accumulate` adds to c instead of overwriting.
+  // a and b are 32-byte aligned.
+  void (*tile)(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc, bool accumulate);
+  // The same with A unpacked: mr rows of a row-major matrix, lda floats apart
+  // (for PCA, where packing the many input rows would cost a third of the FMAs).
+  void (*tile_rows)(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c, std::int64_t ldc,
+                    bool accumulate);
+  float (*bias_scale_min)(const float* dots, const float* bias, float scale, std::int64_t n, float* out);
+  // Packs nr rows (rows[i] null: a zero row) of k floats into one B panel
+  // dst[j * nr + i]; sq_norms (nullable) gets each row's sum of squares,
+  // computed the same way for a row whatever its slot.
+  void (*pack_panel_b)(const float* const* rows, std::int64_t k, float* dst, float* sq_norms);
+};
+
+const GemmKernels& gemm_kernels_scalar();
+#ifdef KEENSIGHT_HAVE_AVX2
+const GemmKernels& gemm_kernels_avx2();
+#endif
+
+// The table for the active ISA level, and for a given level.
+const GemmKernels& gemm_kernels();
+const GemmKernels& gemm_kernels(Isa isa);
+
+}  // namespace keensight::search_detail

@@ -1,0 +1,70 @@
+// Portable reference GEMM kernels of the search area (the reference in tests).
+#include <algorithm>
+#include <limits>
+
+#include "search/gemm_kernels.hpp"
+
+namespace keensight::search_detail {
+namespace {
+
+constexpr int kMR = 6, kNR = 16;
+
+// The same 6x16 tile as the AVX2 kernel, one coordinate at a time: each of the
+// 96 sums accumulates in coordinate order, as the SIMD lanes do. A(i, p) is
+// a[p * kMR + i] (packed) or a[i * lda + p] (rows).
+template <bool kPacked>
+void tile_6x16_impl(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c, std::int64_t ldc,
+                    bool accumulate) {
+  float acc[kMR][kNR] = {};
+  for (std::int64_t p = 0; p < kc; ++p) {
+    const float* bp = b + p * kNR;
+    for (int i = 0; i < kMR; ++i) {
+      const float ai = kPacked ? a[p * kMR + i] : a[i * lda + p];
+      for (int j = 0; j < kNR; ++j) acc[i][j] += ai * bp[j];
+    }
+  }
+  for (int i = 0; i < kMR; ++i) {
+    float* ci = c + i * ldc;
+    for (int j = 0; j < kNR; ++j) ci[j] = accumulate ? ci[j] + acc[i][j] : acc[i][j];
+  }
+}
+
+void tile_6x16(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc, bool accumulate) {
+  tile_6x16_impl<true>(kc, a, 0, b, c, ldc, accumulate);
+}
+
+void tile_rows_6x16(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c, std::int64_t ldc,
+                    bool accumulate) {
+  tile_6x16_impl<false>(kc, a, lda, b, c, ldc, accumulate);
+}
+
+float bias_scale_min(const float* dots, const float* bias, float scale, std::int64_t n, float* out) {
+  float best = std::numeric_limits<float>::infinity();
+  for (std::int64_t j = 0; j < n; ++j) {
+    const float v = bias[j] + scale * dots[j];
+    out[j] = v;
+    best = std::min(best, v);
+  }
+  return best;
+}
+
+void pack_panel_b(const float* const* rows, std::int64_t k, float* dst, float* sq_norms) {
+  for (int i = 0; i < kNR; ++i) {
+    const float* row = rows[i];
+    float sum = 0.f;
+    for (std::int64_t j = 0; j < k; ++j) {
+      const float v = row ? row[j] : 0.f;
+      dst[j * kNR + i] = v;
+      sum += v * v;
+    }
+    if (sq_norms) sq_norms[i] = sum;
+  }
+}
+
+const GemmKernels kTable = {kMR, kNR, tile_6x16, tile_rows_6x16, bias_scale_min, pack_panel_b};
+
+}  // namespace
+
+const GemmKernels& gemm_kernels_scalar() { return kTable; }
+
+}  // namespace keensight::search_detail

@@ -1,0 +1,1345 @@
+// The HNSW index: Yu. A. Malkov, D. A. Yashunin, "Efficient and robust
+// approximate nearest neighbor search using Hierarchical Navigable Small World
+// graphs" (arXiv:1603.09320, 2016; IEEE TPAMI 2020). The algorithm numbers
+// below are the paper's: Alg. 1 INSERT, Alg. 2 SEARCH-LAYER, Alg. 4
+// SELECT-NEIGHBORS-HEURISTIC, Alg. 5 K-NN-SEARCH.
+//
+// Memory layout, indexed by internal id (0, 1, ... in insertion order). A
+// vector as stored (normalised for cosine, rotated when a rotation is set) is
+// split in two: its first h = min(granule, dim) coordinates, the head, and the
+// rest, the tail (for ip, h = 0: everything is tail).
+//   heads   count x h float32, dense (128-d: 12.8 MB per 100k vectors, mostly
+//           cache resident): every candidate's first granule is read here.
+//   nodes   one block per node: its tail (dim - h float32) followed by its
+//           layer-0 links (2M uint32; unused slots hold kNoLink, so no count
+//           is needed). 128-d, M=16, h=32: 512 bytes, whole cache lines, every
+//           block 64-byte aligned. A node's links follow the tail that was read
+//           when it was scored, so expanding it rarely misses the cache.
+//   upper   one pool of uint32 for layers >= 1 (only ~1/M of the nodes have
+//           any): node i's layer-l list (M slots) at upper_offset[i] + (l-1)M.
+//   levels (uint8), deleted (uint8), one spin-lock byte per node; ids: while
+//   they are 0, 1, 2, ... (the default) nothing, the id is the internal id;
+//   else labels (int64) and the id -> internal id hash map. Large arrays use 2 MiB
+//   aligned transparent huge pages (random access: TLB misses otherwise).
+// Locking: one spin-lock byte per node guards its link lists while the graph
+// is built by several threads (a thread holds at most one node lock, taken
+// after the entry-point mutex when it holds that); searches hold a shared
+// lock, mutations (add, delete marks, settings) an exclusive one.
+//
+// Distances: l2 is the squared Euclidean distance; cosine is stored as l2 on
+// unit vectors (|a-b|^2 = 2 - 2 cos) and reported as 1 - cos = |a-b|^2 / 2;
+// ip searches on -<a, b> and reports <a, b>. Smaller is closer inside.
+//
+// Early abandoning (the granule idea). Everywhere a distance is computed only
+// to be compared with a bound -- SEARCH-LAYER admits a candidate only if it is
+// closer than the ef-th best result so far (or the result set is not full);
+// greedy descent moves only to a strictly closer node; the heuristic drops a
+// candidate only if it is strictly closer to a kept neighbour than to the base
+// -- the L2 kernel accumulates the distance granule by granule and returns as
+// soon as the partial sum reaches that bound. Partial sums of non-negative
+// terms never decrease, also in float arithmetic (rounding is monotone), and
+// the kernel compares and returns the same expression of its accumulators; so
+// an abandoned candidate's full distance would have been >= the bound and the
+// candidate would have been rejected by the same comparison. Every decision,
+// hence the visited nodes, the graph and the results, is identical with
+// abandoning on or off; only work is saved. A PCA rotation makes it pay: the
+// first granules then carry most of the variance, so the partial sum reaches
+// the bound early. SEARCH-LAYER scores a node's neighbours in two passes: all
+// heads first against the bound of that moment (those beyond it are rejected
+// without their tails ever being fetched: still exact, because the bound only
+// shrinks while the neighbours are processed, so each would be rejected in its
+// turn), then the survivors' tails, prefetched meanwhile, in order.
+#include "keensight/search/hnsw.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <limits>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
+#include "search/gemm.hpp"
+#include "search/kernels.hpp"
+#include "search/topk.hpp"
+
+namespace keensight::search {
+
+namespace {
+
+using search_detail::SearchKernels;
+constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr int kMaxLevel = 30;
+constexpr std::uint32_t kNoLink = 0xffffffffu;  // an unused link slot
+// Bytes of a candidate's tail prefetched once its head leaves it in the race:
+// four cache lines, two granules of 32 coordinates. More floods the miss
+// queues (measured: 512 B is slower on 128-d and on 784-d data), fewer leaves
+// the first granules to demand misses; the hardware streams the rest.
+constexpr std::size_t kTailPrefetchBytes = 256;
+
+// ---------------------------------------------------------------------------
+// Small RAII helpers.
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+
+// A 64-byte aligned array of trivially copyable T (AVX loads of a row never
+// straddle more cache lines than they must). Large arrays are 2 MiB aligned and
+// advised to use transparent huge pages: a search touches them at random, and
+// with 4 KiB pages nearly every vector it reads would also miss the TLB.
+template <class T>
+class AlignedArray {
+ public:
+  std::size_t size() const { return size_; }
+  T* data() { return data_.get(); }
+  const T* data() const { return data_.get(); }
+  // Grows to n items (new ones zeroed) keeping the first `keep`.
+  void resize(std::size_t n, std::size_t keep) {
+    if (n <= size_) return;
+    constexpr std::size_t kHuge = std::size_t{2} << 20;
+    const std::size_t align = n * sizeof(T) >= 2 * kHuge ? kHuge : 64;
+    const std::size_t bytes = ((n * sizeof(T) + align - 1) / align) * align;
+    std::unique_ptr<T, FreeDeleter> fresh(static_cast<T*>(std::aligned_alloc(align, bytes)));
+    if (!fresh) throw std::bad_alloc();
+#if defined(MADV_HUGEPAGE)
+    if (align == kHuge) madvise(fresh.get(), bytes, MADV_HUGEPAGE);
+#endif
+    if (keep) std::memcpy(fresh.get(), data_.get(), keep * sizeof(T));
+    std::memset(static_cast<void*>(fresh.get() + keep), 0, bytes - keep * sizeof(T));
+    data_ = std::move(fresh);
+    size_ = n;
+    bytes_ = bytes;
+  }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  std::unique_ptr<T, FreeDeleter> data_;
+  std::size_t size_ = 0, bytes_ = 0;
+};
+
+template <class T>
+void grow_exact(std::vector<T>& v, std::size_t n) {
+  if (v.capacity() < n) v.reserve(n);  // reserve allocates exactly n; resize alone doubles
+  v.resize(n);
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+inline void prefetch(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 0, 3);
+#else
+  (void)p;
+#endif
+}
+
+std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// FNV-1a 64 (Fowler, Noll, Vo) over the file payload.
+struct Fnv1a64 {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  void update(const void* data, std::size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    std::uint64_t x = h;
+    for (std::size_t i = 0; i < n; ++i) {
+      x ^= p[i];
+      x *= 0x100000001b3ULL;
+    }
+    h = x;
+  }
+};
+
+// Runs fn(t, T) on T threads (OpenMP); the first exception is rethrown after.
+template <class Fn>
+void run_threads(int threads, Fn&& fn) {
+  if (threads <= 1) {
+    fn(0, 1);
+    return;
+  }
+  std::exception_ptr error;
+  std::mutex error_mutex;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    try {
+      fn(t, nt);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex);
+      if (!error) error = std::current_exception();
+    }
+  }
+#else
+  fn(0, 1);
+#endif
+  if (error) std::rethrow_exception(error);
+}
+
+// (distance, internal id); the default pair order gives a max-heap whose top is
+// the worst result, std::greater a min-heap whose top is the best candidate.
+using Cand = std::pair<float, std::uint32_t>;
+
+// Which nodes may appear in results (all of them still guide the search).
+struct AcceptAll {
+  static constexpr bool kAll = true;
+  bool operator()(std::uint32_t) const { return true; }
+};
+struct AcceptLive {  // not deleted
+  static constexpr bool kAll = false;
+  const std::uint8_t* deleted;
+  bool operator()(std::uint32_t i) const { return !deleted[i]; }
+};
+struct AcceptMask {  // allowed and not deleted
+  static constexpr bool kAll = false;
+  const std::uint64_t* bits;
+  bool operator()(std::uint32_t i) const { return (bits[i >> 6] >> (i & 63)) & 1u; }
+};
+
+// Per-thread working memory, pooled by the index so that no search allocates.
+struct Scratch {
+  std::vector<std::uint64_t> seen;    // visited bit per node (small: stays in L1/L2)
+  std::vector<std::uint32_t> dirty;   // words of `seen` set by this visit
+  std::vector<Cand> candidates, results, selected, chosen, pool;
+  std::vector<std::uint32_t> links, fresh;
+  std::vector<float> head_values, query;
+
+  // Starts a visit of a graph of n nodes; end_visit() clears only the words
+  // this visit dirtied, so a visit costs O(nodes visited), not O(n).
+  void begin_visit(std::size_t n) {
+    if (seen.size() < (n + 63) / 64) seen.resize((n + 63) / 64, 0);
+  }
+  // True if i was visited already; marks it.
+  bool visit(std::uint32_t i) {
+    std::uint64_t& word = seen[i >> 6];
+    const std::uint64_t bit = std::uint64_t{1} << (i & 63);
+    if (word & bit) return true;
+    if (!word) dirty.push_back(i >> 6);
+    word |= bit;
+    return false;
+  }
+  void end_visit() {
+    for (const std::uint32_t w : dirty) seen[w] = 0;
+    dirty.clear();
+  }
+  std::size_t bytes() const {
+    return seen.capacity() * 8 + dirty.capacity() * 4 +
+           (candidates.capacity() + results.capacity() + selected.capacity() + chosen.capacity() +
+            pool.capacity()) *
+               sizeof(Cand) +
+           (links.capacity() + fresh.capacity() + query.capacity()) * 4 + sizeof(Scratch);
+  }
+};
+
+// A vector as stored: its first coordinates (the head, in the dense head
+// table) and the rest (the tail, in the node block). Queries split the same way.
+struct Split {
+  const float* head;
+  const float* tail;
+};
+
+// The distance of the index's metric with the active ISA's kernels, computed
+// head first, then tail continuing from the head's value (for l2 the running
+// sum and the final value are one expression: see l2_sq_bounded).
+struct Distance {
+  const SearchKernels* kernels;
+  std::int64_t head_dim, tail_dim;
+  std::int64_t granule;
+  bool l2;         // l2 or cosine (stored as l2 on unit vectors); else ip (no head)
+  bool abandon;    // early termination on
+  mutable std::int64_t evaluations = 0, rejected = 0, head_only = 0;
+
+  float head(Split a, Split b) const {
+    return l2 ? kernels->l2_sq_bounded(a.head, b.head, head_dim, granule, kInf, 0.f) : 0.f;
+  }
+  // The distance from the head's value; when abandoning, possibly a running
+  // value >= bound once it is clear that the distance is >= bound.
+  float finish(Split a, Split b, float head_value, float bound) const {
+    if (!l2) return head_value - kernels->dot(a.tail, b.tail, tail_dim);
+    if (abandon && head_value >= bound) return head_value;
+    return kernels->l2_sq_bounded(a.tail, b.tail, tail_dim, granule, abandon ? bound : kInf, head_value);
+  }
+  void count(bool beyond_bound) const {
+    ++evaluations;
+    rejected += beyond_bound;
+  }
+  float operator()(Split a, Split b, float bound) const {
+    const float d = finish(a, b, head(a, b), bound);
+    count(d >= bound);
+    return d;
+  }
+  float full(Split a, Split b) const {
+    ++evaluations;
+    return finish(a, b, head(a, b), kInf);
+  }
+};
+
+constexpr char kMagic[8] = {'K', 'E', 'E', 'N', 'H', 'N', 'S', 'W'};
+constexpr std::uint32_t kFormatVersion = 1;
+constexpr std::uint32_t kHeaderBytes = 32;  // magic, version, header size, payload size, checksum
+
+}  // namespace
+
+// ===========================================================================
+struct HNSWIndex::Impl {
+  std::int64_t dim;
+  HNSWOptions opt;
+  std::size_t M, M0;             // max links on layers >= 1 / on layer 0
+  std::int64_t head_dim;         // coordinates in the head table: min(granule, dim); 0 for ip
+  std::size_t node_words;        // 4-byte words per node block: dim - head_dim + M0
+  double level_mult;             // m_L = 1 / ln(M) (paper, section 4.1)
+
+  std::int64_t count = 0, capacity = 0, n_deleted = 0;
+  AlignedArray<float> heads;          // count x head_dim: the first coordinates of each vector
+  AlignedArray<std::uint32_t> nodes;  // count blocks of node_words (tail as float, then links)
+  std::vector<std::uint32_t> upper;
+  std::vector<std::uint32_t> upper_offset;
+  std::vector<std::int64_t> labels;
+  std::vector<std::uint8_t> levels;
+  std::vector<std::uint8_t> deleted;
+  std::unique_ptr<std::atomic<std::uint8_t>[]> locks;  // one spin lock per node
+  std::unordered_map<std::int64_t, std::uint32_t> lookup;
+  bool dense_ids = true;  // id == internal id for every node: labels and lookup unused
+  std::vector<float> rotation;  // dim x dim, rows orthonormal; empty if none
+
+  std::uint32_t entry = 0;
+  int max_level = -1;
+  std::mutex entry_mutex;  // guards entry / max_level while inserting
+
+  mutable std::shared_mutex rw;  // searches share it, mutations own it
+  mutable std::mutex pool_mutex;
+  mutable std::vector<std::unique_ptr<Scratch>> pool;
+
+  Impl(std::int64_t d, const HNSWOptions& o) : dim(d), opt(o) {
+    if (dim <= 0 || dim > (std::int64_t{1} << 24))
+      throw ValueError("HNSWIndex: dim must be in [1, 2^24], got " + std::to_string(dim));
+    if (opt.metric != Metric::l2 && opt.metric != Metric::ip && opt.metric != Metric::cosine)
+      throw ValueError(std::string("HNSWIndex: metric must be l2, ip or cosine, got ") +
+                       metric_name(opt.metric));
+    if (opt.M < 2 || opt.M > 2048) throw ValueError("HNSWIndex: M must be in [2, 2048], got " + std::to_string(opt.M));
+    if (opt.ef_construction < 1) throw ValueError("HNSWIndex: ef_construction must be >= 1");
+    if (opt.ef_search < 1) throw ValueError("HNSWIndex: ef_search must be >= 1");
+    if (opt.granule < 1) throw ValueError("HNSWIndex: granule must be >= 1");
+    M = static_cast<std::size_t>(opt.M);
+    M0 = 2 * M;
+    head_dim = opt.metric == Metric::ip ? 0 : std::min<std::int64_t>(opt.granule, dim);
+    node_words = static_cast<std::size_t>(dim - head_dim) + M0;
+    level_mult = 1.0 / std::log(static_cast<double>(M));
+  }
+
+  // --- storage --------------------------------------------------------------
+  float* head(std::uint32_t i) { return heads.data() + static_cast<std::size_t>(i) * head_dim; }
+  float* tail(std::uint32_t i) {
+    return reinterpret_cast<float*>(nodes.data() + static_cast<std::size_t>(i) * node_words);
+  }
+  const float* head(std::uint32_t i) const { return const_cast<Impl*>(this)->head(i); }
+  const float* tail(std::uint32_t i) const { return const_cast<Impl*>(this)->tail(i); }
+  Split node(std::uint32_t i) const {
+    auto* self = const_cast<Impl*>(this);
+    return Split{self->head(i), self->tail(i)};
+  }
+  Split query(const float* q) const { return Split{q, q + head_dim}; }
+  // Stores a transformed vector (dim values) as node i's head and tail.
+  void store(std::uint32_t i, const float* v) {
+    std::copy(v, v + head_dim, head(i));
+    std::copy(v + head_dim, v + dim, tail(i));
+  }
+  // max_links(level) slots; the list ends at the first kNoLink.
+  std::uint32_t* links(std::uint32_t i, int level) {
+    return level == 0 ? nodes.data() + static_cast<std::size_t>(i) * node_words + (dim - head_dim)
+                      : upper.data() + upper_offset[i] + (level - 1) * M;
+  }
+  const std::uint32_t* links(std::uint32_t i, int level) const {
+    return const_cast<Impl*>(this)->links(i, level);
+  }
+  std::size_t max_links(int level) const { return level == 0 ? M0 : M; }
+
+  void lock(std::uint32_t i) const {
+    std::atomic<std::uint8_t>& l = locks[i];
+    while (l.exchange(1, std::memory_order_acquire)) {
+      int spins = 0;
+      while (l.load(std::memory_order_relaxed)) {
+        if (++spins < 64) cpu_relax();
+        else std::this_thread::yield();
+      }
+    }
+  }
+  void unlock(std::uint32_t i) const { locks[i].store(0, std::memory_order_release); }
+
+  void reserve(std::int64_t n) {
+    if (n <= capacity) return;
+    if (n > std::numeric_limits<std::uint32_t>::max() - 1)
+      throw ValueError("HNSWIndex: at most 2^32 - 2 vectors");
+    const std::int64_t cap = std::max<std::int64_t>(n, capacity + capacity / 2);
+    const auto c = static_cast<std::size_t>(cap);
+    heads.resize(c * head_dim, static_cast<std::size_t>(count) * head_dim);
+    nodes.resize(c * node_words, static_cast<std::size_t>(count) * node_words);
+    grow_exact(upper_offset, c);
+    if (!dense_ids) grow_exact(labels, c);
+    grow_exact(levels, c);
+    grow_exact(deleted, c);
+    auto fresh = std::make_unique<std::atomic<std::uint8_t>[]>(c);  // value-initialised: unlocked
+    locks = std::move(fresh);
+    capacity = cap;
+  }
+
+  std::int64_t label(std::uint32_t i) const { return dense_ids ? i : labels[i]; }
+  // The internal id of `id`, or -1.
+  std::int64_t find(std::int64_t id) const {
+    if (dense_ids) return id >= 0 && id < count ? id : std::int64_t{-1};
+    const auto it = lookup.find(id);
+    return it == lookup.end() ? std::int64_t{-1} : static_cast<std::int64_t>(it->second);
+  }
+  // Ids stop being 0, 1, 2, ...: keep them explicitly from now on.
+  void make_ids_sparse() {
+    if (!dense_ids) return;
+    grow_exact(labels, static_cast<std::size_t>(capacity));
+    lookup.reserve(static_cast<std::size_t>(count));
+    for (std::int64_t i = 0; i < count; ++i) {
+      labels[static_cast<std::size_t>(i)] = i;
+      lookup.emplace(i, static_cast<std::uint32_t>(i));
+    }
+    dense_ids = false;
+  }
+
+  Distance distance() const {
+    // ip has no bound to abandon at (partial inner products are not monotone).
+    const bool l2 = opt.metric != Metric::ip;
+    return Distance{&search_detail::search_kernels(), head_dim, dim - head_dim, opt.granule, l2,
+                    l2 && opt.early_termination};
+  }
+
+  int draw_level(std::uint64_t index) const {
+    // Exponentially decaying level, floor(-ln(U) m_L) (paper, Alg. 1 line 4),
+    // with U drawn from the node's insertion index: reproducible, thread-free.
+    const std::uint64_t x = splitmix64(opt.seed * 0x2545f4914f6cdd1dULL + index);
+    const double u = static_cast<double>((x >> 11) + 1) * 0x1.0p-53;  // (0, 1]
+    return std::min(kMaxLevel, static_cast<int>(-std::log(u) * level_mult));
+  }
+
+  // --- scratch pool -----------------------------------------------------------
+  std::unique_ptr<Scratch> acquire() const {
+    std::unique_ptr<Scratch> s;
+    {
+      std::lock_guard<std::mutex> g(pool_mutex);
+      if (!pool.empty()) {
+        s = std::move(pool.back());
+        pool.pop_back();
+      }
+    }
+    if (!s) s = std::make_unique<Scratch>();
+    s->links.resize(M0);
+    s->fresh.resize(M0);
+    s->head_values.resize(M0);
+    return s;
+  }
+  void release(std::unique_ptr<Scratch> s) const {
+    std::lock_guard<std::mutex> g(pool_mutex);
+    pool.push_back(std::move(s));
+  }
+
+  // --- vectors in / out -------------------------------------------------------
+  // Throws unless every row of x is finite (and, for cosine, of non-zero norm).
+  void check_rows(const float* x, std::int64_t n, const char* what) const {
+    const SearchKernels& k = search_detail::search_kernels();
+    for (std::int64_t r = 0; r < n; ++r) {
+      const float* row = x + r * dim;
+      for (std::int64_t j = 0; j < dim; ++j)
+        if (!std::isfinite(row[j]))
+          throw ValueError(std::string(what) + ": row " + std::to_string(r) +
+                           " contains NaN or infinity");
+      if (opt.metric == Metric::cosine) {
+        const float norm2 = k.dot(row, row, dim);
+        if (!(norm2 > 0.f) || !std::isfinite(norm2))
+          throw ValueError(std::string(what) + ": row " + std::to_string(r) +
+                           " has zero (or overflowing) norm: cosine is undefined");
+      }
+    }
+  }
+
+  // The rotation packed into GEMM panels for the active ISA's tile width,
+  // packed once (and again only if the ISA level changes).
+  struct PackedRotation {
+    int nr = 0;
+    search_detail::AlignedFloats panels;
+  };
+  mutable std::mutex packed_mutex;
+  mutable std::shared_ptr<const PackedRotation> packed;
+
+  std::shared_ptr<const PackedRotation> packed_rotation(const search_detail::GemmKernels& g) const {
+    std::lock_guard<std::mutex> lock(packed_mutex);
+    if (!packed || packed->nr != g.nr) {
+      auto p = std::make_shared<PackedRotation>();
+      p->nr = g.nr;
+      p->panels.resize(search_detail::packed_size(dim, dim, g.nr));
+      search_detail::pack_panels(rotation.data(), dim, dim, dim, g.nr, nullptr, nullptr, p->panels.get());
+      packed = std::move(p);
+    }
+    return packed;
+  }
+
+  // n rows of x as stored (normalised for cosine, then rotated) into out
+  // (n x dim). The rotation is a GEMM over blocks of rows (the matrix is read
+  // once per block, not once per row: for 784-d it is 2.4 MB). Each row's
+  // result depends only on the row, never on the blocking (thread count).
+  void transform_rows(const float* x, std::int64_t n, float* out) const {
+    const SearchKernels& k = search_detail::search_kernels();
+    const bool cosine = opt.metric == Metric::cosine;
+    if (rotation.empty()) {
+      for (std::int64_t r = 0; r < n; ++r) {
+        const float* row = x + r * dim;
+        float* o = out + r * dim;
+        const float scale = cosine ? 1.f / std::sqrt(k.dot(row, row, dim)) : 1.f;
+        for (std::int64_t j = 0; j < dim; ++j) o[j] = cosine ? row[j] * scale : row[j];
+      }
+      return;
+    }
+    const search_detail::GemmKernels& g = search_detail::gemm_kernels();
+    const std::shared_ptr<const PackedRotation> rot = packed_rotation(g);
+    const std::int64_t mc = search_detail::round_up(search_detail::kGemmMC, g.mr);
+    const std::int64_t ldc = search_detail::round_up(dim, g.nr);
+    search_detail::AlignedFloats c(mc * ldc);
+    std::vector<float> unit(cosine ? static_cast<std::size_t>(mc * dim) : 0);
+    for (std::int64_t i0 = 0; i0 < n; i0 += mc) {
+      const std::int64_t m = std::min(mc, n - i0);
+      const float* src = x + i0 * dim;
+      if (cosine) {
+        for (std::int64_t r = 0; r < m; ++r) {
+          const float* row = src + r * dim;
+          const float scale = 1.f / std::sqrt(k.dot(row, row, dim));
+          for (std::int64_t j = 0; j < dim; ++j) unit[static_cast<std::size_t>(r * dim + j)] = row[j] * scale;
+        }
+        src = unit.data();
+      }
+      search_detail::gemm_rows(g, src, dim, m, rot->panels.get(), dim, dim, c.get(), ldc);
+      for (std::int64_t r = 0; r < m; ++r)
+        std::copy(c.get() + r * ldc, c.get() + r * ldc + dim, out + (i0 + r) * dim);
+    }
+  }
+
+  // --- Alg. 2 SEARCH-LAYER ----------------------------------------------------
+  // Best-first search of one layer from `ep`, keeping the ef closest accepted
+  // nodes in s.results (a max-heap). kBuilding: other threads may be writing
+  // links, so each list is copied under its node's lock. As in hnswlib, nodes
+  // that may not be returned (deleted, filtered out) still enter the candidate
+  // queue, and the stop rule waits for ef accepted results when filtering.
+  template <bool kBuilding, class Accept>
+  void search_layer(Scratch& s, Split q, std::uint32_t ep, float ep_dist, int level,
+                    std::size_t ef, const Accept& accept, const Distance& dist) const {
+    s.begin_visit(static_cast<std::size_t>(count));
+    std::vector<Cand>& C = s.candidates;
+    std::vector<Cand>& W = s.results;
+    C.clear();
+    W.clear();
+    const auto closer_first = [](const Cand& a, const Cand& b) { return a.first > b.first; };
+    const auto further_first = [](const Cand& a, const Cand& b) { return a.first < b.first; };
+    const std::size_t cap = max_links(level);
+    s.visit(ep);
+    C.emplace_back(ep_dist, ep);
+    if (accept(ep)) W.emplace_back(ep_dist, ep);
+    std::uint32_t* fresh = s.fresh.data();
+
+    while (!C.empty()) {
+      const Cand c = C.front();
+      const float worst = W.empty() ? kInf : W.front().first;
+      if (c.first > worst && (Accept::kAll || W.size() >= ef)) break;  // Alg. 2 line 7
+      std::pop_heap(C.begin(), C.end(), closer_first);
+      C.pop_back();
+      if (!C.empty()) prefetch(links(C.front().second, level));
+
+      const std::uint32_t* list = read_links<kBuilding>(s, c.second, level);
+      // The neighbours' distances in three passes, so that memory loads
+      // overlap instead of each distance waiting for its own:
+      // 1. the unvisited neighbours, prefetching their heads (a dense table,
+      //    mostly cache resident);
+      std::uint32_t n_fresh = 0;
+      for (std::size_t j = 0; j < cap; ++j) {
+        const std::uint32_t e = list[j];
+        if (e == kNoLink) break;
+        if (s.visit(e)) continue;
+        fresh[n_fresh++] = e;
+        if (head_dim) prefetch(head(e));
+      }
+      // 2. their head distances: those already beyond the bound are rejected
+      //    here without their tails ever being read (exact: the bound only
+      //    shrinks as results improve, so they would be rejected in turn);
+      //    the others' tails are prefetched;
+      float* head_value = s.head_values.data();
+      {
+        const float bound = W.size() < ef ? kInf : W.front().first;
+        std::uint32_t kept = 0;
+        for (std::uint32_t j = 0; j < n_fresh; ++j) {
+          const std::uint32_t e = fresh[j];
+          const float h = dist.head(q, node(e));
+          if (dist.abandon && h >= bound) {
+            dist.count(true);
+            ++dist.head_only;
+            continue;
+          }
+          const char* t = reinterpret_cast<const char*>(tail(e));
+          const std::size_t tail_bytes = static_cast<std::size_t>(dim - head_dim) * sizeof(float);
+          for (std::size_t b = 0; b < std::min(kTailPrefetchBytes, tail_bytes); b += 64) prefetch(t + b);
+          head_value[kept] = h;
+          fresh[kept++] = e;
+        }
+        n_fresh = kept;
+      }
+      // 3. the rest of each distance, in order, against the bound of the moment.
+      for (std::uint32_t j = 0; j < n_fresh; ++j) {
+        const std::uint32_t e = fresh[j];
+        // Alg. 2 line 13: e joins the candidates (and results) only if closer
+        // than the furthest result or the results are not yet ef: that is the
+        // bound a granule-wise distance may stop at.
+        const float bound = W.size() < ef ? kInf : W.front().first;
+        const float d = dist.finish(q, node(e), head_value[j], bound);
+        dist.count(d >= bound);
+        if (d < bound) {
+          C.emplace_back(d, e);
+          std::push_heap(C.begin(), C.end(), closer_first);
+          if (accept(e)) {
+            W.emplace_back(d, e);
+            std::push_heap(W.begin(), W.end(), further_first);
+            if (W.size() > ef) {
+              std::pop_heap(W.begin(), W.end(), further_first);
+              W.pop_back();
+            }
+          }
+        }
+      }
+    }
+    s.end_visit();
+  }
+
+  // The links of `node` on `level`; while building, other threads may be
+  // writing them, so they are copied under the node's lock.
+  template <bool kBuilding>
+  const std::uint32_t* read_links(Scratch& s, std::uint32_t node, int level) const {
+    const std::uint32_t* l = links(node, level);
+    if constexpr (!kBuilding) return l;
+    lock(node);
+    std::copy(l, l + max_links(level), s.links.data());
+    unlock(node);
+    return s.links.data();
+  }
+
+  // Alg. 2 with ef = 1, as a greedy walk on an upper layer: move to the
+  // closest neighbour while it is strictly closer.
+  template <bool kBuilding>
+  void greedy(Scratch& s, Split q, std::uint32_t& cur, float& cur_dist, int level,
+              const Distance& dist) const {
+    for (bool moved = true; moved;) {
+      moved = false;
+      const std::uint32_t* list = read_links<kBuilding>(s, cur, level);
+      std::size_t n_links = 0;
+      while (n_links < M && list[n_links] != kNoLink) {
+        if (head_dim) prefetch(head(list[n_links]));
+        prefetch(tail(list[n_links++]));
+      }
+      for (std::size_t j = 0; j < n_links; ++j) {
+        const float d = dist(q, node(list[j]), cur_dist);
+        if (d < cur_dist) {
+          cur_dist = d;
+          cur = list[j];
+          moved = true;
+        }
+      }
+    }
+  }
+
+  // --- Alg. 4 SELECT-NEIGHBORS-HEURISTIC --------------------------------------
+  // `cands` sorted closest first by distance to the base element. Keeps e when
+  // it is closer to the base than to every neighbour kept so far (no extension
+  // of the candidates, no keeping of pruned connections: the paper's defaults).
+  void select_neighbors(const std::vector<Cand>& cands, std::size_t m, std::vector<Cand>& out,
+                        const Distance& dist) const {
+    out.clear();
+    for (const Cand& e : cands) {
+      if (out.size() >= m) break;
+      bool keep = true;
+      for (const Cand& r : out) {
+        if (dist(node(e.second), node(r.second), e.first) < e.first) {
+          keep = false;
+          break;
+        }
+      }
+      if (keep) out.push_back(e);
+    }
+  }
+
+  // Adds the link node -> target on `level` under node's lock; a full list is
+  // re-selected by the heuristic among its links and the target (Alg. 1 l.11-16).
+  void add_link(Scratch& s, std::uint32_t node, std::uint32_t target, int level,
+                const Distance& dist) {
+    const std::size_t cap = max_links(level);
+    lock(node);
+    std::uint32_t* list = links(node, level);
+    std::size_t n = 0;
+    bool present = false;
+    for (; n < cap && list[n] != kNoLink; ++n) present |= list[n] == target;
+    if (!present) {
+      if (n < cap) {
+        list[n] = target;
+      } else {
+        std::vector<Cand>& all = s.pool;
+        all.clear();
+        const Split base = this->node(node);
+        all.emplace_back(dist.full(base, this->node(target)), target);
+        for (std::size_t j = 0; j < n; ++j) all.emplace_back(dist.full(base, this->node(list[j])), list[j]);
+        std::sort(all.begin(), all.end());
+        select_neighbors(all, cap, s.selected, dist);
+        set_links(list, cap, s.selected);
+      }
+    }
+    unlock(node);
+  }
+
+  static void set_links(std::uint32_t* list, std::size_t cap, const std::vector<Cand>& chosen) {
+    for (std::size_t j = 0; j < cap; ++j) list[j] = j < chosen.size() ? chosen[j].second : kNoLink;
+  }
+
+  // --- Alg. 1 INSERT ------------------------------------------------------------
+  void insert(std::uint32_t i, Scratch& s, const Distance& dist) {
+    const int level = levels[i];
+    const Split q = node(i);
+    std::unique_lock<std::mutex> top_lock(entry_mutex);
+    const int top = max_level;
+    std::uint32_t ep = entry;
+    if (level <= top) top_lock.unlock();  // a new top level keeps it to the end
+
+    float ep_dist = dist.full(q, node(ep));
+    for (int lc = top; lc > level; --lc) greedy<true>(s, q, ep, ep_dist, lc, dist);  // l.5-7
+    for (int lc = std::min(level, top); lc >= 0; --lc) {                            // l.8-17
+      search_layer<true>(s, q, ep, ep_dist, lc, static_cast<std::size_t>(opt.ef_construction),
+                         AcceptAll(), dist);
+      std::vector<Cand>& W = s.results;
+      W.erase(std::remove_if(W.begin(), W.end(), [i](const Cand& c) { return c.second == i; }),
+              W.end());
+      std::sort(W.begin(), W.end());
+      if (W.empty()) continue;
+      // The new node gets M links on every layer (as the paper's M, not Mmax0).
+      std::vector<Cand>& chosen = s.chosen;  // (s.selected is add_link's)
+      select_neighbors(W, M, chosen, dist);
+      lock(i);
+      set_links(links(i, lc), max_links(lc), chosen);
+      unlock(i);
+      for (const Cand& e : chosen) add_link(s, e.second, i, lc, dist);
+      ep = W.front().second;  // the closest found enters the next layer down
+      ep_dist = W.front().first;
+    }
+    if (level > top) {
+      entry = i;
+      max_level = level;
+    }
+  }
+
+  // --- add ------------------------------------------------------------------------
+  void add(const float* x, std::int64_t n, const std::int64_t* ids, int num_threads) {
+    std::unique_lock<std::shared_mutex> write(rw);
+    if (n <= 0) return;
+    if (!x) throw ValueError("HNSWIndex.add: vectors is null");
+    // Check everything before changing anything.
+    std::vector<std::int64_t> new_ids(static_cast<std::size_t>(n));
+    bool dense_batch = true;
+    {
+      std::unordered_set<std::int64_t> batch;
+      batch.reserve(static_cast<std::size_t>(n));
+      for (std::int64_t r = 0; r < n; ++r) {
+        const std::int64_t id = ids ? ids[r] : count + r;
+        if (id < 0) throw ValueError("HNSWIndex.add: ids must be non-negative, got " + std::to_string(id));
+        const bool known = find(id) >= 0;
+        if (known || !batch.insert(id).second)
+          throw ValueError("HNSWIndex.add: id " + std::to_string(id) + " is already in the index" +
+                           (known ? "" : " batch twice"));
+        new_ids[static_cast<std::size_t>(r)] = id;
+        dense_batch = dense_batch && id == count + r;
+      }
+    }
+    const int threads = num_threads > 0 ? num_threads : get_num_threads();
+    check_rows(x, n, "vectors");
+    const std::int64_t old = count;
+    if (!dense_batch) make_ids_sparse();
+    reserve(old + n);
+    std::size_t upper_needed = upper.size();
+    for (std::int64_t r = 0; r < n; ++r) {
+      const auto i = static_cast<std::size_t>(old + r);
+      const int level = draw_level(i);
+      levels[i] = static_cast<std::uint8_t>(level);
+      upper_offset[i] = static_cast<std::uint32_t>(upper_needed);
+      upper_needed += static_cast<std::size_t>(level) * M;
+      if (upper_needed > std::numeric_limits<std::uint32_t>::max())
+        throw ValueError("HNSWIndex: upper layers too large");
+      if (!dense_ids) labels[i] = new_ids[static_cast<std::size_t>(r)];
+      deleted[i] = 0;
+      std::fill_n(links(static_cast<std::uint32_t>(i), 0), M0, kNoLink);
+    }
+    if (upper_needed > upper.capacity())
+      upper.reserve(std::max(upper_needed, upper.capacity() + upper.capacity() / 2));
+    upper.resize(upper_needed, kNoLink);
+    if (!dense_ids) {
+      lookup.reserve(static_cast<std::size_t>(old + n));
+      for (std::int64_t r = 0; r < n; ++r)
+        lookup.emplace(new_ids[static_cast<std::size_t>(r)], static_cast<std::uint32_t>(old + r));
+    }
+    // Store the vectors (normalised / rotated), in parallel.
+    run_threads(std::min<std::int64_t>(threads, std::max<std::int64_t>(1, n / 256)), [&](int t, int nt) {
+      constexpr std::int64_t kChunk = 1024;
+      std::vector<float> out(static_cast<std::size_t>(kChunk * dim));
+      for (std::int64_t r0 = n * t / nt, end = n * (t + 1) / nt; r0 < end; r0 += kChunk) {
+        const std::int64_t m = std::min(kChunk, end - r0);
+        transform_rows(x + r0 * dim, m, out.data());
+        for (std::int64_t r = 0; r < m; ++r)
+          store(static_cast<std::uint32_t>(old + r0 + r), out.data() + r * dim);
+      }
+    });
+    count = old + n;
+
+    std::int64_t first = old;
+    if (old == 0) {  // the first node is the entry point of an empty graph
+      entry = 0;
+      max_level = levels[0];
+      first = 1;
+    }
+    // Insert in parallel: dynamic scheduling in small chunks, in insertion order
+    // as far as possible (one thread: exactly in order, reproducibly).
+    const int t_insert = static_cast<int>(std::min<std::int64_t>(threads, std::max<std::int64_t>(1, (count - first) / 64)));
+    std::atomic<std::int64_t> next{first};
+    run_threads(t_insert, [&](int, int) {
+      std::unique_ptr<Scratch> s = acquire();
+      const Distance dist = distance();  // per thread: it counts evaluations
+      for (;;) {
+        const std::int64_t begin = next.fetch_add(16);
+        if (begin >= count) break;
+        const std::int64_t end = std::min<std::int64_t>(count, begin + 16);
+        for (std::int64_t i = begin; i < end; ++i) insert(static_cast<std::uint32_t>(i), *s, dist);
+      }
+      release(std::move(s));
+    });
+  }
+
+  // --- Alg. 5 K-NN-SEARCH -----------------------------------------------------------
+  template <class Accept>
+  void knn(Scratch& s, Split q, std::size_t ef, const Accept& accept, const Distance& dist) const {
+    std::uint32_t ep = entry;
+    float ep_dist = dist.full(q, node(ep));
+    for (int lc = max_level; lc > 0; --lc) greedy<false>(s, q, ep, ep_dist, lc, dist);
+    search_layer<false>(s, q, ep, ep_dist, 0, ef, accept, dist);
+  }
+
+  void write_results(std::vector<Cand>& found, std::int64_t k, float* D, std::int64_t* I) const {
+    // Best first, ties by id: independent of heap order and thread count.
+    std::vector<std::pair<float, std::int64_t>> out;
+    out.reserve(found.size());
+    for (const Cand& c : found) out.emplace_back(c.first, label(c.second));
+    std::sort(out.begin(), out.end());
+    const std::size_t kk = static_cast<std::size_t>(k);
+    for (std::size_t j = 0; j < kk; ++j) {
+      if (j < out.size()) {
+        float d = out[j].first;
+        if (opt.metric == Metric::ip) d = -d;
+        else if (opt.metric == Metric::cosine) d *= 0.5f;
+        D[j] = d;
+        I[j] = out[j].second;
+      } else {
+        D[j] = opt.metric == Metric::ip ? -kInf : kInf;
+        I[j] = -1;
+      }
+    }
+  }
+
+  void search(const float* queries, std::int64_t nq, std::int64_t k, std::int64_t ef_arg, float* D,
+              std::int64_t* I, const std::int64_t* allowed, std::int64_t n_allowed, int num_threads,
+              HNSWSearchStats* stats) const {
+    std::shared_lock<std::shared_mutex> read(rw);
+    if (k <= 0) throw ValueError("HNSWIndex.search: k must be positive, got " + std::to_string(k));
+    if (count == 0) throw ValueError("HNSWIndex.search: the index is empty");
+    if (nq < 0) throw ValueError("HNSWIndex.search: negative number of queries");
+    if (stats) *stats = HNSWSearchStats();
+    if (nq == 0) return;
+    if (!queries || !D || !I) throw ValueError("HNSWIndex.search: null array");
+    const std::size_t ef = static_cast<std::size_t>(std::max<std::int64_t>(ef_arg > 0 ? ef_arg : opt.ef_search, k));
+    check_rows(queries, nq, "queries");
+
+    // Filter: the allowed and not deleted nodes as a bit mask. A short list is
+    // searched exhaustively instead (exact, and cheaper than a graph search
+    // that must wade through mostly rejected nodes to collect ef results).
+    std::vector<std::uint64_t> mask;
+    std::vector<std::uint32_t> exact_list;
+    const bool filtered = allowed != nullptr;
+    if (filtered) {
+      mask.assign(static_cast<std::size_t>((count + 63) / 64), 0);
+      for (std::int64_t j = 0; j < n_allowed; ++j) {
+        const std::int64_t found = find(allowed[j]);
+        if (found < 0 || deleted[found]) continue;
+        const auto i = static_cast<std::uint32_t>(found);
+        if (!((mask[i >> 6] >> (i & 63)) & 1u)) exact_list.push_back(i);
+        mask[i >> 6] |= std::uint64_t{1} << (i & 63);
+      }
+      std::sort(exact_list.begin(), exact_list.end());
+    }
+    const bool exhaustive = filtered && exact_list.size() <= ef * M0;
+
+    const int threads = static_cast<int>(std::min<std::int64_t>(num_threads > 0 ? num_threads : get_num_threads(), nq));
+    std::atomic<std::int64_t> evaluations{0}, rejected{0}, head_only{0};
+    run_threads(threads, [&](int t, int nt) {
+      std::unique_ptr<Scratch> s = acquire();
+      const Distance dist = distance();
+      search_detail::TopK top(k);
+      std::vector<float> dd(exhaustive ? static_cast<std::size_t>(k) : 0);
+      std::vector<std::int64_t> ii(dd.size());
+      constexpr std::int64_t kChunk = 64;  // queries transformed together
+      s->query.resize(static_cast<std::size_t>(kChunk * dim));
+      const std::int64_t begin = nq * t / nt, end = nq * (t + 1) / nt;
+      for (std::int64_t r = begin; r < end; ++r) {
+        if ((r - begin) % kChunk == 0)
+          transform_rows(queries + r * dim, std::min(kChunk, end - r), s->query.data());
+        const float* q = s->query.data() + ((r - begin) % kChunk) * dim;
+        if (exhaustive) {
+          s->results.clear();
+          for (const std::uint32_t i : exact_list) top.push(dist.full(query(q), node(i)), i);
+          top.write_sorted(dd.data(), ii.data(), kInf);
+          for (std::int64_t j = 0; j < k; ++j)
+            if (ii[j] >= 0) s->results.emplace_back(dd[j], static_cast<std::uint32_t>(ii[j]));
+        } else if (filtered) {
+          knn(*s, query(q), ef, AcceptMask{mask.data()}, dist);
+        } else if (n_deleted > 0) {
+          knn(*s, query(q), ef, AcceptLive{deleted.data()}, dist);
+        } else {
+          knn(*s, query(q), ef, AcceptAll(), dist);
+        }
+        write_results(s->results, k, D + r * k, I + r * k);
+      }
+      evaluations += dist.evaluations;
+      rejected += dist.rejected;
+      head_only += dist.head_only;
+      release(std::move(s));
+    });
+    if (stats) {
+      stats->distances = evaluations.load();
+      stats->rejected = rejected.load();
+      stats->head_only = head_only.load();
+    }
+  }
+
+  // --- deletion ---------------------------------------------------------------------
+  void set_deleted(const std::int64_t* ids, std::int64_t n, bool value) {
+    std::unique_lock<std::shared_mutex> write(rw);
+    std::vector<std::uint32_t> internal;
+    internal.reserve(static_cast<std::size_t>(std::max<std::int64_t>(n, 0)));
+    for (std::int64_t j = 0; j < n; ++j) {
+      const std::int64_t i = find(ids[j]);
+      if (i < 0) throw ValueError("HNSWIndex: id " + std::to_string(ids[j]) + " is not in the index");
+      internal.push_back(static_cast<std::uint32_t>(i));
+    }
+    for (const std::uint32_t i : internal) {
+      if (deleted[i] != static_cast<std::uint8_t>(value)) n_deleted += value ? 1 : -1;
+      deleted[i] = value;
+    }
+  }
+
+  void set_rotation(const float* r) {
+    std::unique_lock<std::shared_mutex> write(rw);
+    if (count > 0) throw ValueError("HNSWIndex.set_rotation: the index is not empty");
+    if (!r) {
+      rotation.clear();
+      return;
+    }
+    check_rotation(r);
+    rotation.assign(r, r + dim * dim);
+  }
+
+  void check_rotation(const float* r) const {
+    const SearchKernels& k = search_detail::search_kernels();
+    const auto n = static_cast<std::size_t>(dim * dim);
+    for (std::size_t j = 0; j < n; ++j)
+      if (!std::isfinite(r[j])) throw ValueError("HNSWIndex: rotation contains NaN or infinity");
+    for (std::int64_t a = 0; a < dim; ++a)
+      for (std::int64_t b = a; b < dim; ++b) {
+        const float d = k.dot(r + a * dim, r + b * dim, dim);
+        if (std::fabs(d - (a == b ? 1.f : 0.f)) > 1e-3f)
+          throw ValueError("HNSWIndex: rotation must have orthonormal rows (row " + std::to_string(a) +
+                           " . row " + std::to_string(b) + " = " + std::to_string(d) + ")");
+      }
+  }
+
+  std::size_t memory_usage() const {
+    std::size_t bytes = sizeof(Impl) + heads.bytes() + nodes.bytes() +
+                        upper.capacity() * 4 + upper_offset.capacity() * 4 + labels.capacity() * 8 +
+                        levels.capacity() + deleted.capacity() + static_cast<std::size_t>(capacity) +
+                        rotation.capacity() * 4;
+    // unordered_map: one bucket pointer per bucket, one heap node per entry
+    // (next pointer + key + value, rounded up as malloc does).
+    bytes += lookup.bucket_count() * sizeof(void*) + lookup.size() * 32;
+    std::lock_guard<std::mutex> g(pool_mutex);
+    for (const auto& s : pool) bytes += s->bytes();
+    return bytes;
+  }
+
+  // --- save / load -------------------------------------------------------------------
+  void save(const std::string& path) const;
+  static std::unique_ptr<Impl> load(const std::string& path);
+};
+
+// ===========================================================================
+// File format (little-endian, version 1):
+//   header  8 bytes magic "KEENHNSW", u32 format version, u32 header size (32),
+//           u64 payload size, u64 FNV-1a 64 of the payload
+//   payload u32 dim, metric, M, ef_construction, ef_search, granule,
+//           early_termination, has_rotation; u64 seed, count;
+//           i32 max_level; u32 entry;
+//           [rotation dim*dim f32]; labels count*i64; levels count*u8;
+//           deleted count*u8; heads count*h f32 (h = min(granule, dim), 0
+//           for ip: the first coordinates of each vector as stored); node
+//           blocks count*(dim-h f32 rest of the vector, 2M u32 layer-0 links,
+//           0xffffffff = unused); u64 n, n u32 upper links (M slots per node
+//           and layer >= 1, in node order).
+namespace {
+
+class FileWriter {
+ public:
+  FileWriter(std::FILE* f, const std::string& path) : f_(f), path_(path) {}
+  void raw(const void* data, std::size_t n) {
+    if (n && std::fwrite(data, 1, n, f_) != n) throw ValueError("HNSWIndex.save: cannot write " + path_);
+  }
+  void payload(const void* data, std::size_t n) {
+    raw(data, n);
+    hash.update(data, n);
+    bytes += n;
+  }
+  template <class T>
+  void value(T v) { payload(&v, sizeof(T)); }
+  Fnv1a64 hash;
+  std::uint64_t bytes = 0;
+
+ private:
+  std::FILE* f_;
+  std::string path_;
+};
+
+struct FileCloser {
+  void operator()(std::FILE* f) const { std::fclose(f); }
+};
+
+class PayloadReader {
+ public:
+  PayloadReader(std::FILE* f, std::uint64_t size, const std::string& path) : f_(f), left_(size), path_(path) {}
+  void read(void* out, std::size_t n) {
+    if (n > left_) fail("sections run past the end of the payload");
+    if (n && std::fread(out, 1, n, f_) != n) fail("truncated file");
+    left_ -= n;
+  }
+  template <class T>
+  T value() {
+    T v;
+    read(&v, sizeof(T));
+    return v;
+  }
+  // Throws unless n items of `item` bytes fit in what is left (checked before
+  // allocating, so a corrupt count cannot ask for absurd memory).
+  void need(std::uint64_t n, std::uint64_t item) {
+    if (item && n > left_ / item) fail("sections run past the end of the payload");
+  }
+  std::uint64_t left() const { return left_; }
+  [[noreturn]] void fail(const std::string& why) const {
+    throw ValueError("HNSWIndex.load: " + path_ + " is not a valid keensight HNSW index (" + why + ")");
+  }
+
+ private:
+  std::FILE* f_;
+  std::uint64_t left_;
+  std::string path_;
+};
+
+}  // namespace
+
+void HNSWIndex::Impl::save(const std::string& path) const {
+  std::shared_lock<std::shared_mutex> read(rw);
+  namespace fs = std::filesystem;
+  static std::atomic<unsigned> serial{0};
+  std::string tmp = path + ".tmp";
+#if defined(__unix__) || defined(__APPLE__)
+  tmp += "." + std::to_string(static_cast<long>(getpid()));
+#endif
+  tmp += "." + std::to_string(serial.fetch_add(1));
+  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(tmp.c_str(), "wbx"));
+  if (!file) throw ValueError("HNSWIndex.save: cannot create " + tmp + " (" + std::strerror(errno) + ")");
+  try {
+    FileWriter w(file.get(), tmp);
+    char header[kHeaderBytes] = {};
+    w.raw(header, sizeof(header));  // placeholder; rewritten once the checksum is known
+    w.value<std::uint32_t>(static_cast<std::uint32_t>(dim));
+    w.value<std::uint32_t>(static_cast<std::uint32_t>(opt.metric));
+    w.value<std::uint32_t>(static_cast<std::uint32_t>(opt.M));
+    w.value<std::uint32_t>(static_cast<std::uint32_t>(opt.ef_construction));
+    w.value<std::uint32_t>(static_cast<std::uint32_t>(opt.ef_search));
+    w.value<std::uint32_t>(static_cast<std::uint32_t>(opt.granule));
+    w.value<std::uint32_t>(opt.early_termination ? 1u : 0u);
+    w.value<std::uint32_t>(rotation.empty() ? 0u : 1u);
+    w.value<std::uint64_t>(opt.seed);
+    w.value<std::uint64_t>(static_cast<std::uint64_t>(count));
+    w.value<std::int32_t>(max_level);
+    w.value<std::uint32_t>(entry);
+    const auto n = static_cast<std::size_t>(count);
+    if (!rotation.empty()) w.payload(rotation.data(), rotation.size() * sizeof(float));
+    for (std::size_t i = 0; i < n; ++i) w.value<std::int64_t>(label(static_cast<std::uint32_t>(i)));
+    w.payload(levels.data(), n);
+    w.payload(deleted.data(), n);
+    w.payload(heads.data(), n * static_cast<std::size_t>(head_dim) * sizeof(float));
+    w.payload(nodes.data(), n * node_words * sizeof(std::uint32_t));
+    w.value<std::uint64_t>(upper.size());
+    w.payload(upper.data(), upper.size() * sizeof(std::uint32_t));
+
+    std::memcpy(header, kMagic, 8);
+    const std::uint32_t version = kFormatVersion, header_bytes = kHeaderBytes;
+    std::memcpy(header + 8, &version, 4);
+    std::memcpy(header + 12, &header_bytes, 4);
+    std::memcpy(header + 16, &w.bytes, 8);
+    std::memcpy(header + 24, &w.hash.h, 8);
+    if (std::fseek(file.get(), 0, SEEK_SET) != 0) throw ValueError("HNSWIndex.save: cannot seek in " + tmp);
+    w.raw(header, sizeof(header));
+    if (std::fflush(file.get()) != 0) throw ValueError("HNSWIndex.save: cannot write " + tmp);
+#if defined(__unix__) || defined(__APPLE__)
+    fsync(fileno(file.get()));  // the data reaches the disk before the rename makes it visible
+#endif
+    std::FILE* raw = file.release();
+    if (std::fclose(raw) != 0) throw ValueError("HNSWIndex.save: cannot write " + tmp);
+    std::error_code ec;
+    fs::rename(tmp, path, ec);  // atomic replacement on POSIX
+    if (ec) throw ValueError("HNSWIndex.save: cannot rename " + tmp + " to " + path + " (" + ec.message() + ")");
+  } catch (...) {
+    file.reset();
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+}
+
+std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) {
+  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
+  if (!file) throw ValueError("HNSWIndex.load: cannot open " + path + " (" + std::strerror(errno) + ")");
+  const std::string bad = "HNSWIndex.load: " + path + " is not a valid keensight HNSW index (";
+  char header[kHeaderBytes];
+  if (std::fread(header, 1, kHeaderBytes, file.get()) != kHeaderBytes) throw ValueError(bad + "truncated header)");
+  if (std::memcmp(header, kMagic, 8) != 0) throw ValueError(bad + "wrong magic)");
+  std::uint32_t version, header_bytes;
+  std::uint64_t payload_bytes, checksum;
+  std::memcpy(&version, header + 8, 4);
+  std::memcpy(&header_bytes, header + 12, 4);
+  std::memcpy(&payload_bytes, header + 16, 8);
+  std::memcpy(&checksum, header + 24, 8);
+  if (version != kFormatVersion)
+    throw ValueError(bad + "format version " + std::to_string(version) + ", this keensight reads version " +
+                     std::to_string(kFormatVersion) + ")");
+  if (header_bytes != kHeaderBytes) throw ValueError(bad + "bad header size)");
+  // Pass 1: size and checksum of the payload, before trusting any of it.
+  {
+    Fnv1a64 hash;
+    std::vector<char> buf(1 << 20);
+    std::uint64_t total = 0;
+    for (;;) {
+      const std::size_t got = std::fread(buf.data(), 1, buf.size(), file.get());
+      if (got == 0) break;
+      hash.update(buf.data(), got);
+      total += got;
+    }
+    if (total < payload_bytes) throw ValueError(bad + "truncated file)");
+    if (total > payload_bytes) throw ValueError(bad + "trailing bytes after the payload)");
+    if (hash.h != checksum) throw ValueError(bad + "checksum mismatch: the file is corrupt)");
+  }
+  // Pass 2: parse, checking every field (a valid checksum does not make a
+  // crafted file safe to search).
+  if (std::fseek(file.get(), kHeaderBytes, SEEK_SET) != 0) throw ValueError(bad + "cannot seek)");
+  PayloadReader in(file.get(), payload_bytes, path);
+  const auto dim = in.value<std::uint32_t>();
+  HNSWOptions o;
+  const auto metric = in.value<std::uint32_t>();
+  o.M = static_cast<int>(in.value<std::uint32_t>());
+  o.ef_construction = static_cast<int>(in.value<std::uint32_t>());
+  o.ef_search = static_cast<int>(in.value<std::uint32_t>());
+  o.granule = static_cast<int>(in.value<std::uint32_t>());
+  const auto early = in.value<std::uint32_t>();
+  const auto has_rotation = in.value<std::uint32_t>();
+  o.seed = in.value<std::uint64_t>();
+  const auto count = in.value<std::uint64_t>();
+  const auto max_level = in.value<std::int32_t>();
+  const auto entry = in.value<std::uint32_t>();
+  if (metric > 2 || early > 1 || has_rotation > 1 || o.M < 2 || o.M > 2048 || o.ef_construction < 1 ||
+      o.ef_search < 1 || o.granule < 1 || dim < 1 || dim > (1u << 24))
+    in.fail("bad parameters");
+  o.metric = static_cast<Metric>(metric);
+  o.early_termination = early == 1;
+  auto impl = std::make_unique<Impl>(static_cast<std::int64_t>(dim), o);
+  const std::uint64_t per_node = 8 + 2 + (impl->head_dim + impl->node_words) * 4;
+  in.need(count, per_node);
+  if (count == 0 ? max_level != -1 : (max_level < 0 || max_level > kMaxLevel || entry >= count))
+    in.fail("bad entry point");
+  if (has_rotation) {
+    in.need(std::uint64_t{dim} * dim, 4);
+    std::vector<float> r(static_cast<std::size_t>(dim) * dim);
+    in.read(r.data(), r.size() * 4);
+    try {
+      impl->check_rotation(r.data());
+    } catch (const ValueError& e) {
+      in.fail(e.what());
+    }
+    impl->rotation = std::move(r);
+  }
+  impl->reserve(static_cast<std::int64_t>(count));
+  const auto n = static_cast<std::size_t>(count);
+  std::vector<std::int64_t> labels(n);
+  in.read(labels.data(), n * 8);
+  in.read(impl->levels.data(), n);
+  in.read(impl->deleted.data(), n);
+  in.read(impl->heads.data(), n * impl->head_dim * 4);
+  in.read(impl->nodes.data(), n * impl->node_words * 4);
+  const auto n_upper = in.value<std::uint64_t>();
+  in.need(n_upper, 4);
+  impl->upper.resize(static_cast<std::size_t>(n_upper));
+  in.read(impl->upper.data(), impl->upper.size() * 4);
+  if (in.left() != 0) in.fail("trailing bytes in the payload");
+  impl->count = static_cast<std::int64_t>(count);
+
+  // Structure: levels and the upper-list offsets they imply, link counts and
+  // targets (in range, and on a level the target has), labels, flags, values.
+  std::size_t offset = 0;
+  int top = -1;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (impl->levels[i] > kMaxLevel) in.fail("bad node level");
+    if (impl->deleted[i] > 1) in.fail("bad deletion flag");
+    if (labels[i] < 0) in.fail("negative id");
+    top = std::max<int>(top, impl->levels[i]);
+    impl->upper_offset[i] = static_cast<std::uint32_t>(offset);
+    offset += impl->levels[i] * impl->M;
+    if (offset > n_upper) in.fail("upper layers do not match the node levels");
+  }
+  if (offset != n_upper) in.fail("upper layers do not match the node levels");
+  if (count > 0 && (top != max_level || impl->levels[entry] != max_level)) in.fail("bad entry point");
+  for (std::size_t i = 0; i < n; ++i) {
+    for (int l = 0; l <= impl->levels[i]; ++l) {
+      const std::uint32_t* list = impl->links(static_cast<std::uint32_t>(i), l);
+      const std::size_t cap = impl->max_links(l);
+      std::size_t n_links = 0;
+      while (n_links < cap && list[n_links] != kNoLink) ++n_links;
+      for (std::size_t j = 0; j < cap; ++j) {
+        if (j >= n_links) {
+          if (list[j] != kNoLink) in.fail("links after the end of a list");
+        } else if (list[j] >= count || impl->levels[list[j]] < l) {
+          in.fail("link to a missing node");
+        }
+      }
+    }
+    impl->n_deleted += impl->deleted[i];
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    const Split v = impl->node(static_cast<std::uint32_t>(i));
+    for (std::int64_t j = 0; j < impl->dim; ++j)
+      if (!std::isfinite(j < impl->head_dim ? v.head[j] : v.tail[j - impl->head_dim]))
+        in.fail("non-finite vector");
+  }
+  bool dense = true;
+  for (std::size_t i = 0; i < n && dense; ++i) dense = labels[i] == static_cast<std::int64_t>(i);
+  if (!dense) {
+    impl->dense_ids = false;
+    grow_exact(impl->labels, static_cast<std::size_t>(impl->capacity));
+    impl->lookup.reserve(n);
+    for (std::size_t i = 0; i < n; ++i)
+      if (!impl->lookup.emplace(labels[i], static_cast<std::uint32_t>(i)).second) in.fail("duplicate id");
+    std::copy(labels.begin(), labels.end(), impl->labels.begin());
+  }
+  impl->entry = entry;
+  impl->max_level = max_level;
+  return impl;
+}
+
+// ===========================================================================
+HNSWIndex::HNSWIndex(std::int64_t dim, const HNSWOptions& options)
+    : impl_(std::make_unique<Impl>(dim, options)) {}
+HNSWIndex::HNSWIndex(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+HNSWIndex::~HNSWIndex() = default;
+HNSWIndex::HNSWIndex(HNSWIndex&&) noexcept = default;
+HNSWIndex& HNSWIndex::operator=(HNSWIndex&&) noexcept = default;
+
+void HNSWIndex::set_rotation(const float* rotation) { impl_->set_rotation(rotation); }
+bool HNSWIndex::has_rotation() const {
+  std::shared_lock<std::shared_mutex> read(impl_->rw);
+  return !impl_->rotation.empty();
+}
+std::vector<float> HNSWIndex::rotation() const {
+  std::shared_lock<std::shared_mutex> read(impl_->rw);
+  return impl_->rotation;
+}
+void HNSWIndex::add(const float* vectors, std::int64_t n, const std::int64_t* ids, int num_threads) {
+  impl_->add(vectors, n, ids, num_threads);
+}
+void HNSWIndex::search(const float* queries, std::int64_t nq, std::int64_t k, std::int64_t ef,
+                       float* distances, std::int64_t* ids, const std::int64_t* allowed,
+                       std::int64_t n_allowed, int num_threads, HNSWSearchStats* stats) const {
+  impl_->search(queries, nq, k, ef, distances, ids, allowed, n_allowed, num_threads, stats);
+}
+void HNSWIndex::mark_deleted(const std::int64_t* ids, std::int64_t n) { impl_->set_deleted(ids, n, true); }
+void HNSWIndex::unmark_deleted(const std::int64_t* ids, std::int64_t n) { impl_->set_deleted(ids, n, false); }
+void HNSWIndex::save(const std::string& path) const { impl_->save(path); }
+HNSWIndex HNSWIndex::load(const std::string& path) { return HNSWIndex(Impl::load(path)); }
+
+std::int64_t HNSWIndex::dim() const { return impl_->dim; }
+std::int64_t HNSWIndex::size() const {
+  std::shared_lock<std::shared_mutex> read(impl_->rw);
+  return impl_->count;
+}
+std::int64_t HNSWIndex::n_deleted() const {
+  std::shared_lock<std::shared_mutex> read(impl_->rw);
+  return impl_->n_deleted;
+}
+const HNSWOptions& HNSWIndex::options() const { return impl_->opt; }
+void HNSWIndex::set_ef_search(int ef_search) {
+  if (ef_search < 1) throw ValueError("HNSWIndex: ef_search must be >= 1");
+  std::unique_lock<std::shared_mutex> write(impl_->rw);
+  impl_->opt.ef_search = ef_search;
+}
+void HNSWIndex::set_early_termination(bool on) {
+  std::unique_lock<std::shared_mutex> write(impl_->rw);
+  impl_->opt.early_termination = on;
+}
+std::vector<std::int64_t> HNSWIndex::ids() const {
+  std::shared_lock<std::shared_mutex> read(impl_->rw);
+  std::vector<std::int64_t> out(static_cast<std::size_t>(impl_->count));
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = impl_->label(static_cast<std::uint32_t>(i));
+  return out;
+}
+int HNSWIndex::max_level() const {
+  std::shared_lock<std::shared_mutex> read(impl_->rw);
+  return impl_->max_level;
+}
+std::size_t HNSWIndex::memory_usage() const {
+  std::shared_lock<std::shared_mutex> read(impl_->rw);
+  return impl_->memory_usage();
+}
+
+}  // namespace keensight::search

@@ -1,0 +1,197 @@
+#include "search/index_io.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <vector>
+
+#include "keensight/core.hpp"
+
+#ifdef _WIN32
+#include <io.h>
+#include <process.h>
+#include <windows.h>
+#else
+#include <unistd.h>
+#endif
+
+namespace keensight::search_detail {
+namespace {
+
+constexpr std::size_t kMagicBytes = 8;
+constexpr std::uint64_t kHeaderBytes = kMagicBytes + sizeof(std::uint32_t);
+constexpr std::uint64_t kTrailerBytes = sizeof(std::uint64_t);
+
+bool host_is_little_endian() {
+  const std::uint32_t one = 1;
+  unsigned char first;
+  std::memcpy(&first, &one, 1);
+  return first == 1;
+}
+
+void require_little_endian() {
+  if (!host_is_little_endian())
+    throw ValueError("index files are little-endian; this big-endian host is not supported");
+}
+
+std::string padded_magic(const std::string& magic) {
+  if (magic.size() > kMagicBytes) throw ValueError("index magic longer than 8 bytes: " + magic);
+  std::string m = magic;
+  m.resize(kMagicBytes, '\0');
+  return m;
+}
+
+bool seek(std::FILE* f, std::uint64_t offset) {
+#ifdef _WIN32
+  return _fseeki64(f, static_cast<__int64>(offset), SEEK_SET) == 0;
+#else
+  return fseeko(f, static_cast<off_t>(offset), SEEK_SET) == 0;
+#endif
+}
+
+bool file_size(std::FILE* f, std::uint64_t* size) {
+#ifdef _WIN32
+  if (_fseeki64(f, 0, SEEK_END) != 0) return false;
+  const __int64 end = _ftelli64(f);
+#else
+  if (fseeko(f, 0, SEEK_END) != 0) return false;
+  const off_t end = ftello(f);
+#endif
+  if (end < 0) return false;
+  *size = static_cast<std::uint64_t>(end);
+  return true;
+}
+
+bool flush_to_disk(std::FILE* f) {
+  if (std::fflush(f) != 0) return false;
+#ifdef _WIN32
+  return _commit(_fileno(f)) == 0;
+#else
+  return fsync(fileno(f)) == 0;
+#endif
+}
+
+bool replace_file(const std::string& from, const std::string& to) {
+#ifdef _WIN32
+  return MoveFileExA(from.c_str(), to.c_str(), MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH) != 0;
+#else
+  return std::rename(from.c_str(), to.c_str()) == 0;  // atomic on POSIX
+#endif
+}
+
+long process_id() {
+#ifdef _WIN32
+  return static_cast<long>(_getpid());
+#else
+  return static_cast<long>(getpid());
+#endif
+}
+
+}  // namespace
+
+std::uint64_t fnv1a64(const void* data, std::size_t bytes, std::uint64_t hash) {
+  const unsigned char* p = static_cast<const unsigned char*>(data);
+  for (std::size_t i = 0; i < bytes; ++i) {
+    hash ^= p[i];
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
+
+// ---------------------------------------------------------------------------
+IndexWriter::IndexWriter(const std::string& path, const std::string& magic, std::uint32_t version)
+    : path_(path) {
+  require_little_endian();
+  const std::string m = padded_magic(magic);
+  // Same directory as the target, so the final rename never crosses file systems.
+  static std::uint64_t counter = 0;
+  temp_path_ = path + ".tmp" + std::to_string(process_id()) + "_" + std::to_string(++counter);
+  file_ = std::fopen(temp_path_.c_str(), "wb");
+  if (!file_) throw ValueError("cannot write '" + path + "': " + std::strerror(errno));
+  write(m.data(), kMagicBytes);
+  write_value(version);
+}
+
+IndexWriter::~IndexWriter() {
+  if (file_) std::fclose(file_);
+  if (!committed_) std::remove(temp_path_.c_str());
+}
+
+void IndexWriter::write(const void* data, std::size_t bytes) {
+  if (bytes == 0) return;
+  if (std::fwrite(data, 1, bytes, file_) != bytes)
+    throw ValueError("cannot write '" + path_ + "': " + std::strerror(errno));
+  hash_ = fnv1a64(data, bytes, hash_);
+}
+
+void IndexWriter::commit() {
+  const std::uint64_t checksum = hash_;
+  if (std::fwrite(&checksum, 1, sizeof checksum, file_) != sizeof checksum || !flush_to_disk(file_))
+    throw ValueError("cannot write '" + path_ + "': " + std::strerror(errno));
+  const int closed = std::fclose(file_);
+  file_ = nullptr;
+  if (closed != 0) throw ValueError("cannot write '" + path_ + "': " + std::strerror(errno));
+  if (!replace_file(temp_path_, path_))
+    throw ValueError("cannot replace '" + path_ + "': " + std::strerror(errno));
+  committed_ = true;
+}
+
+// ---------------------------------------------------------------------------
+IndexReader::IndexReader(const std::string& path, const std::string& magic, const char* what)
+    : path_(path), what_(what) {
+  require_little_endian();
+  file_ = std::fopen(path.c_str(), "rb");
+  if (!file_) throw ValueError("cannot read '" + path + "': " + std::strerror(errno));
+  std::uint64_t size = 0;
+  if (!file_size(file_, &size)) fail("cannot determine its size");
+  if (size < kHeaderBytes + kTrailerBytes) fail("truncated (" + std::to_string(size) + " bytes)");
+
+  // The checksum first, in one streaming pass, before any field is trusted.
+  if (!seek(file_, 0)) fail("cannot seek");
+  std::vector<unsigned char> buffer(std::size_t{1} << 20);
+  std::uint64_t hash = kFnvOffset, left = size - kTrailerBytes;
+  std::vector<unsigned char> head;
+  while (left > 0) {
+    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(left, buffer.size()));
+    if (std::fread(buffer.data(), 1, want, file_) != want) fail("truncated (read error)");
+    if (head.empty()) head.assign(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(want, kHeaderBytes)));
+    hash = fnv1a64(buffer.data(), want, hash);
+    left -= want;
+  }
+  std::uint64_t stored = 0;
+  if (std::fread(&stored, 1, sizeof stored, file_) != sizeof stored) fail("truncated (no checksum)");
+
+  const std::string m = padded_magic(magic);
+  if (head.size() < kHeaderBytes || std::memcmp(head.data(), m.data(), kMagicBytes) != 0)
+    fail(std::string("not a ") + what + " file (wrong magic)");
+  if (hash != stored) fail("checksum mismatch: the file is corrupt or truncated");
+  std::memcpy(&version_, head.data() + kMagicBytes, sizeof version_);
+  position_ = kHeaderBytes;
+  body_end_ = size - kTrailerBytes;
+  if (!seek(file_, position_)) fail("cannot seek");
+}
+
+IndexReader::~IndexReader() {
+  if (file_) std::fclose(file_);
+}
+
+void IndexReader::fail(const std::string& why) const {
+  throw ValueError(std::string(what_) + " file '" + path_ + "': " + why);
+}
+
+void IndexReader::require_version(std::uint32_t newest) const {
+  if (version_ < 1 || version_ > newest)
+    fail("unsupported format version " + std::to_string(version_) + " (this build reads 1.." +
+         std::to_string(newest) + ")");
+}
+
+void IndexReader::read(void* data, std::size_t bytes) {
+  if (bytes > remaining()) fail("truncated (fields past the end of the data)");
+  if (bytes > 0 && std::fread(data, 1, bytes, file_) != bytes) fail("truncated (read error)");
+  position_ += bytes;
+}
+
+void IndexReader::finish() const {
+  if (remaining() != 0) fail(std::to_string(remaining()) + " unexpected bytes after the data");
+}
+
+}  // namespace keensight::search_detail

@@ -1,0 +1,89 @@
+// Internal: the binary file container shared by the search indexes (FlatIndex,
+// HNSW): one place for the magic, the format version, the checksum and the
+// atomic write.
+//
+// Layout (little-endian):
+//   magic     8 bytes naming the index type ("KSFLAT" padded with zeros, ...)
+//   version   uint32, the index type's format version
+//   body      the index's own header fields, then its payload (IndexWriter::write)
+//   checksum  uint64, FNV-1a 64 of every byte before it
+//
+// A file is written into a temporary file in the target's directory, flushed
+// and fsync'ed, then renamed over the target, so a crash or a full disk leaves
+// either the old file or the new one, never half of one. A reader verifies the
+// size, the checksum, the magic and the version before the index reads a byte
+// of the body, and every read past the body's end is a ValueError
+// ("truncated"), so an index can trust the sizes it reads once it has checked
+// them against remaining().
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <type_traits>
+
+namespace keensight::search_detail {
+
+// FNV-1a 64 (Fowler-Noll-Vo), continuing from `hash` (start: kFnvOffset).
+constexpr std::uint64_t kFnvOffset = 14695981039346656037ull;
+std::uint64_t fnv1a64(const void* data, std::size_t bytes, std::uint64_t hash = kFnvOffset);
+
+class IndexWriter {
+ public:
+  // Opens a temporary file beside `path`; `magic` has at most 8 characters.
+  IndexWriter(const std::string& path, const std::string& magic, std::uint32_t version);
+  ~IndexWriter();  // removes the temporary file unless commit() succeeded
+  IndexWriter(const IndexWriter&) = delete;
+  IndexWriter& operator=(const IndexWriter&) = delete;
+
+  void write(const void* data, std::size_t bytes);
+  template <class T>
+  void write_value(const T& value) {
+    static_assert(std::is_trivially_copyable<T>::value, "plain values only");
+    write(&value, sizeof(T));
+  }
+  // Appends the checksum, flushes, fsyncs and renames over the target.
+  void commit();
+
+ private:
+  std::string path_, temp_path_;
+  std::FILE* file_ = nullptr;
+  std::uint64_t hash_ = kFnvOffset;
+  bool committed_ = false;
+};
+
+class IndexReader {
+ public:
+  // Opens and verifies `path` (size, checksum, magic); `what` names the index
+  // type in messages ("FlatIndex"). Throws ValueError.
+  IndexReader(const std::string& path, const std::string& magic, const char* what);
+  ~IndexReader();
+  IndexReader(const IndexReader&) = delete;
+  IndexReader& operator=(const IndexReader&) = delete;
+
+  std::uint32_t version() const { return version_; }
+  // Throws ValueError unless version() is between 1 and `newest`.
+  void require_version(std::uint32_t newest) const;
+
+  std::uint64_t remaining() const { return body_end_ - position_; }
+  void read(void* data, std::size_t bytes);  // throws ValueError past the body's end
+  template <class T>
+  T read_value() {
+    static_assert(std::is_trivially_copyable<T>::value, "plain values only");
+    T value;
+    read(&value, sizeof(T));
+    return value;
+  }
+  void finish() const;  // throws ValueError if body bytes are left unread
+
+ private:
+  [[noreturn]] void fail(const std::string& why) const;
+  std::string path_;
+  const char* what_;
+  std::FILE* file_ = nullptr;
+  std::uint32_t version_ = 0;
+  std::uint64_t position_ = 0, body_end_ = 0;
+};
+
+}  // namespace keensight::search_detail

@@ -1,0 +1,52 @@
+// Internal: the leaf kernels of the search area and their per-ISA dispatch table.
+//
+//   l2_sq   sum (a[i] - b[i])^2        (squared Euclidean distance)
+//   dot     sum a[i] * b[i]
+//   l1      sum |a[i] - b[i]|
+//   chi2    sum (a[i] - b[i])^2 / (a[i] + b[i]) over i with a[i] + b[i] > 0
+//
+// One pair of vectors per call; callers that need a partial distance (the
+// granules of the sequential classifier, early abandoning in HNSW) pass an
+// offset pointer and a length. Many-queries L2/IP goes through a GEMM kernel.
+#pragma once
+
+#include <cstdint>
+
+#include "keensight/core.hpp"
+
+namespace keensight::search_detail {
+
+struct SearchKernels {
+  float (*l2_sq)(const float* a, const float* b, std::int64_t n);
+  float (*dot)(const float* a, const float* b, std::int64_t n);
+  float (*l1)(const float* a, const float* b, std::int64_t n);
+  float (*chi2)(const float* a, const float* b, std::int64_t n);
+  // HNSW early abandoning: init + sum (a[i] - b[i])^2, the sum accumulated
+  // granule by granule (`granule` coordinates at a time); returns the running
+  // value as soon as it is >= bound (the full value is then >= bound too:
+  // partial sums of non-negative terms only grow, float rounding included, and
+  // the running and final values are the same expression), else the full
+  // value. With bound = +inf it returns the full value computed in exactly the
+  // same order, so results with and without abandoning are bit-identical.
+  // init chains calls: a distance split over two arrays continues from the first.
+  float (*l2_sq_bounded)(const float* a, const float* b, std::int64_t n, std::int64_t granule,
+                         float bound, float init);
+  // Sequential classifier, one granule of a run of references: acc[i] +=
+  // sum_j (q[j] - rows[i * width + j])^2 for i < nrows. Several rows per pass
+  // share the loads of q and one horizontal reduction.
+  void (*l2_sq_rows)(const float* q, const float* rows, std::int64_t nrows, std::int64_t width,
+                     float* acc);
+  // min over v[0 .. n) (+inf for n == 0; no NaN expected): a class's best distance.
+  float (*min_value)(const float* v, std::int64_t n);
+};
+
+const SearchKernels& search_kernels_scalar();
+#ifdef KEENSIGHT_HAVE_AVX2
+const SearchKernels& search_kernels_avx2();
+#endif
+
+// The table for the active ISA level, and for a given level.
+const SearchKernels& search_kernels();
+const SearchKernels& search_kernels(Isa isa);
+
+}  // namespace keensight::search_detail

@@ -1,0 +1,134 @@
+"""Small image datasets that exist offline, for demos, tests and benchmarks.
+
+:func:`make_demo_folder` writes a folder-per-class photo collection built from the sample
+photos that ship with scikit-image (``skimage.data``) and scikit-learn
+(``load_sample_images``), each class a few augmented copies (random crop, horizontal
+flip, brightness / contrast / saturation jitter, resize) of one photo, so that
+``keensight extract`` and ``keensight profile`` have something real to run on.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+__all__ = ["demo_photos", "make_demo_folder"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def demo_photos() -> Dict[str, np.ndarray]:
+    """The source photos, RGB uint8, by class name (what an ImageNet CNN sees in them).
+
+    ``cat`` (skimage chelsea), ``coffee`` (skimage coffee: an espresso cup), ``rocket``,
+    ``astronaut``, ``cameraman`` (gray, as a 3-channel image), ``temple`` (sklearn
+    china.jpg), ``flower`` (sklearn flower.jpg).
+    """
+    from skimage import data
+    from sklearn.datasets import load_sample_images
+
+    samples = load_sample_images()
+    china, flower = samples.images
+    cam = data.camera()
+    return {
+        "cat": data.chelsea(),
+        "coffee": data.coffee(),
+        "rocket": data.rocket(),
+        "astronaut": data.astronaut(),
+        "cameraman": np.repeat(cam[:, :, None], 3, axis=2),
+        "temple": np.asarray(china),
+        "flower": np.asarray(flower),
+    }
+
+
+def _augment(img: np.ndarray, rng: np.random.Generator, size: Optional[Tuple[int, int]]) -> np.ndarray:
+    import cv2
+
+    h, w = img.shape[:2]
+    # Random crop keeping 70-100% of each side.
+    ch, cw = int(h * rng.uniform(0.7, 1.0)), int(w * rng.uniform(0.7, 1.0))
+    y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    out = img[y:y + ch, x:x + cw].astype(np.float32)
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    # Colour jitter: brightness, contrast, saturation (+-20%).
+    gray = out.mean(axis=2, keepdims=True)
+    out = gray + (out - gray) * rng.uniform(0.8, 1.2)
+    out = (out - out.mean()) * rng.uniform(0.8, 1.2) + out.mean()
+    out = out * rng.uniform(0.8, 1.2)
+    out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    if size is not None:
+        tw, th = size
+        interp = cv2.INTER_AREA if tw * th < out.shape[0] * out.shape[1] else cv2.INTER_CUBIC
+        out = cv2.resize(np.ascontiguousarray(out), (tw, th), interpolation=interp)
+    return np.ascontiguousarray(out)
+
+
+def make_demo_folder(path: PathLike, n_per_class: int = 3, *, classes: Optional[Sequence[str]] = None,
+                     sizes: Optional[Sequence[Tuple[int, int]]] = None, png_fraction: float = 0.0,
+                     seed: int = 0) -> List[Path]:
+    """Write a folder-per-class dataset of augmented sample photos.
+
+    Parameters
+    ----------
+    path : path-like
+        Root folder (created); images go to ``<path>/<class>/<class>_<k>.jpg`` (or ``.png``).
+    n_per_class : int
+        Images per class.
+    classes : sequence of str, optional
+        Subset of :func:`demo_photos`' classes; default all seven.
+    sizes : sequence of (width, height), optional
+        Output sizes to draw from (landscape sizes are transposed for portrait crops
+        half of the time); default: the augmented crop's own size.
+    png_fraction : float
+        Share of the images written as PNG instead of JPEG (quality 90).
+    seed : int
+        Seed of the augmentations.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, sorted.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from keensight.datasets import make_demo_folder
+    >>> files = make_demo_folder(tempfile.mkdtemp(), n_per_class=1, classes=["cat", "coffee"])
+    >>> [f.parent.name for f in files]
+    ['cat', 'coffee']
+    """
+    import cv2
+
+    if isinstance(n_per_class, bool) or not isinstance(n_per_class, int) or n_per_class <= 0:
+        raise ValueError(f"n_per_class: expected a positive int, got {n_per_class!r}")
+    if not 0.0 <= png_fraction <= 1.0:
+        raise ValueError(f"png_fraction: expected a number in [0, 1], got {png_fraction!r}")
+    photos = demo_photos()
+    names = list(photos) if classes is None else list(classes)
+    unknown = [c for c in names if c not in photos]
+    if unknown:
+        raise ValueError(f"classes: unknown {unknown}; known: {list(photos)}")
+    rng = np.random.default_rng(seed)
+    root = Path(path)
+    written = []
+    for name in names:
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for k in range(n_per_class):
+            size = None
+            if sizes:
+                w, h = sizes[int(rng.integers(0, len(sizes)))]
+                size = (h, w) if rng.random() < 0.25 else (w, h)
+            img = _augment(photos[name], rng, size)
+            as_png = rng.random() < png_fraction
+            file = folder / f"{name}_{k:03d}.{'png' if as_png else 'jpg'}"
+            params = [] if as_png else [cv2.IMWRITE_JPEG_QUALITY, 90]
+            ok, buf = cv2.imencode(file.suffix, img[:, :, ::-1], params)
+            if not ok:  # pragma: no cover
+                raise OSError(f"could not encode {file}")
+            buf.tofile(os.fspath(file))
+            written.append(file)
+    return sorted(written)

@@ -1,0 +1,752 @@
+"""CNN features of images: decoding, the preprocessing a model declares, batched inference.
+
+:class:`Extractor` turns photos (paths or arrays) into float32 feature vectors with an
+ONNX network run by onnxruntime; the default network, EfficientNet-Lite0, works offline
+(see :mod:`keensight.models`). One pass can return several tensors of the network at once
+(one CNN for many tasks: the 1280-d embedding for retrieval and the 1000 logits for
+labels), including intermediate tensors that the published graph does not output.
+
+The pipeline, per batch of ``batch_size`` images:
+
+1. **decode** (paths only) on a thread pool with OpenCV, which releases the GIL, while
+   the network runs on the previous batch. JPEGs honour their EXIF orientation and, with
+   ``jpeg_draft=True``, are decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling
+   whenever the reduced image still has a shorter side of at least the model's resize
+   length (as PIL's ``Image.draft`` does; a 4000x3000 photo decodes about 4x faster).
+   Files that cannot be read are skipped and reported, never raised.
+2. **preprocess** in C++ (:func:`preprocess`): resize (area averaging when shrinking,
+   bilinear when enlarging, as ``cv2.resize`` with INTER_AREA / INTER_LINEAR), centre
+   crop, channel order, ``(pixel - mean) / std`` and layout, fused into one pass that
+   writes straight into the batch tensor.
+3. **run** the network once for the batch; optionally L2-normalise each output.
+
+Colour conventions: arrays are RGB (HxWx3 uint8), gray (HxW or HxWx1) or RGBA (HxWx4);
+gray is copied to the three channels, RGBA is composited on a white background (the
+alpha channel is dropped after blending: ``rgb * a + 255 * (1 - a)``). Decoded files are
+treated alike; a PNG/WebP/TIFF is decoded with its alpha channel (OpenCV then ignores EXIF
+orientation, which those formats rarely carry), a JPEG with its orientation applied.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+import warnings
+from collections import deque
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from . import models as _models
+
+__all__ = [
+    "PreprocessSpec", "Extractor", "Extraction", "BatchFeatures", "UnreadableImageWarning",
+    "preprocess", "read_image", "IMAGE_EXTENSIONS",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+ImageLike = Union[PathLike, np.ndarray]
+
+# Files `keensight extract` and friends pick up in a folder (lower-case suffixes).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+_LAYOUTS = ("NCHW", "NHWC")
+_ORDERS = ("RGB", "BGR")
+_INTERPOLATIONS = ("area", "bilinear")
+
+
+class UnreadableImageWarning(UserWarning):
+    """Some inputs could not be read or decoded and were skipped."""
+
+
+# ---------------------------------------------------------------------------------------
+# Preprocessing spec
+# ---------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessSpec:
+    """How an image becomes the network's input.
+
+    Parameters
+    ----------
+    input_size : (int, int)
+        (height, width) of the network input.
+    resize : int or None
+        Length the shorter side is resized to (aspect kept) before the centred
+        ``input_size`` crop; must be >= both sides of ``input_size``. None stretches the
+        whole image to ``input_size`` (no crop).
+    color_order : {"RGB", "BGR"}
+    mean, std : tuple of 3 floats
+        ``input = (pixel - mean) / std`` per channel, pixel units (0..255), in
+        ``color_order``.
+    layout : {"NCHW", "NHWC"}
+    interpolation : {"area", "bilinear"}
+        ``"area"``: averaging over each output pixel's footprint when shrinking
+        (``cv2.INTER_AREA``), bilinear when enlarging; ``"bilinear"``: ``cv2.INTER_LINEAR``.
+
+    Examples
+    --------
+    >>> from keensight.extract import PreprocessSpec
+    >>> spec = PreprocessSpec.coerce({"input_size": 48, "scale": 1 / 255})
+    >>> spec.input_size, spec.resize, spec.std
+    ((48, 48), None, (255.0, 255.0, 255.0))
+    """
+
+    input_size: Tuple[int, int]
+    resize: Optional[int] = None
+    color_order: str = "RGB"
+    mean: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    layout: str = "NCHW"
+    interpolation: str = "area"
+
+    def __post_init__(self) -> None:
+        size = self.input_size
+        if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+            size = (int(size), int(size))
+        if (not isinstance(size, (tuple, list)) or len(size) != 2
+                or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)):
+            raise TypeError(f"input_size: expected an int or an (height, width) pair of ints, got {self.input_size!r}")
+        size = (int(size[0]), int(size[1]))
+        if min(size) <= 0:
+            raise ValueError(f"input_size: expected positive sizes, got {size}")
+        object.__setattr__(self, "input_size", size)
+        if self.resize is not None:
+            if isinstance(self.resize, bool) or not isinstance(self.resize, (int, np.integer)):
+                raise TypeError(f"resize: expected an int or None, got {type(self.resize).__name__}")
+            if self.resize < max(size):
+                raise ValueError(f"resize: the shorter side ({self.resize}) must be at least the crop "
+                                 f"{size[0]}x{size[1]}")
+            object.__setattr__(self, "resize", int(self.resize))
+        order = str(self.color_order).upper()
+        if order not in _ORDERS:
+            raise ValueError(f"color_order: expected 'RGB' or 'BGR', got {self.color_order!r}")
+        object.__setattr__(self, "color_order", order)
+        layout = str(self.layout).upper()
+        if layout not in _LAYOUTS:
+            raise ValueError(f"layout: expected 'NCHW' or 'NHWC', got {self.layout!r}")
+        object.__setattr__(self, "layout", layout)
+        if self.interpolation not in _INTERPOLATIONS:
+            raise ValueError(f"interpolation: expected 'area' or 'bilinear', got {self.interpolation!r}")
+        for name in ("mean", "std"):
+            v = np.broadcast_to(np.asarray(getattr(self, name), dtype=np.float64), (3,))
+            if not np.all(np.isfinite(v)):
+                raise ValueError(f"{name}: expected finite numbers, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, tuple(float(x) for x in v))
+        if any(s == 0 for s in self.std):
+            raise ValueError("std: must be non-zero")
+
+    @classmethod
+    def from_model_spec(cls, spec: "_models.ModelSpec", interpolation: str = "area") -> "PreprocessSpec":
+        """The preprocessing a registry model declares."""
+        return cls(input_size=tuple(spec.input_size), resize=spec.resize, color_order=spec.color_order,
+                   mean=tuple(spec.mean), std=tuple(spec.std), layout=spec.layout,
+                   interpolation=interpolation)
+
+    @classmethod
+    def coerce(cls, value: Any) -> "PreprocessSpec":
+        """A spec from a :class:`PreprocessSpec`, a :class:`keensight.models.ModelSpec` or a dict.
+
+        Dict keys: ``input_size`` (or ``size``), ``resize``, ``crop`` (must equal
+        ``input_size`` if given), ``color_order``, ``mean`` and ``std`` (or ``scale``,
+        meaning ``input = pixel * scale``), ``layout``, ``interpolation``.
+        """
+        if isinstance(value, PreprocessSpec):
+            return value
+        if isinstance(value, _models.ModelSpec):
+            return cls.from_model_spec(value)
+        if not isinstance(value, Mapping):
+            raise TypeError(f"input_spec: expected a PreprocessSpec, ModelSpec or dict, got {type(value).__name__}")
+        d = dict(value)
+        known = {"input_size", "size", "resize", "crop", "color_order", "mean", "std", "scale", "layout",
+                 "interpolation"}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"input_spec: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        if "size" in d:
+            if "input_size" in d:
+                raise ValueError("input_spec: give 'input_size' or 'size', not both")
+            d["input_size"] = d.pop("size")
+        if "input_size" not in d:
+            raise ValueError("input_spec: 'input_size' is required")
+        crop = d.pop("crop", None)
+        if "scale" in d:
+            if "std" in d:
+                raise ValueError("input_spec: give 'std' or 'scale', not both")
+            scale = np.broadcast_to(np.asarray(d.pop("scale"), dtype=np.float64), (3,))
+            if np.any(scale == 0):
+                raise ValueError("input_spec: scale must be non-zero")
+            d["std"] = tuple(1.0 / scale)
+        spec = cls(**d)
+        if crop is not None:
+            c = (crop, crop) if isinstance(crop, (int, np.integer)) else tuple(crop)
+            if tuple(c) != spec.input_size:
+                raise ValueError(f"input_spec: crop {crop!r} must equal input_size {spec.input_size}")
+        return spec
+
+    @property
+    def tensor_shape(self) -> Tuple[int, int, int]:
+        """Shape of one image's input, without the batch axis."""
+        h, w = self.input_size
+        return (3, h, w) if self.layout == "NCHW" else (h, w, 3)
+
+
+# ---------------------------------------------------------------------------------------
+# Images: arrays and files
+# ---------------------------------------------------------------------------------------
+
+def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    """HxWx4 uint8 -> HxWx3: ``rgb * a + 255 * (1 - a)``, rounded."""
+    a = rgba[:, :, 3:4].astype(np.uint16)
+    rgb = rgba[:, :, :3].astype(np.uint16)
+    return ((rgb * a + 255 * (255 - a) + 127) // 255).astype(np.uint8)
+
+
+def _as_image(a: np.ndarray, name: str) -> np.ndarray:
+    """A uint8 gray (HxW) or 3-channel image, contiguous within rows; RGBA composited."""
+    if a.dtype != np.uint8:
+        raise TypeError(f"{name}: expected a uint8 image, got dtype {a.dtype}"
+                        + (" (scale to 0..255 and convert with .astype(np.uint8))" if a.dtype.kind in "fb" else ""))
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise ValueError(f"{name}: expected an HxW gray, HxWx3 RGB or HxWx4 RGBA image, got shape {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{name}: expected a non-empty image, got shape {a.shape}")
+    if a.ndim == 3 and a.shape[2] == 4:
+        a = _composite_on_white(a)
+    item_ok = a.strides[1:] == ((1,) if a.ndim == 2 else (3, 1))
+    if not item_ok or a.strides[0] <= 0:
+        a = np.ascontiguousarray(a)
+    return a
+
+
+def _jpeg_size(buf: np.ndarray) -> Optional[Tuple[int, int]]:
+    """(height, width) from a JPEG's SOF marker, or None if the header cannot be parsed."""
+    data = buf.tobytes()[: 1 << 20] if buf.size > (1 << 20) else buf.tobytes()
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        seg = (data[i + 2] << 8) | data[i + 3]
+        # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) carry the frame size.
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 9 > n:
+                return None
+            return (data[i + 5] << 8) | data[i + 6], (data[i + 7] << 8) | data[i + 8]
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        i += 2 + seg
+    return None
+
+
+def _decode(path: PathLike, min_side: Optional[int]) -> Tuple[np.ndarray, bool]:
+    """Decode a file to (uint8 gray or BGR image, is_bgr). Raises OSError / ValueError.
+
+    `min_side`: the shorter side the caller needs; a JPEG may then be decoded at a
+    reduced scale that keeps at least that much.
+    """
+    import cv2
+
+    buf = np.fromfile(os.fspath(path), dtype=np.uint8)
+    if buf.size == 0:
+        raise ValueError("empty file")
+    is_jpeg = buf.size > 3 and buf[0] == 0xFF and buf[1] == 0xD8
+    if is_jpeg:
+        flag = cv2.IMREAD_COLOR  # EXIF orientation applied
+        if min_side:
+            size = _jpeg_size(buf)
+            if size is not None:
+                short = min(size)
+                for factor, reduced in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                                        (2, cv2.IMREAD_REDUCED_COLOR_2)):
+                    if -(-short // factor) >= min_side:  # libjpeg rounds scaled sizes up
+                        flag = reduced
+                        break
+        img = cv2.imdecode(buf, flag)
+    else:
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)  # keeps alpha and 16-bit depth
+    if img is None or img.size == 0:
+        raise ValueError("not a readable image (unknown format or corrupt data)")
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        if img.dtype.kind == "f":
+            img = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        else:
+            raise ValueError(f"unsupported pixel type {img.dtype}")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = _composite_on_white(img)  # BGRA -> BGR; the blend is the same in either order
+    if img.ndim == 3 and img.shape[2] != 3:
+        raise ValueError(f"unsupported channel count {img.shape[2]}")
+    return np.ascontiguousarray(img), img.ndim == 3
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Decode an image file the way :class:`Extractor` does, as RGB (or gray) uint8.
+
+    EXIF orientation is applied to JPEGs; RGBA is composited on white; 16-bit images are
+    reduced to 8 bits.
+
+    Raises
+    ------
+    OSError
+        The file cannot be read.
+    ValueError
+        The data is not a decodable image.
+    """
+    img, bgr = _decode(path, None)
+    return img[:, :, ::-1].copy() if bgr else img
+
+
+def preprocess(images: Union[np.ndarray, Sequence[np.ndarray]], spec: Any, *,
+               out: Optional[np.ndarray] = None) -> np.ndarray:
+    """The network input of a batch of images, computed in one fused C++ pass.
+
+    Parameters
+    ----------
+    images : array or sequence of arrays
+        uint8 RGB (HxWx3), gray (HxW) or RGBA (HxWx4) images of any sizes, or one NxHxWx3
+        array.
+    spec : PreprocessSpec, ModelSpec, dict or str
+        The preprocessing (a model name takes that model's spec).
+    out : ndarray, optional
+        float32 C-contiguous array of shape ``(N,) + spec.tensor_shape`` to write into.
+
+    Returns
+    -------
+    ndarray
+        float32, ``(N, 3, H, W)`` or ``(N, H, W, 3)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from keensight.extract import preprocess
+    >>> x = preprocess([np.full((480, 640, 3), 127, np.uint8)], "efficientnet-lite0")
+    >>> x.shape, round(float(abs(x).max()), 6)
+    ((1, 3, 224, 224), 0.0)
+    """
+    if isinstance(spec, str):
+        spec = _models.get_model_spec(spec)
+    spec = PreprocessSpec.coerce(spec)
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        images = list(images)
+    elif isinstance(images, np.ndarray):
+        raise ValueError(f"images: expected a sequence of images or an NxHxWxC array, got shape {images.shape}")
+    elif not isinstance(images, (list, tuple)):
+        raise TypeError(f"images: expected a sequence of arrays, got {type(images).__name__}")
+    arrays = []
+    for i, a in enumerate(images):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"images[{i}]: expected a NumPy array, got {type(a).__name__}")
+        arrays.append(_as_image(a, f"images[{i}]"))
+    return _preprocess_into(arrays, [False] * len(arrays), spec, out)
+
+
+def _preprocess_into(arrays: List[np.ndarray], bgr: List[bool], spec: PreprocessSpec,
+                     out: Optional[np.ndarray]) -> np.ndarray:
+    shape = (len(arrays),) + spec.tensor_shape
+    if out is None:
+        out = np.empty(shape, dtype=np.float32)
+    elif not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != shape:
+        raise ValueError(f"out: expected a float32 array of shape {shape}")
+    h, w = spec.input_size
+    _core.preprocess_batch(arrays, bgr, out, h, w, spec.resize or 0, spec.color_order == "BGR",
+                           spec.mean, spec.std, spec.interpolation, spec.layout)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Extractor
+# ---------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class BatchFeatures:
+    """One batch of :meth:`Extractor.iter_batches`.
+
+    Attributes
+    ----------
+    indices : ndarray of int
+        Positions (in the input sequence) of the images this batch holds features for.
+    features : dict of str to ndarray
+        Each requested output, float32, one row per index.
+    errors : list of (int, str)
+        Inputs of this batch that could not be read: (position, message).
+    """
+
+    indices: np.ndarray
+    features: Dict[str, np.ndarray]
+    errors: List[Tuple[int, str]]
+
+
+@dataclasses.dataclass
+class Extraction:
+    """Result of :meth:`Extractor.extract`.
+
+    Attributes
+    ----------
+    features : ndarray or dict of str to ndarray
+        float32, one row per image read (an array for one output, a dict for several).
+    indices : ndarray of int
+        Positions in the input of the rows of `features` (inputs that failed are absent).
+    errors : list of (int, str)
+        Inputs that could not be read or decoded: (position, message).
+    """
+
+    features: Union[np.ndarray, Dict[str, np.ndarray]]
+    indices: np.ndarray
+    errors: List[Tuple[int, str]]
+
+
+def _describe(item: Any) -> str:
+    return os.fspath(item) if isinstance(item, (str, os.PathLike)) else f"<array {getattr(item, 'shape', '?')}>"
+
+
+class Extractor:
+    """Features of images from an ONNX CNN, with the model's own preprocessing.
+
+    Parameters
+    ----------
+    model : str or path-like
+        A registry name (:func:`keensight.models.list_models`; default
+        ``"efficientnet-lite0"``, which works offline) or the path of an ``.onnx`` file
+        (then `input_spec` is required).
+    outputs : str or sequence of str, optional
+        Tensors to return: graph outputs or any intermediate tensor (added as a graph
+        output in an in-memory copy of the model). Default: the model's feature output
+        (the penultimate layer: ``"embedding"`` for EfficientNet-Lite0), or the first graph
+        output of a user file. A sequence returns a dict name -> array, from one pass.
+    batch_size : int
+        Images per network run (the last batch may be smaller). Results do not depend on it.
+    threads : int, optional
+        onnxruntime intra-op threads; default all cores.
+    normalize : bool
+        L2-normalise every output per image (over all its non-batch axes).
+    input_spec : PreprocessSpec, ModelSpec or dict, optional
+        Preprocessing; default the registry model's (required for a user file).
+    decode_threads : int, optional
+        Threads that decode files ahead of the network; default all cores.
+    jpeg_draft : bool
+        Decode large JPEGs at a reduced scale (1/2, 1/4, 1/8) that still covers the resize
+        length; several times faster on photos. libjpeg's DCT-domain downscaling is close to,
+        not equal to, area averaging of the full decode (logits correlate > 0.98), so a
+        file's features then differ slightly from those of its decoded pixels. Off by
+        default: features depend only on the pixels.
+
+    Attributes
+    ----------
+    model_path_ : pathlib.Path
+    spec_ : PreprocessSpec
+    outputs_ : tuple of str
+    input_name_ : str
+
+    Examples
+    --------
+    >>> import numpy as np, keensight
+    >>> from skimage import data
+    >>> ex = keensight.Extractor(outputs=["embedding", "logits"], normalize=False)
+    >>> f = ex([data.chelsea(), data.coffee()])
+    >>> f["embedding"].shape, f["logits"].shape
+    ((2, 1280), (2, 1000))
+    >>> top = f["logits"].argmax(1)
+    >>> bool(281 <= top[0] <= 285), keensight.models.imagenet_classes()[top[1]]
+    (True, 'espresso')
+    """
+
+    def __init__(self, model: PathLike = _models.DEFAULT_MODEL, outputs: Union[None, str, Sequence[str]] = None,
+                 batch_size: int = 16, threads: Optional[int] = None, normalize: bool = False,
+                 input_spec: Any = None, decode_threads: Optional[int] = None, jpeg_draft: bool = False) -> None:
+        self.model = model
+        self.outputs = outputs
+        self.batch_size = batch_size
+        self.threads = threads
+        self.normalize = normalize
+        self.input_spec = input_spec
+        self.decode_threads = decode_threads
+        self.jpeg_draft = jpeg_draft
+        self._setup()
+
+    # -- construction --------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        import onnx
+        import onnxruntime as ort
+
+        for name in ("batch_size",):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
+            if v <= 0:
+                raise ValueError(f"{name}: expected a positive int, got {v}")
+        for name in ("threads", "decode_threads"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
+                raise TypeError(f"{name}: expected an int or None, got {type(v).__name__}")
+            if v is not None and v <= 0:
+                raise ValueError(f"{name}: expected a positive int or None, got {v}")
+        model_spec = None
+        if isinstance(self.model, str) and self.model in _models.list_models():
+            model_spec = _models.get_model_spec(self.model)
+            path = _models.get_model_path(self.model)
+        elif isinstance(self.model, (str, os.PathLike)):
+            path = Path(self.model)
+            if not path.is_file():
+                raise ValueError(f"model: {self.model!r} is neither a known model "
+                                 f"({', '.join(_models.list_models())}) nor an existing .onnx file")
+        else:
+            raise TypeError(f"model: expected a model name or a path, got {type(self.model).__name__}")
+        if self.input_spec is not None:
+            spec = PreprocessSpec.coerce(self.input_spec)
+        elif model_spec is not None:
+            spec = PreprocessSpec.from_model_spec(model_spec)
+        else:
+            raise ValueError("input_spec: required for a model file that is not in the registry "
+                             "(e.g. {'input_size': 224, 'resize': 256, 'mean': ..., 'std': ...})")
+
+        proto = onnx.load(os.fspath(path))
+        graph = proto.graph
+        initializers = {t.name for t in graph.initializer}
+        inputs = [i for i in graph.input if i.name not in initializers]
+        if model_spec is not None:
+            input_name = model_spec.input_name
+        elif len(inputs) == 1:
+            input_name = inputs[0].name
+        else:
+            raise ValueError(f"model: expected one image input, the graph has {[i.name for i in inputs]}")
+        graph_outputs = [o.name for o in graph.output]
+        if self.outputs is None:
+            wanted = (model_spec.feature_output if model_spec is not None else graph_outputs[0],)
+        elif isinstance(self.outputs, str):
+            wanted = (self.outputs,)
+        elif isinstance(self.outputs, (list, tuple)) and self.outputs and all(isinstance(o, str) for o in self.outputs):
+            wanted = tuple(self.outputs)
+            if len(set(wanted)) != len(wanted):
+                raise ValueError(f"outputs: duplicate names in {list(wanted)}")
+        else:
+            raise TypeError("outputs: expected None, a tensor name or a non-empty sequence of names")
+        produced = {name for node in graph.node for name in node.output if name}
+        missing = [o for o in wanted if o not in produced and o not in graph_outputs]
+        if missing:
+            raise ValueError(f"outputs: {missing} not in the model; graph outputs: {graph_outputs}"
+                             f" (intermediate tensors: any node output, e.g. {sorted(produced)[:5]}...)")
+        if list(wanted) != graph_outputs:
+            # Keep exactly the requested tensors as outputs: intermediate ones are added (with
+            # their inferred type when shape inference knows it), and onnxruntime prunes the
+            # nodes that no output needs any more.
+            known = {vi.name: vi for vi in list(graph.output) + list(graph.value_info)}
+            if any(o not in known for o in wanted):
+                try:
+                    inferred = onnx.shape_inference.infer_shapes(proto)
+                    known.update({vi.name: vi for vi in inferred.graph.value_info})
+                except Exception:  # pragma: no cover - inference is only a nicety here
+                    pass
+            new_outputs = []
+            for o in wanted:
+                vi = known.get(o)
+                if vi is None or not vi.type.HasField("tensor_type"):
+                    vi = onnx.helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None)
+                new_outputs.append(vi)
+            del graph.output[:]
+            graph.output.extend(new_outputs)
+        model_bytes = proto.SerializeToString()
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(self.threads or os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Decoding threads share the cores with the network: idle onnxruntime workers
+        # should sleep, not spin, between batches.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        inp = next((i for i in session.get_inputs() if i.name == input_name), None)
+        if inp is None:
+            raise ValueError(f"model: no input named {input_name!r}")
+        dims = list(inp.shape)
+        if len(dims) != 4:
+            raise ValueError(f"model: expected a 4-D image input, {input_name!r} has shape {dims}")
+        self._fixed_batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
+        want = (spec.tensor_shape)
+        for got, exp, axis in zip(dims[1:], want, ("1", "2", "3")):
+            if isinstance(got, int) and got > 0 and got != exp:
+                raise ValueError(f"input_spec: gives input shape {want} ({spec.layout}) but the model's "
+                                 f"{input_name!r} is {dims}")
+        self._session = session
+        self.model_path_ = path
+        self.spec_ = spec
+        self.outputs_ = wanted
+        self.input_name_ = input_name
+
+    # -- running -------------------------------------------------------------------------
+
+    def _normalize_flags(self) -> Dict[str, bool]:
+        if isinstance(self.normalize, bool):
+            return {o: self.normalize for o in self.outputs_}
+        if isinstance(self.normalize, (list, tuple, set, frozenset)):
+            bad = [o for o in self.normalize if o not in self.outputs_]
+            if bad:
+                raise ValueError(f"normalize: {bad} are not among the outputs {list(self.outputs_)}")
+            return {o: o in self.normalize for o in self.outputs_}
+        raise TypeError("normalize: expected a bool or a collection of output names")
+
+    def _run(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
+        step = self._fixed_batch or len(batch)
+        parts: Dict[str, List[np.ndarray]] = {o: [] for o in self.outputs_}
+        for s in range(0, len(batch), step):
+            res = self._session.run(list(self.outputs_), {self.input_name_: batch[s:s + step]})
+            for o, r in zip(self.outputs_, res):
+                parts[o].append(r)
+        flags = self._normalize_flags()
+        out = {}
+        for o in self.outputs_:
+            r = np.concatenate(parts[o]) if len(parts[o]) > 1 else parts[o][0]
+            r = np.asarray(r, dtype=np.float32)
+            while r.ndim > 2 and r.shape[-1] == 1:  # [N, C, 1, 1] pooled features -> [N, C]
+                r = r[..., 0]
+            if flags[o]:
+                flat = r.reshape(len(r), -1)
+                norms = np.sqrt(np.einsum("ij,ij->i", flat, flat, dtype=np.float64)).astype(np.float32)
+                r = r / np.maximum(norms, np.float32(1e-12)).reshape((-1,) + (1,) * (r.ndim - 1))
+            out[o] = np.ascontiguousarray(r)
+        return out
+
+    def _items(self, images: Any) -> List[Any]:
+        if isinstance(images, np.ndarray):
+            if images.ndim == 4:
+                return list(images)
+            return [images]
+        if isinstance(images, (str, os.PathLike)):
+            return [images]
+        if not isinstance(images, Iterable):
+            raise TypeError(f"images: expected a path, an array or a sequence of them, got {type(images).__name__}")
+        items = list(images)
+        for i, it in enumerate(items):
+            if not isinstance(it, (str, os.PathLike, np.ndarray)):
+                raise TypeError(f"images[{i}]: expected a path or a NumPy array, got {type(it).__name__}")
+        return items
+
+    def iter_batches(self, images: Any) -> Iterator[BatchFeatures]:
+        """Features batch by batch (for progress reporting and incremental saving).
+
+        Files are decoded on a thread pool up to two batches ahead of the network.
+        Arrays are checked up front (TypeError / ValueError for a bad one); files that
+        cannot be read are reported in :attr:`BatchFeatures.errors`.
+        """
+        items = self._items(images)
+        checked: Dict[int, np.ndarray] = {}
+        for i, it in enumerate(items):
+            if isinstance(it, np.ndarray):
+                checked[i] = _as_image(it, f"images[{i}]")
+        spec = self.spec_
+        need = spec.resize if spec.resize else max(spec.input_size)
+        min_side = need if self.jpeg_draft else None
+        bs = int(self.batch_size)
+        starts = list(range(0, len(items), bs))
+        buffer = np.empty((bs,) + spec.tensor_shape, dtype=np.float32)
+        workers = int(self.decode_threads or os.cpu_count() or 1)
+
+        def load(i: int) -> Tuple[Optional[np.ndarray], bool, Optional[str]]:
+            try:
+                img, bgr = _decode(items[i], min_side)
+                return img, bgr, None
+            except Exception as exc:  # corrupt, missing, unreadable: reported, not raised
+                return None, False, f"{type(exc).__name__}: {exc}"
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keensight-decode") as pool:
+            pending: deque = deque()
+
+            def submit(start: int) -> None:
+                idx = range(start, min(start + bs, len(items)))
+                pending.append([(i, None if i in checked else pool.submit(load, i)) for i in idx])
+
+            for start in starts[:2]:
+                submit(start)
+            next_start = 2
+            while pending:
+                batch = pending.popleft()
+                if next_start < len(starts):
+                    submit(starts[next_start])
+                    next_start += 1
+                arrays, bgr, indices, errors = [], [], [], []
+                for i, fut in batch:
+                    if fut is None:
+                        arrays.append(checked[i])
+                        bgr.append(False)
+                        indices.append(i)
+                        continue
+                    img, is_bgr, err = fut.result()
+                    if err is not None:
+                        errors.append((i, err))
+                    else:
+                        arrays.append(img)
+                        bgr.append(is_bgr)
+                        indices.append(i)
+                if arrays:
+                    x = _preprocess_into(arrays, bgr, spec, buffer[:len(arrays)])
+                    feats = self._run(x)
+                else:
+                    feats = {o: np.empty((0,), np.float32) for o in self.outputs_}
+                yield BatchFeatures(np.asarray(indices, dtype=np.int64), feats, errors)
+
+    def extract(self, images: Any) -> Extraction:
+        """Features of `images` with a record of the inputs that could not be read.
+
+        Parameters
+        ----------
+        images : path, array, or sequence of paths and arrays (or an NxHxWxC array)
+
+        Returns
+        -------
+        Extraction
+        """
+        indices, errors = [], []
+        parts: Dict[str, List[np.ndarray]] = {o: [] for o in self.outputs_}
+        for b in self.iter_batches(images):
+            indices.append(b.indices)
+            errors.extend(b.errors)
+            if len(b.indices):
+                for o in self.outputs_:
+                    parts[o].append(b.features[o])
+        feats = {}
+        for o in self.outputs_:
+            if parts[o]:
+                feats[o] = np.concatenate(parts[o]) if len(parts[o]) > 1 else parts[o][0]
+            else:
+                feats[o] = np.empty((0,), np.float32)
+        idx = np.concatenate(indices) if indices else np.empty(0, np.int64)
+        return Extraction(feats if len(self.outputs_) > 1 else feats[self.outputs_[0]], idx, errors)
+
+    def __call__(self, images: Any) -> Union[np.ndarray, Dict[str, np.ndarray]]:
+        """Features of `images`: one row per image that could be read, in input order.
+
+        Unreadable files are skipped with an :class:`UnreadableImageWarning` naming them
+        (use :meth:`extract` to get their positions).
+
+        Returns
+        -------
+        ndarray or dict of str to ndarray
+            float32; a dict when several outputs were requested.
+        """
+        items = self._items(images)
+        res = self.extract(items)
+        if res.errors:
+            listed = "; ".join(f"{_describe(items[i])}: {msg}" for i, msg in res.errors[:10])
+            more = f" (and {len(res.errors) - 10} more)" if len(res.errors) > 10 else ""
+            warnings.warn(f"skipped {len(res.errors)} unreadable image(s): {listed}{more}",
+                          UnreadableImageWarning, stacklevel=2)
+        return res.features
+
+    def __repr__(self) -> str:
+        return (f"Extractor(model={self.model!r}, outputs={self.outputs!r}, batch_size={self.batch_size}, "
+                f"threads={self.threads}, normalize={self.normalize})")

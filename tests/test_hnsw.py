@@ -1,0 +1,442 @@
+"""HNSWIndex: recall against exact brute force (NumPy), exactness of early
+termination, the PCA rotation, filters, deletion, persistence, threads, bad input."""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import keensight
+from keensight.search import HNSWIndex
+
+N, DIM, NQ, K = 3000, 48, 60, 10
+
+
+def clustered(rng, n, dim, n_clusters=30, spread=0.35):
+    """Gaussian clusters with a decaying per-axis spread in a random basis (like
+    CNN features: a few strong directions, a long tail)."""
+    centers = rng.standard_normal((n_clusters, dim)) * 2.0
+    scales = spread * (1.0 + np.arange(dim)) ** -0.5
+    basis, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    labels = rng.integers(0, n_clusters, n)
+    x = centers[labels] + (rng.standard_normal((n, dim)) * scales) @ basis.T
+    return x.astype(np.float32)
+
+
+def brute_force(base, queries, k, metric="l2", ids=None):
+    base64, q64 = base.astype(np.float64), queries.astype(np.float64)
+    if metric == "l2":
+        d = (q64 ** 2).sum(1)[:, None] - 2 * q64 @ base64.T + (base64 ** 2).sum(1)[None]
+    elif metric == "ip":
+        d = -(q64 @ base64.T)
+    else:
+        bn = base64 / np.linalg.norm(base64, axis=1, keepdims=True)
+        qn = q64 / np.linalg.norm(q64, axis=1, keepdims=True)
+        d = 1.0 - qn @ bn.T
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    dist = np.take_along_axis(d, order, 1)
+    if metric == "ip":
+        dist = -dist
+    labels = order if ids is None else np.asarray(ids)[order]
+    return dist, labels
+
+
+def recall(found, truth):
+    k = truth.shape[1]
+    return float(np.mean([len(set(f[f >= 0]) & set(t)) / k for f, t in zip(found, truth)]))
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(7)
+    x = clustered(rng, N + NQ, DIM)
+    return x[:N], x[N:]
+
+
+@pytest.fixture(scope="module")
+def built(data):
+    """One l2 index with PCA, built single-threaded (reproducible)."""
+    base, _ = data
+    index = HNSWIndex(DIM, M=12, ef_construction=100, pca=True, num_threads=1)
+    index.add(base)
+    return index
+
+
+# ---------------------------------------------------------------------------- recall
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_recall_vs_brute_force(isa, data, metric):
+    base, queries = data
+    index = HNSWIndex(DIM, metric=metric, M=12, ef_construction=100, num_threads=2)
+    index.add(base)
+    d, i = index.search(queries, K, ef=120)  # two build threads: a graph that varies a little
+    assert d.dtype == np.float32 and i.dtype == np.int64 and d.shape == i.shape == (NQ, K)
+    ref_d, ref_i = brute_force(base, queries, K, metric)
+    assert recall(i, ref_i) >= 0.95
+    # Sorted best first, and the distances are the metric's (of the returned ids).
+    if metric == "ip":
+        assert np.all(np.diff(d, axis=1) <= 1e-5)
+        exact = np.einsum("qd,qkd->qk", queries, base[i])
+    else:
+        assert np.all(np.diff(d, axis=1) >= -1e-5)
+        if metric == "l2":
+            exact = ((queries[:, None, :] - base[i]) ** 2).sum(-1)
+        else:
+            bn = base[i] / np.linalg.norm(base[i], axis=-1, keepdims=True)
+            qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+            exact = 1 - np.einsum("qd,qkd->qk", qn, bn)
+    np.testing.assert_allclose(d, exact, rtol=1e-3, atol=1e-3)
+
+
+def test_recall_pca(isa, data, built):
+    base, queries = data
+    _, i = built.search(queries, K, ef=80)
+    assert recall(i, brute_force(base, queries, K)[1]) >= 0.95
+    r = built.rotation
+    assert r.shape == (DIM, DIM)
+    np.testing.assert_allclose(r @ r.T, np.eye(DIM), atol=1e-4)
+
+
+# ------------------------------------------------------------------ early termination
+
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
+@pytest.mark.parametrize("pca", [False, True])
+def test_early_termination_is_exact(isa, data, metric, pca):
+    """Abandoning is exact: built and searched with it on or off, the graph and
+    every result are bit-identical; only the work differs."""
+    base, queries = data
+    on = HNSWIndex(DIM, metric=metric, M=8, ef_construction=60, pca=pca, num_threads=1)
+    off = HNSWIndex(DIM, metric=metric, M=8, ef_construction=60, pca=pca, num_threads=1,
+                    early_termination=False)
+    on.add(base[:1500])
+    off.add(base[:1500])
+    d_on, i_on, s_on = on.search(queries, K, ef=40, return_stats=True)
+    d_off, i_off, s_off = off.search(queries, K, ef=40, return_stats=True)
+    np.testing.assert_array_equal(i_on, i_off)
+    np.testing.assert_array_equal(d_on, d_off)
+    # The same evaluations, found beyond their bound alike; only with abandoning
+    # are some decided on the head table alone.
+    assert (s_on["distances"], s_on["rejected"]) == (s_off["distances"], s_off["rejected"])
+    assert s_off["head_only"] == 0 and s_on["head_only"] <= s_on["rejected"]
+    assert s_on["rejected"] > 0.3 * s_on["distances"]  # where abandoning can cut work
+    # Switching it off on the same graph changes nothing either.
+    on.early_termination = False
+    d2, i2 = on.search(queries, K, ef=40)
+    np.testing.assert_array_equal(i2, i_on)
+    np.testing.assert_array_equal(d2, d_on)
+
+
+def test_rotation_gives_same_neighbours(isa, data):
+    """An orthonormal rotation preserves L2: the rotated index finds (nearly) the
+    same neighbours, at the same distances up to rounding."""
+    base, queries = data
+    plain = HNSWIndex(DIM, M=12, ef_construction=100, num_threads=1)
+    rotated = HNSWIndex(DIM, M=12, ef_construction=100, pca=True, num_threads=1)
+    plain.add(base)
+    rotated.add(base)
+    truth = brute_force(base, queries, K)[1]
+    d_p, i_p = plain.search(queries, K, ef=80)
+    d_r, i_r = rotated.search(queries, K, ef=80)
+    assert abs(recall(i_p, truth) - recall(i_r, truth)) <= 0.02
+    assert recall(i_r, i_p) >= 0.97
+    same = i_p == i_r
+    np.testing.assert_allclose(d_r[same], d_p[same], rtol=1e-4, atol=1e-4)
+
+
+def test_given_rotation(data):
+    base, queries = data
+    rng = np.random.default_rng(3)
+    q_mat, _ = np.linalg.qr(rng.standard_normal((DIM, DIM)))
+    index = HNSWIndex(DIM, M=12, ef_construction=100, rotation=q_mat, num_threads=1)
+    index.add(base)
+    _, i = index.search(queries, K, ef=80)
+    assert recall(i, brute_force(base, queries, K)[1]) >= 0.95
+    with pytest.raises(ValueError, match="orthonormal"):
+        HNSWIndex(DIM, rotation=2 * q_mat)
+    with pytest.raises(ValueError, match="pca and rotation"):
+        HNSWIndex(DIM, rotation=q_mat, pca=True)
+
+
+# ------------------------------------------------------------------ filters, deletion
+
+def test_allow_list(isa, data, built):
+    base, queries = data
+    rng = np.random.default_rng(11)
+    allowed = np.sort(rng.choice(N, N // 2, replace=False))
+    d, i = built.search(queries, K, ef=80, allowed=allowed)
+    assert np.isin(i, allowed).all()
+    truth = brute_force(base[allowed], queries, K, ids=allowed)[1]
+    assert recall(i, truth) >= 0.95
+    # A short list is searched exhaustively: exact.
+    few = rng.choice(N, 50, replace=False)
+    d, i = built.search(queries, K, allowed=np.append(few, [10**9]))  # unknown id ignored
+    ref_d, ref_i = brute_force(base[few], queries, K, ids=few)
+    np.testing.assert_array_equal(np.sort(i, 1), np.sort(ref_i, 1))
+    np.testing.assert_allclose(d, ref_d, rtol=1e-4, atol=1e-4)
+    # Fewer allowed than k: padded with -1 / inf.
+    d, i = built.search(queries[:2], K, allowed=[5, 6])
+    assert (i[:, 2:] == -1).all() and np.isinf(d[:, 2:]).all()
+    assert set(i[0, :2]) == {5, 6}
+    d, i = built.search(queries[:2], K, allowed=[])
+    assert (i == -1).all()
+
+
+def test_mark_deleted(isa, data):
+    base, queries = data
+    index = HNSWIndex(DIM, M=12, ef_construction=100, num_threads=1)
+    index.add(base)
+    _, before = index.search(queries, K, ef=80)
+    gone = np.unique(before[:, :3])
+    index.mark_deleted(gone)
+    assert index.n_deleted == len(gone) and len(index) == N
+    _, after = index.search(queries, K, ef=80)
+    assert not np.isin(after, gone).any()
+    keep = np.setdiff1d(np.arange(N), gone)
+    assert recall(after, brute_force(base[keep], queries, K, ids=keep)[1]) >= 0.95
+    index.unmark_deleted(gone)
+    _, again = index.search(queries, K, ef=80)
+    np.testing.assert_array_equal(again, before)
+    with pytest.raises(ValueError, match="not in the index"):
+        index.mark_deleted([N + 5])
+
+
+def test_incremental_add(isa, data):
+    base, queries = data
+    index = HNSWIndex(DIM, M=12, ef_construction=100, pca=True, num_threads=2)
+    for chunk in np.array_split(np.arange(N), 4):
+        index.add(base[chunk], ids=chunk + 1000)
+    assert len(index) == N
+    np.testing.assert_array_equal(index.ids, np.arange(N) + 1000)
+    # Built by two threads (a graph that varies run to run): ef with a margin.
+    _, i = index.search(queries, K, ef=150)
+    assert recall(i - 1000, brute_force(base, queries, K)[1]) >= 0.95
+    with pytest.raises(ValueError, match="already in the index"):
+        index.add(base[:1], ids=[1000])
+    with pytest.raises(ValueError, match="twice"):
+        index.add(base[:2], ids=[7, 7])
+    assert len(index) == N  # refused batches change nothing
+    # Default ids continue after the current size.
+    small = HNSWIndex(DIM)
+    small.add(base[:5])
+    small.add(base[5:8])
+    np.testing.assert_array_equal(small.ids, np.arange(8))
+    small.add(base[8:10], ids=[100, 101])  # leaves the default numbering: earlier ids kept
+    np.testing.assert_array_equal(small.ids, list(range(8)) + [100, 101])
+    np.testing.assert_array_equal(small.search(base[[3, 9]], 1)[1][:, 0], [3, 101])
+    small.mark_deleted([101, 2])
+    assert small.n_deleted == 2 and small.search(base[9], 1)[1][0, 0] != 101
+
+
+# ----------------------------------------------------------------------- persistence
+
+def test_save_load_round_trip(tmp_path, data, built):
+    _, queries = data
+    path = tmp_path / "index.ksh"
+    built.save(path)
+    assert os.listdir(tmp_path) == ["index.ksh"]  # no temporary left behind
+    loaded = HNSWIndex.load(str(path))
+    assert (len(loaded), loaded.dim, loaded.metric, loaded.M) == (N, DIM, "l2", 12)
+    np.testing.assert_array_equal(loaded.rotation, built.rotation)
+    d0, i0 = built.search(queries, K, ef=50)
+    d1, i1 = loaded.search(queries, K, ef=50)
+    np.testing.assert_array_equal(i0, i1)
+    np.testing.assert_array_equal(d0, d1)
+    # Still incremental after loading; overwriting a file is atomic too.
+    loaded.add(queries[:5], ids=np.arange(5) + 10**6)
+    _, i = loaded.search(queries[:5], 1)
+    np.testing.assert_array_equal(i[:, 0], np.arange(5) + 10**6)
+    loaded.save(path)
+    assert len(HNSWIndex.load(path)) == N + 5
+    # Deletion marks and cosine survive.
+    cos = HNSWIndex(DIM, metric="cosine", num_threads=1)
+    cos.add(queries)
+    cos.mark_deleted([0, 1])
+    cos.save(tmp_path / "cos.ksh")
+    back = HNSWIndex.load(tmp_path / "cos.ksh")
+    assert back.metric == "cosine" and back.n_deleted == 2
+    np.testing.assert_array_equal(back.search(queries, 5)[1], cos.search(queries, 5)[1])
+
+
+@pytest.fixture
+def saved(tmp_path, data):
+    base, _ = data
+    index = HNSWIndex(DIM, M=6, ef_construction=20, num_threads=1)
+    index.add(base[:300])
+    path = tmp_path / "small.ksh"
+    index.save(path)
+    return path
+
+
+def test_load_rejects_corrupt_file(saved):
+    raw = bytearray(saved.read_bytes())
+    for offset in (40, len(raw) // 2, len(raw) - 1):  # payload bytes: checksum catches them
+        bad = bytearray(raw)
+        bad[offset] ^= 0x10
+        saved.write_bytes(bytes(bad))
+        with pytest.raises(ValueError, match="checksum"):
+            HNSWIndex.load(saved)
+
+
+def test_load_rejects_truncated_file(saved):
+    raw = saved.read_bytes()
+    for size in (0, 10, 31, 32, 100, len(raw) - 1):
+        saved.write_bytes(raw[:size])
+        with pytest.raises(ValueError, match="truncated"):
+            HNSWIndex.load(saved)
+    saved.write_bytes(raw + b"\0")
+    with pytest.raises(ValueError, match="trailing"):
+        HNSWIndex.load(saved)
+
+
+def test_load_rejects_wrong_magic_or_version(saved):
+    raw = bytearray(saved.read_bytes())
+    bad = bytearray(raw)
+    bad[0:8] = b"NOTHNSW!"
+    saved.write_bytes(bytes(bad))
+    with pytest.raises(ValueError, match="magic"):
+        HNSWIndex.load(saved)
+    bad = bytearray(raw)
+    bad[8] = 99  # format version
+    saved.write_bytes(bytes(bad))
+    with pytest.raises(ValueError, match="version 99"):
+        HNSWIndex.load(saved)
+    saved.write_bytes(b"hello world, this is not an index at all")
+    with pytest.raises(ValueError, match="magic"):
+        HNSWIndex.load(saved)
+
+
+def test_load_rejects_crafted_payload(saved):
+    """A valid checksum over bad structure (a link out of range) is still refused."""
+    import struct
+
+    raw = bytearray(saved.read_bytes())
+    payload = raw[32:]
+    # Node blocks (vector, then layer-0 links) follow the fixed fields, labels,
+    # levels and deletion flags.
+    n = 300
+    head = min(32, DIM)  # the default granule: coordinates in the head table
+    first_link = 56 + n * 8 + n + n + n * head * 4 + (DIM - head) * 4
+    struct.pack_into("<I", payload, first_link, 10**6)  # node 0's first link
+    h = 0xCBF29CE484222325
+    for b in bytes(payload):  # FNV-1a 64, as the file format specifies
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    struct.pack_into("<Q", raw, 24, h)
+    saved.write_bytes(bytes(raw[:32]) + bytes(payload))
+    with pytest.raises(ValueError, match="missing node"):
+        HNSWIndex.load(saved)
+
+
+def test_save_is_atomic(tmp_path, data, built):
+    missing = tmp_path / "no" / "such" / "dir" / "index.ksh"
+    with pytest.raises(OSError):
+        built.save(missing)
+    assert not (tmp_path / "no").exists()
+    # A failure inside the C++ writer (the target is a directory) leaves nothing either,
+    # and an existing file at the target is untouched by a failed save.
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "keep").write_text("x")
+    with pytest.raises(ValueError):
+        built.save(target)
+    assert sorted(os.listdir(tmp_path)) == ["target"]
+    assert os.listdir(target) == ["keep"]
+    with pytest.raises(FileNotFoundError):
+        HNSWIndex.load(tmp_path / "absent.ksh")
+
+
+# --------------------------------------------------------------------------- threads
+
+def test_concurrent_searches_equal_serial(data, built):
+    _, queries = data
+    serial = [built.search(queries[j::4], K, ef=60) for j in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(built.search, queries[j::4], K, 60) for j in range(4) for _ in range(3)]
+        results = [f.result() for f in futures]
+    for n, (d, i) in enumerate(results):
+        np.testing.assert_array_equal(i, serial[n // 3][1])
+        np.testing.assert_array_equal(d, serial[n // 3][0])
+
+
+def test_results_independent_of_thread_count(data, built):
+    _, queries = data
+    outs = []
+    for threads in (1, 2, 3):
+        built.num_threads = threads
+        outs.append(built.search(queries, K, ef=60))
+    built.num_threads = 1
+    before = keensight.get_num_threads()
+    try:
+        keensight.set_num_threads(2)
+        index = HNSWIndex(DIM, M=12, ef_construction=100, pca=True)  # follows the global setting
+        index.add(data[0])
+        assert index.num_threads is None
+        outs.append(built.search(queries, K, ef=60))
+    finally:
+        keensight.set_num_threads(before)
+    for d, i in outs[1:]:
+        np.testing.assert_array_equal(i, outs[0][1])
+        np.testing.assert_array_equal(d, outs[0][0])
+
+
+def test_memory_usage(built):
+    used = built.memory_usage()
+    assert N * DIM * 4 < used < N * (DIM * 4 + 1000)
+
+
+# ------------------------------------------------------------------------- bad input
+
+def test_bad_inputs(data, built):
+    base, queries = data
+    with pytest.raises(ValueError, match="dim"):
+        HNSWIndex(0)
+    with pytest.raises(ValueError, match="metric"):
+        HNSWIndex(4, metric="hamming")
+    with pytest.raises(ValueError, match="M"):
+        HNSWIndex(4, M=1)
+    with pytest.raises(TypeError):
+        HNSWIndex(4.5)
+    index = HNSWIndex(DIM)
+    with pytest.raises(ValueError, match="empty"):
+        index.search(queries, 1)
+    with pytest.raises(ValueError, match="columns"):
+        index.add(base[:, :5])
+    with pytest.raises(TypeError, match="dtype"):
+        index.add(base.astype(np.int32))
+    with pytest.raises(TypeError, match="dtype"):
+        index.add(np.array([["a"] * DIM]))
+    bad = base[:3].copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        index.add(bad)
+    bad[1, 2] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        index.add(bad)
+    with pytest.raises(ValueError, match="non-negative"):
+        index.add(base[:2], ids=[1, -3])
+    with pytest.raises(ValueError, match="2 ids"):
+        index.add(base[:2], ids=[1, 2, 3])
+    with pytest.raises(TypeError, match="integer"):
+        index.add(base[:2], ids=[1.5, 2.5])
+    assert len(index) == 0
+    with pytest.raises(ValueError, match="k"):
+        built.search(queries, 0)
+    with pytest.raises(TypeError, match="k"):
+        built.search(queries, 2.0)
+    with pytest.raises(ValueError, match="columns"):
+        built.search(queries[:, :3], 1)
+    q = queries[:2].copy()
+    q[0, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        built.search(q, 1)
+    cos = HNSWIndex(DIM, metric="cosine")
+    with pytest.raises(ValueError, match="zero"):
+        cos.add(np.zeros((2, DIM), np.float32))
+    # Accepted conversions: float64, non-contiguous, a single 1-D query, k > size.
+    index.add(base[:20].astype(np.float64))
+    d, i = index.search(np.asfortranarray(queries[:3]), 30)
+    assert (i[:, 20:] == -1).all() and np.isinf(d[:, 20:]).all()
+    d1, i1 = index.search(queries[0], 3)
+    assert i1.shape == (1, 3)
+    np.testing.assert_array_equal(i1[0], i[0, :3])

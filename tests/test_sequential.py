@@ -1,0 +1,171 @@
+"""SequentialClassifier (sequential three-way decisions over PCA granules) against
+a plain NumPy implementation of the method, exact 1-NN, and scikit-learn."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import cross_val_score, train_test_split
+from sklearn.neighbors import KNeighborsClassifier as SkKNN
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import keensight
+from keensight.search import SequentialClassifier
+
+
+def blobs(rng, n_classes=5, per_class=40, dim=24, spread=1.0, scale=None):
+    """Anisotropic Gaussian classes: most variance in a few directions, as CNN features."""
+    scale = np.linspace(3.0, 0.2, dim) if scale is None else scale
+    centres = rng.normal(0, 2.0, (n_classes, dim)) * scale
+    X = np.concatenate([c + rng.normal(0, spread, (per_class, dim)) * scale for c in centres])
+    y = np.repeat(np.arange(n_classes), per_class)
+    return X.astype(np.float32), y
+
+
+def reference_predict(Z_ref, y_ref, z, m, delta, metric="l2"):
+    """The method as the issue states it, in float64, one query at a time.
+    Returns (leader class, granules used, class distances at the stop)."""
+    D = Z_ref.shape[1]
+    ends = list(range(m, D, m)) + [D]
+    classes = np.unique(y_ref)
+    alive = {c: True for c in classes}
+    rho = np.zeros(len(Z_ref))
+    start = 0
+    for level, end in enumerate(ends):
+        diff = Z_ref[:, start:end].astype(np.float64) - z[start:end]
+        rho += (diff ** 2).sum(1) if metric == "l2" else np.abs(diff).sum(1)
+        start = end
+        cmin = {c: rho[y_ref == c].min() for c in classes if alive[c]}
+        best = min(cmin.values())
+        for c in cmin:
+            alive[c] = cmin[c] <= delta * best
+        if sum(alive.values()) <= 1 or level + 1 == len(ends):
+            dist = np.full(len(classes), np.inf)
+            for c in cmin:
+                if alive[c]:
+                    dist[c] = cmin[c]
+            leader = min((cmin[c], c) for c in cmin if alive[c])[1]
+            return leader, level + 1, dist
+
+
+@pytest.mark.parametrize("metric", ["l2", "l1"])
+def test_matches_numpy_reference(isa, rng, metric):
+    X, y = blobs(rng, n_classes=6, per_class=30, dim=21)
+    Q, yq = blobs(rng, n_classes=6, per_class=5, dim=21)
+    clf = SequentialClassifier(m=4, delta=1.4, metric=metric).fit(X, y)
+    Z_ref, Zq = clf.pca_.transform(X), clf.pca_.transform(Q)
+    stats = clf.predict_stats(Q)
+    class_d = clf._run(Q)[0]
+    for i, z in enumerate(Zq):
+        leader, levels, dist = reference_predict(Z_ref, y, z, 4, 1.4, metric)
+        assert stats.labels[i] == leader
+        assert stats.levels[i] == levels
+        assert stats.components[i] == min(4 * levels, 21)
+        np.testing.assert_allclose(class_d[i], dist, rtol=1e-4, atol=1e-3)
+
+
+def test_delta_inf_is_exact_1nn(isa, rng):
+    X, y = blobs(rng, n_classes=7, per_class=50, dim=40)
+    Q, _ = blobs(rng, n_classes=7, per_class=20, dim=40, spread=1.5)
+    clf = SequentialClassifier(m=8, delta=math.inf).fit(X, y)
+    Z, Zq = clf.pca_.transform(X).astype(np.float64), clf.pca_.transform(Q).astype(np.float64)
+    nearest = ((Zq[:, None, :] - Z[None]) ** 2).sum(-1).argmin(1)
+    np.testing.assert_array_equal(clf.predict(Q), y[nearest])
+    stats = clf.predict_stats(Q)
+    assert (stats.levels == clf.n_levels_).all() and clf.n_levels_ == 5
+    assert (stats.terms == stats.exhaustive_terms).all()
+    assert stats.work_fraction == 1.0
+
+
+def test_m_equal_to_dim_is_1nn(rng):
+    X, y = blobs(rng, n_classes=4, per_class=30, dim=16)
+    Q, _ = blobs(rng, n_classes=4, per_class=10, dim=16, spread=1.5)
+    one_nn = SkKNN(1).fit(X, y).predict(Q)  # PCA with all components is a rotation
+    for delta in (1.0, 1.2, 5.0):
+        clf = SequentialClassifier(m=16, delta=delta).fit(X, y)
+        np.testing.assert_array_equal(clf.predict(Q), one_nn)
+        assert (clf.predict_stats(Q).levels == 1).all()
+
+
+def test_digits_accuracy_close_to_1nn_with_far_fewer_components():
+    X, y = load_digits(return_X_y=True)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    one_nn = (SkKNN(1).fit(Xtr, ytr).predict(Xte) == yte).mean()
+    clf = SequentialClassifier(m=8).fit(Xtr, ytr)  # delta fitted on a validation split
+    stats = clf.predict_stats(Xte)
+    accuracy = (stats.labels == yte).mean()
+    assert accuracy >= one_nn - 0.01, (accuracy, one_nn, clf.delta_)
+    assert stats.mean_components < 0.5 * X.shape[1]
+    assert stats.work_fraction < 0.3
+    assert 1.0 < clf.delta_ < math.inf
+    assert clf.score(Xte, yte) == pytest.approx(accuracy)
+
+
+def test_knn_variant_and_proba(isa, rng):
+    X, y = blobs(rng, n_classes=2, per_class=60, dim=12, spread=2.5)
+    Q, _ = blobs(rng, n_classes=2, per_class=30, dim=12, spread=2.5)
+    clf = SequentialClassifier(m=3, delta=math.inf, n_neighbors=5).fit(X, y)
+    ref = SkKNN(5).fit(clf.pca_.transform(X), y).predict(clf.pca_.transform(Q))
+    np.testing.assert_array_equal(clf.predict(Q), ref)  # 2 classes, odd k: no vote ties
+    proba = clf.predict_proba(Q)
+    assert proba.shape == (len(Q), 2)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    np.testing.assert_array_equal(clf.classes_[proba.argmax(1)], clf.predict(Q))
+    # with rejection, rejected classes get no probability
+    clf.set_params(delta=1.05, n_neighbors=1).fit(X, y)
+    proba = clf.predict_proba(Q)
+    assert set(np.unique(proba)) <= {0.0, 1.0}
+
+
+def test_string_labels_and_sklearn_api(rng):
+    X, y = blobs(rng, n_classes=3, per_class=30, dim=10)
+    labels = np.array(["cat", "dog", "fox"])[y]
+    clf = SequentialClassifier(m=4, delta=2.0)
+    assert clone(clf).get_params() == clf.get_params()
+    assert set(clf.fit(X, labels).predict(X[:5])) <= {"cat", "dog", "fox"}
+    scores = cross_val_score(make_pipeline(StandardScaler(), SequentialClassifier(m=4)), X, labels, cv=3)
+    assert scores.mean() > 0.8
+
+
+def test_results_do_not_depend_on_threads(rng):
+    X, y = blobs(rng, n_classes=5, per_class=80, dim=20)
+    Q, _ = blobs(rng, n_classes=5, per_class=40, dim=20, spread=1.5)
+    clf = SequentialClassifier(m=4, delta=1.3, n_neighbors=3).fit(X, y)
+    try:
+        keensight.set_num_threads(1)
+        one = clf._run(Q)
+        keensight.set_num_threads(3)
+        three = clf._run(Q)
+    finally:
+        keensight.set_num_threads(0)
+    for a, b in zip(one, three):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_input(rng):
+    X, y = blobs(rng, n_classes=2, per_class=10, dim=6)
+    with pytest.raises(NotFittedError):
+        SequentialClassifier().predict(X)
+    for params, match in [({"m": 0}, "m"), ({"m": 2.5}, "m"), ({"delta": 0.5}, "delta"),
+                          ({"metric": "cosine"}, "metric"), ({"n_neighbors": 0}, "n_neighbors"),
+                          ({"validation_fraction": 1.5}, "validation_fraction")]:
+        with pytest.raises((ValueError, TypeError), match=match):
+            SequentialClassifier(**params).fit(X, y)
+    bad = X.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        SequentialClassifier().fit(bad, y)
+    clf = SequentialClassifier(m=2, delta=1.5).fit(X, y)
+    with pytest.raises(ValueError, match="6 columns"):
+        clf.predict(X[:, :5])
+    with pytest.raises(ValueError, match="NaN"):
+        clf.predict(bad)
+    with pytest.raises(ValueError, match="labels"):
+        SequentialClassifier().fit(X, y[:-1])
+    with pytest.raises(TypeError):
+        clf.predict(np.array([["a"] * 6]))
