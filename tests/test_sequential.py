@@ -78,8 +78,9 @@ def test_delta_inf_is_exact_1nn(isa, rng):
     np.testing.assert_array_equal(clf.predict(Q), y[nearest])
     stats = clf.predict_stats(Q)
     assert (stats.levels == clf.n_levels_).all() and clf.n_levels_ == 5
-    assert (stats.terms == stats.exhaustive_terms).all()
-    assert stats.work_fraction == 1.0
+    # every term once, plus the first granule again (its distances are not stored)
+    assert (stats.terms == stats.exhaustive_terms + len(X) * 8).all()
+    assert (stats.evaluations == len(X) * clf.n_levels_).all()
 
 
 def test_m_equal_to_dim_is_1nn(rng):

@@ -137,39 +137,41 @@ def kernel(value: Any, ndim: int, name: str = "kernel") -> np.ndarray:
     return np.ascontiguousarray(k)
 
 
-def matrix(x: Any, name: str = "X", *, dim: Optional[int] = None, allow_empty: bool = False) -> np.ndarray:
-    """Return `x` as a C-contiguous float32 matrix (one row per vector).
+def matrix(x: Any, name: str = "X", *, dim: Optional[int] = None, allow_empty: bool = False,
+           check_finite: bool = True) -> np.ndarray:
+    """`x` as a C-contiguous float32 matrix (one row per vector), copying only if needed.
 
-    Numeric array-likes are converted (float64 -> float32 included); a 1-D
-    input is one vector. NaN or inf, a wrong number of columns, or (unless
-    `allow_empty`) no rows raise ValueError; non-numeric input TypeError.
+    Numeric array-likes are converted (float64 -> float32 included); non-numeric
+    input raises TypeError; not 2-D, no columns, no rows (unless `allow_empty`),
+    a number of columns other than `dim`, NaN or infinity raise ValueError.
+    ``check_finite=False`` leaves the NaN / infinity check to the caller (who may
+    check a smaller result instead: one pass over a large input costs as much as
+    a fast kernel).
     """
     try:
         a = np.asarray(x)
     except Exception as exc:  # pragma: no cover - numpy's own message is kept
-        raise TypeError(f"{name}: expected a numeric array-like ({exc})") from None
-    if a.dtype.kind not in "iufb":
-        raise TypeError(f"{name}: expected numeric values, got dtype {a.dtype}")
-    if a.ndim == 1:
-        a = a[None, :]
+        raise TypeError(f"{name}: expected a numeric 2-D array-like ({exc})") from None
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {a.dtype}")
     if a.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array (n_samples, n_features), got shape {a.shape}")
-    if a.shape[0] == 0 and not allow_empty:
-        raise ValueError(f"{name}: expected at least one row, got shape {a.shape}")
-    if a.shape[1] == 0:
-        raise ValueError(f"{name}: expected at least one column, got shape {a.shape}")
+        hint = " (use x.reshape(1, -1) for a single vector)" if a.ndim == 1 else ""
+        raise ValueError(f"{name}: expected a 2-D array (one row per vector), got shape {a.shape}{hint}")
+    if a.shape[1] == 0 or (a.shape[0] == 0 and not allow_empty):
+        raise ValueError(f"{name}: expected a non-empty array, got shape {a.shape}")
     if dim is not None and a.shape[1] != dim:
         raise ValueError(f"{name}: expected {dim} columns (the fitted dimension), got {a.shape[1]}")
-    a = np.ascontiguousarray(a, dtype=np.float32)
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name}: contains NaN or inf")
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
+        a = np.ascontiguousarray(a, dtype=np.float32)
+    # min and max propagate NaN and are reductions without a temporary array.
+    if check_finite and a.size and not (np.isfinite(a.min()) and np.isfinite(a.max())):
+        raise ValueError(f"{name}: contains NaN or infinity (or values too large for float32)")
     return a
 
 
 def positive_int(value: Any, name: str) -> int:
     """An int >= 1 (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected a positive integer, got {value!r}")
+    value = integer(value, name)
     if value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value}")
-    return int(value)
+        raise ValueError(f"{name}: expected a positive int, got {value}")
+    return value

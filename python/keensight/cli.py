@@ -1,7 +1,8 @@
 """The ``keensight`` command line.
 
 ``keensight info``      CPU features and the SIMD level in use (JSON)
-``keensight demo``      every filter on a built-in test image, timed (OpenCV side by side)
+``keensight demo``      the whole job on offline sample photos (features, classifier table,
+                        profile), then the filters timed against OpenCV
 ``keensight models``    the model registry and what is cached
 ``keensight extract``   CNN features of a folder of images to an ``.npz`` (resumable)
 ``keensight classify``  top-k ImageNet labels of images
@@ -204,15 +205,50 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _args_demo(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--width", type=int, default=1920)
-    p.add_argument("--height", type=int, default=1080)
-    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--dir", type=Path, default=None,
+                   help="where to write the demo photo folder (default: a temporary folder)")
+    p.add_argument("--per-class", type=int, default=8, help="demo photos per class")
+    p.add_argument("--repeats", type=int, default=3, help="gallery/query splits for the evaluation")
+    p.add_argument("--skip-filters", action="store_true", help="skip the filter timings")
+    p.add_argument("--width", type=int, default=1920, help="filter test image width")
+    p.add_argument("--height", type=int, default=1080, help="filter test image height")
+    p.add_argument("--repeat", type=int, default=5, help="timed calls per filter (median)")
     p.add_argument("--threads", type=int, default=0, help="0: all cores")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    if args.width <= 0 or args.height <= 0 or args.repeat <= 0:
-        return _error("demo", "--width, --height and --repeat must be positive")
+    """The whole job on data that exists offline: a folder-per-class photo set written
+    from scikit-image / scikit-learn sample photos, EfficientNet-Lite0 features, the
+    lecture's classifier table, the folder's interest profile, then the filter timings."""
+    import tempfile
+
+    from .datasets import make_demo_folder
+
+    if args.width <= 0 or args.height <= 0 or args.repeat <= 0 or args.per_class < 2 or args.repeats < 1:
+        return _error("demo", "--width, --height, --repeat, --repeats must be positive and --per-class >= 2")
+    with tempfile.TemporaryDirectory(prefix="keensight-demo-") as tmp:
+        root = args.dir if args.dir is not None else Path(tmp) / "photos"
+        files = make_demo_folder(root, n_per_class=args.per_class)
+        print(f"keensight demo: {len(files)} photos in {len(set(f.parent for f in files))} classes "
+              f"under {root}\n")
+        common = dict(model="efficientnet-lite0", batch_size=16, threads=args.threads,
+                      no_progress=True, jpeg_draft=False)
+        features = Path(tmp) / "features.npz"
+        status = _cmd_extract(argparse.Namespace(dir=root, output=features, outputs=None, normalize=False,
+                                                 overwrite=True, checkpoint_every=20, **common))
+        if status:
+            return status
+        status = _cmd_evaluate(argparse.Namespace(dir=features, test_size=0.3, repeats=args.repeats, seed=0,
+                                                  m=32, json=None, **common))
+        if status:
+            return status
+        print()
+        status = _cmd_profile(argparse.Namespace(dir=root, json=None, **common))
+        if status:
+            return status
+    if args.skip_filters:
+        return 0
+    print()
     return _demo(args)
 
 
@@ -668,7 +704,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 COMMANDS: List[Tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = [
     ("info", "CPU features and the SIMD level in use (JSON)", _args_info, _cmd_info),
-    ("demo", "run the filters on a built-in test image and time them", _args_demo, _cmd_demo),
+    ("demo", "the whole job on offline sample photos, then the filters timed", _args_demo, _cmd_demo),
     ("models", "list the model registry and what is cached", _args_models, _cmd_models),
     ("extract", "CNN features of a folder of images to an .npz (resumable)", _args_extract, _cmd_extract),
     ("classify", "top-k ImageNet labels of images", _args_classify, _cmd_classify),

@@ -155,7 +155,48 @@ void pack_panel_b(const float* const* rows, std::int64_t k, float* dst, float* s
     for (int i = 0; i < kNR; ++i) sq_norms[i] = tail[i];
 }
 
-const GemmKernels kTable = {kMR, kNR, tile_6x16, tile_rows_6x16, bias_scale_min, pack_panel_b};
+// Two passes: a vector minimum, then the first position holding it (found
+// early on average; the block is in L1/L2). Same FMA as bias_scale_min.
+float bias_scale_argmin(const float* dots, const float* bias, float scale, std::int64_t n, std::int64_t* index) {
+  const __m256 vs = _mm256_set1_ps(scale);
+  __m256 m0 = _mm256_set1_ps(std::numeric_limits<float>::infinity()), m1 = m0;
+  std::int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    m0 = _mm256_min_ps(m0, _mm256_fmadd_ps(vs, _mm256_loadu_ps(dots + j), _mm256_loadu_ps(bias + j)));
+    m1 = _mm256_min_ps(m1, _mm256_fmadd_ps(vs, _mm256_loadu_ps(dots + j + 8), _mm256_loadu_ps(bias + j + 8)));
+  }
+  for (; j + 8 <= n; j += 8)
+    m0 = _mm256_min_ps(m0, _mm256_fmadd_ps(vs, _mm256_loadu_ps(dots + j), _mm256_loadu_ps(bias + j)));
+  m0 = _mm256_min_ps(m0, m1);
+  __m128 m = _mm_min_ps(_mm256_castps256_ps128(m0), _mm256_extractf128_ps(m0, 1));
+  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_min_ss(m, _mm_movehdup_ps(m));
+  float best = _mm_cvtss_f32(m);
+  const __m128 ss = _mm_set_ss(scale);
+  const auto value = [&](std::int64_t i) {
+    return _mm_cvtss_f32(_mm_fmadd_ss(ss, _mm_set_ss(dots[i]), _mm_set_ss(bias[i])));
+  };
+  for (std::int64_t i = j; i < n; ++i) best = std::min(best, value(i));
+  const __m256 vbest = _mm256_set1_ps(best);
+  for (std::int64_t i = 0; i + 8 <= j; i += 8) {
+    const __m256 v = _mm256_fmadd_ps(vs, _mm256_loadu_ps(dots + i), _mm256_loadu_ps(bias + i));
+    const int hit = _mm256_movemask_ps(_mm256_cmp_ps(v, vbest, _CMP_EQ_OQ));
+    if (hit) {
+      *index = i + __builtin_ctz(static_cast<unsigned>(hit));
+      return best;
+    }
+  }
+  for (std::int64_t i = j; i < n; ++i)
+    if (value(i) == best) {
+      *index = i;
+      return best;
+    }
+  *index = 0;  // n == 0 (or NaN input): no position holds the minimum
+  return best;
+}
+
+const GemmKernels kTable = {kMR, kNR, tile_6x16, tile_rows_6x16, bias_scale_min, bias_scale_argmin,
+                            pack_panel_b};
 
 }  // namespace
 

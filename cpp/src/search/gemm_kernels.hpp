@@ -4,7 +4,7 @@
 //             A panel [kc][mr] (mr rows interleaved per coordinate), B panel
 //             [kc][nr]. The register-blocked microkernel of k-NN and PCA.
 //   tile_rows the same tile with A read from mr plain rows (stride lda).
-//   bias_scale_min
+//   bias_scale_min / bias_scale_argmin
 //             out[j] = bias[j] + scale * dots[j] over a row, returns the minimum:
 //             turns a row of dot products into ranking distances (l2: ||b||^2 -
 //             2 q.b; ip / cosine: -q.b) and lets the top-k pass skip a row whose
@@ -34,6 +34,11 @@ struct GemmKernels {
   void (*tile_rows)(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c, std::int64_t ldc,
                     bool accumulate);
   float (*bias_scale_min)(const float* dots, const float* bias, float scale, std::int64_t n, float* out);
+  // The minimum of bias[j] + scale * dots[j] (same arithmetic as bias_scale_min)
+  // and the first j reaching it, without storing the values: the sequential
+  // classifier's first granule needs only each class's best reference.
+  float (*bias_scale_argmin)(const float* dots, const float* bias, float scale, std::int64_t n,
+                             std::int64_t* index);
   // Packs nr rows (rows[i] null: a zero row) of k floats into one B panel
   // dst[j * nr + i]; sq_norms (nullable) gets each row's sum of squares,
   // computed the same way for a row whatever its slot.

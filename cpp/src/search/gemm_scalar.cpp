@@ -61,7 +61,22 @@ void pack_panel_b(const float* const* rows, std::int64_t k, float* dst, float* s
   }
 }
 
-const GemmKernels kTable = {kMR, kNR, tile_6x16, tile_rows_6x16, bias_scale_min, pack_panel_b};
+float bias_scale_argmin(const float* dots, const float* bias, float scale, std::int64_t n, std::int64_t* index) {
+  float best = std::numeric_limits<float>::infinity();
+  std::int64_t at = 0;
+  for (std::int64_t j = 0; j < n; ++j) {
+    const float v = bias[j] + scale * dots[j];
+    if (v < best) {
+      best = v;
+      at = j;
+    }
+  }
+  *index = at;
+  return best;
+}
+
+const GemmKernels kTable = {kMR, kNR, tile_6x16, tile_rows_6x16, bias_scale_min, bias_scale_argmin,
+                            pack_panel_b};
 
 }  // namespace
 

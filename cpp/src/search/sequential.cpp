@@ -121,28 +121,33 @@ void SequentialIndex::predict(const float* queries, std::int64_t nq, double delt
   detail::parallel_chunks(blocks, 1, [&](std::int64_t b0, std::int64_t b1) {
     std::vector<float> rho(static_cast<std::size_t>(kQueryBlock * n));
     std::vector<float> class_min(static_cast<std::size_t>(kQueryBlock * C));
+    std::vector<std::int64_t> class_arg(static_cast<std::size_t>(kQueryBlock * C));
     std::vector<char> alive(static_cast<std::size_t>(kQueryBlock * C));
     char done[kQueryBlock];
     float qoffset[kQueryBlock];
+    char materialized[kQueryBlock];  // rho holds query i's whole distances
     std::int64_t work[kQueryBlock], coords[kQueryBlock];
     AlignedFloats packed_q, dots;
     search_detail::TopK heap(k);
     for (std::int64_t b = b0; b < b1; ++b) {
       const std::int64_t q0 = b * kQueryBlock, qn = std::min(kQueryBlock, nq - q0);
-      // Granule 1 for the whole block. For l2, rho is kept without the query's
-      // own ||q||^2 (rho' = ||r||^2 - 2 q.r, + later granules): the offset is
-      // the same for every reference of a query, so it is added only where
-      // values are compared by ratio or reported. The epilogue also yields
-      // each class's minimum while the block is in cache.
-      bool have_first_min = false;
+      // Granule 1 for the whole block. For l2 it is one GEMM, and its epilogue
+      // keeps only each class's best value and position: no per-reference
+      // distance is stored (that store, 4 bytes per reference per query, cost
+      // about as much as the GEMM). The values lack the query's own ||q||^2
+      // (||r||^2 - 2 q.r), a constant per query added where they are compared
+      // by ratio or reported. A query that goes on to granule 2 computes its
+      // first-granule distances again, directly, for the references of the
+      // classes still in play (materialize, below).
       if (metric_ == Metric::l2) {
-        have_first_min = true;
         const std::int64_t ldc = search_detail::round_up(kRefBlock, gk.nr);
         packed_q.resize(search_detail::packed_size(qn, m0, gk.mr));
         dots.resize(search_detail::round_up(qn, gk.mr) * ldc);
         search_detail::pack_panels(queries + q0 * dim_, dim_, qn, m0, gk.mr, nullptr, nullptr, packed_q.get());
-        for (std::int64_t i = 0; i < qn; ++i)
+        for (std::int64_t i = 0; i < qn; ++i) {
           qoffset[i] = sk.dot(queries + (q0 + i) * dim_, queries + (q0 + i) * dim_, m0);
+          materialized[i] = 0;
+        }
         std::fill(class_min.begin(), class_min.begin() + qn * C, inf);
         for (std::int64_t r0 = 0; r0 < n; r0 += kRefBlock) {  // kRefBlock is a multiple of nr
           const std::int64_t rn = std::min(kRefBlock, n - r0);
@@ -152,23 +157,33 @@ void SequentialIndex::predict(const float* queries, std::int64_t nq, double delt
               std::upper_bound(class_begin_.begin(), class_begin_.end(), r0) - class_begin_.begin() - 1;
           for (std::int64_t i = 0; i < qn; ++i) {
             const float* d = dots.get() + i * ldc;
-            float* out = rho.data() + i * n;
             for (std::int64_t c = c_first; c < C && class_begin_[c] < r0 + rn; ++c) {
               const std::int64_t s0 = std::max(class_begin_[c], r0), s1 = std::min(class_begin_[c + 1], r0 + rn);
               if (s1 <= s0) continue;
-              const float v = gk.bias_scale_min(d + (s0 - r0), first_norms_.data() + s0, -2.f, s1 - s0, out + s0);
-              float& m = class_min[i * C + c];
-              m = v < m ? v : m;
+              std::int64_t at = 0;
+              const float v = gk.bias_scale_argmin(d + (s0 - r0), first_norms_.data() + s0, -2.f, s1 - s0, &at);
+              if (v < class_min[i * C + c]) {  // strict: the first position keeps a tie
+                class_min[i * C + c] = v;
+                class_arg[i * C + c] = s0 + at;
+              }
             }
           }
         }
       } else {
         for (std::int64_t i = 0; i < qn; ++i) {
           qoffset[i] = 0.f;
+          materialized[i] = 1;
           for (std::int64_t p = 0; p < n; ++p)
             rho[i * n + p] = distance(queries + (q0 + i) * dim_, granules_.data() + p * m0, m0);
         }
       }
+      // Query i's first-granule distances for class c's rows [p0, p0 + count), from scratch.
+      const auto materialize = [&](std::int64_t i, std::int64_t p0, std::int64_t count) {
+        float* r = rho.data() + i * n + p0;
+        std::fill(r, r + count, 0.f);
+        sk.l2_sq_rows(queries + (q0 + i) * dim_, granules_.data() + p0 * m0, count, m0, r);
+        coords[i] += count * m0;
+      };
 
       // Later granules, level by level for the whole block: a chunk of one
       // class's rows is read from memory once and used by every query of the
@@ -193,8 +208,8 @@ void SequentialIndex::predict(const float* queries, std::int64_t nq, double delt
           for (std::int64_t c = 0; c < C; ++c) {
             float v = inf;
             if (live[c] && class_begin_[c + 1] > class_begin_[c]) {
-              v = (level == 0 && have_first_min) ? cmin[c]
-                                                 : sk.min_value(r + class_begin_[c], class_begin_[c + 1] - class_begin_[c]);
+              v = materialized[i] ? sk.min_value(r + class_begin_[c], class_begin_[c + 1] - class_begin_[c])
+                                  : cmin[c];
               v = std::max(0.f, v + qoffset[i]);
             }
             cmin[c] = v;
@@ -227,6 +242,7 @@ void SequentialIndex::predict(const float* queries, std::int64_t nq, double delt
               if (done[i] || !alive[i * C + c]) continue;
               const float* x = queries + (q0 + i) * dim_ + begin;
               float* r = rho.data() + i * n;
+              if (!materialized[i]) materialize(i, p0, count);
               if (metric_ == Metric::l2)
                 sk.l2_sq_rows(x, g + p0 * width, count, width, r + p0);
               else
@@ -235,20 +251,44 @@ void SequentialIndex::predict(const float* queries, std::int64_t nq, double delt
               coords[i] += count * width;
             }
           }
+        for (std::int64_t i = 0; i < qn; ++i)
+          if (!done[i] && !materialized[i]) {
+            materialized[i] = 1;
+            qoffset[i] = 0.f;  // the distances are now whole
+          }
       }
       for (std::int64_t i = 0; i < qn; ++i) {
         const std::int64_t q = q0 + i;
-        const float* r = rho.data() + i * n;
         const char* live = alive.data() + i * C;
         evaluations[q] = work[i];
         terms[q] = coords[i];
         for (std::int64_t c = 0; c < C; ++c) class_distances[q * C + c] = live[c] ? class_min[i * C + c] : inf;
+        float* nd = neighbor_distances + q * k;
+        std::int64_t* ni = neighbor_indices + q * k;
+        if (!materialized[i] && k == 1) {  // stopped after granule 1: the leader's best reference
+          std::int64_t lead = -1;
+          for (std::int64_t c = 0; c < C; ++c) {
+            if (!live[c]) continue;
+            const float v = class_min[i * C + c];
+            const float w = lead < 0 ? inf : class_min[i * C + lead];
+            if (lead < 0 || v < w || (v == w && original_[class_arg[i * C + c]] < original_[class_arg[i * C + lead]]))
+              lead = c;
+          }
+          nd[0] = class_min[i * C + lead];
+          ni[0] = original_[class_arg[i * C + lead]];
+          continue;
+        }
+        if (!materialized[i]) {
+          for (std::int64_t c = 0; c < C; ++c)
+            if (live[c]) materialize(i, class_begin_[c], class_begin_[c + 1] - class_begin_[c]);
+          qoffset[i] = 0.f;
+        }
+        const float* r = rho.data() + i * n;
         for (std::int64_t c = 0; c < C; ++c) {
           if (!live[c]) continue;
           for (std::int64_t p = class_begin_[c]; p < class_begin_[c + 1]; ++p) heap.push(r[p], original_[p]);
         }
-        float* nd = neighbor_distances + q * k;
-        heap.write_sorted(nd, neighbor_indices + q * k, inf);
+        heap.write_sorted(nd, ni, inf);
         for (std::int64_t j = 0; j < k; ++j) nd[j] = std::max(0.f, nd[j] + qoffset[i]);
       }
     }

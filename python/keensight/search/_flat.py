@@ -12,7 +12,8 @@ from typing import Any, Tuple, Union
 import numpy as np
 
 from .. import _core
-from .._validate import integer
+from .._validate import matrix as _matrix
+from .._validate import integer, positive_int
 
 METRICS = ("l2", "ip", "cosine", "l1", "chi2")
 
@@ -23,38 +24,6 @@ def _metric(metric: Any) -> str:
     if not isinstance(metric, str):
         raise TypeError(f"metric: expected a string, got {type(metric).__name__}")
     return _core.metric_name(metric)  # ValueError naming the accepted metrics
-
-
-def _matrix(x: Any, name: str, allow_empty: bool = False, check_finite: bool = True) -> np.ndarray:
-    """`x` as a C-contiguous float32 matrix of finite values (copying only if needed).
-
-    ``check_finite=False`` leaves the NaN / infinity check to the caller (who may
-    check a smaller result instead: one pass over a large input costs as much as
-    a fast kernel)."""
-    try:
-        a = np.asarray(x)
-    except Exception as exc:  # pragma: no cover - numpy's own message is kept
-        raise TypeError(f"{name}: expected a numeric 2-D array-like ({exc})") from None
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: expected a numeric array, got dtype {a.dtype}")
-    if a.ndim != 2:
-        hint = " (use x.reshape(1, -1) for a single vector)" if a.ndim == 1 else ""
-        raise ValueError(f"{name}: expected a 2-D array (one row per vector), got shape {a.shape}{hint}")
-    if a.shape[1] == 0 or (a.shape[0] == 0 and not allow_empty):
-        raise ValueError(f"{name}: expected a non-empty array, got shape {a.shape}")
-    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
-        a = np.ascontiguousarray(a, dtype=np.float32)
-    # min and max propagate NaN and are reductions without a temporary array.
-    if check_finite and a.size and not (np.isfinite(a.min()) and np.isfinite(a.max())):
-        raise ValueError(f"{name}: contains NaN or infinity (or values too large for float32)")
-    return a
-
-
-def _k(k: Any) -> int:
-    k = integer(k, "k")
-    if k < 1:
-        raise ValueError(f"k: expected a positive int, got {k}")
-    return k
 
 
 def knn(queries: Any, base: Any, k: int, metric: str = "l2") -> Tuple[np.ndarray, np.ndarray]:
@@ -109,7 +78,7 @@ def knn(queries: Any, base: Any, k: int, metric: str = "l2") -> Tuple[np.ndarray
     q = _matrix(queries, "queries", allow_empty=True)
     if q.shape[1] != b.shape[1]:
         raise ValueError(f"queries: expected {b.shape[1]} columns (as base), got {q.shape[1]}")
-    return _core.knn(q, b, _k(k), metric)
+    return _core.knn(q, b, positive_int(k, "k"), metric)
 
 
 class FlatIndex:
@@ -172,7 +141,7 @@ class FlatIndex:
         q = _matrix(queries, "queries", allow_empty=True)
         if q.shape[1] != self.dim:
             raise ValueError(f"queries: expected {self.dim} columns (the index's dim), got {q.shape[1]}")
-        k = _k(k)
+        k = positive_int(k, "k")
         if len(self) == 0:
             raise ValueError("FlatIndex.search: the index is empty (add vectors first)")
         return self._index.search(q, k)

@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 
 from .. import _core
-from ._flat import _matrix
+from .._validate import matrix as _matrix
 
 try:  # scikit-learn's base classes give get_params / set_params / pipeline support
     from sklearn.base import BaseEstimator as _BaseEstimator

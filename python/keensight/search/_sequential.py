@@ -29,7 +29,10 @@ class SequentialStats:
         Reference-granule distances computed (the first granule of every
         reference, then only the references of classes still in play).
     terms : ndarray of int64
-        Coordinate terms summed; exhaustive 1-NN sums ``n_train * n_features``.
+        Coordinate terms summed; exhaustive 1-NN sums ``n_train * n_features``. The
+        first granule runs as one GEMM for a block of queries and keeps only each
+        class's best value, so a query that goes on to granule 2 sums its first
+        granule again for the references still in play; those terms are counted.
     """
 
     labels: np.ndarray
