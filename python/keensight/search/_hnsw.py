@@ -8,13 +8,14 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 
 from .. import _core
+from .._validate import matrix
 
 __all__ = ["HNSWIndex"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 _METRICS = ("l2", "ip", "cosine")
 _PCA_MAX_ROWS = 20000  # rows used to fit the rotation; the fit only needs the spectrum's shape
-_CHECK_ROWS = 4096     # rows per block of the finiteness check and of the PCA fit
+_CHECK_ROWS = 4096     # rows per block of the PCA fit
 
 
 def _int(value: Any, name: str, low: int, high: Optional[int] = None) -> int:
@@ -28,26 +29,13 @@ def _int(value: Any, name: str, low: int, high: Optional[int] = None) -> int:
 
 
 def _matrix(x: Any, name: str, dim: int) -> np.ndarray:
-    """`x` as a finite, C-contiguous float32 n x dim matrix (a 1-D vector is one row)."""
-    if isinstance(x, np.ndarray):  # arrays: float dtypes only (no silent int casts)
-        a = x
-        if a.dtype.kind != "f":
-            raise TypeError(f"{name}: expected a float array (float32 preferred), got dtype {a.dtype}")
-    else:  # nested lists and other array-likes of numbers
-        a = np.asarray(x)
-        if a.dtype.kind not in "fiu":
-            raise TypeError(f"{name}: expected numeric values, got dtype {a.dtype}")
-    if a.ndim == 1:
-        a = a[None, :]
-    if a.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array (n x {dim}), got shape {a.shape}")
-    if a.shape[1] != dim:
-        raise ValueError(f"{name}: expected {dim} columns (the index's dim), got {a.shape[1]}")
-    a = np.ascontiguousarray(a, dtype=np.float32)
-    for s in range(0, a.shape[0], _CHECK_ROWS):  # in blocks: no n x dim temporary
-        if not np.isfinite(a[s:s + _CHECK_ROWS]).all():
-            raise ValueError(f"{name}: contains NaN or infinity")
-    return a
+    """`x` as a finite, C-contiguous float32 n x dim matrix (a 1-D vector is one row).
+    NumPy arrays must have a float dtype (no silent casts of integer arrays)."""
+    if isinstance(x, np.ndarray) and x.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a float array (float32 preferred), got dtype {x.dtype}")
+    if np.ndim(x) == 1:
+        x = np.asarray(x)[None, :]
+    return matrix(x, name, dim=dim)
 
 
 def _ids(ids: Any, name: str, n: Optional[int] = None) -> np.ndarray:
