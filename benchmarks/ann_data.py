@@ -8,13 +8,12 @@ offers build / set_ef / search so that the timing loops treat the three alike.
 """
 from __future__ import annotations
 
-import gzip
-import os
-import struct
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 import numpy as np
+
+from keensight.datasets import load_fashion_mnist
 
 M, EF_CONSTRUCTION, K = 16, 200, 10
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
@@ -46,23 +45,15 @@ def clustered(n: int, dim: int = 128, n_queries: int = 1000, seed: int = 0) -> D
     return Dataset(f"clustered {n // 1000}k x {dim}", base, queries, exact_knn(base, queries, K))
 
 
-def _idx_images(path: str) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        magic, n, rows, cols = struct.unpack(">IIII", f.read(16))
-        if magic != 2051:
-            raise ValueError(f"{path}: not an IDX image file")
-        return np.frombuffer(f.read(), np.uint8).reshape(n, rows * cols)
-
-
 def fashion_mnist(n_queries: int = 1000) -> Optional[Dataset]:
     """Raw 784-d pixels as float32: train (60k) is the base, the first test images the queries.
     None when the files are not installed."""
-    train = os.path.join(FASHION_DIR, "train-images-idx3-ubyte.gz")
-    test = os.path.join(FASHION_DIR, "t10k-images-idx3-ubyte.gz")
-    if not (os.path.exists(train) and os.path.exists(test)):
+    try:
+        xtr, _, xte, _ = load_fashion_mnist(FASHION_DIR)
+    except FileNotFoundError:
         return None
-    base = _idx_images(train).astype(np.float32)
-    queries = _idx_images(test)[:n_queries].astype(np.float32)
+    base = xtr.reshape(len(xtr), -1).astype(np.float32)
+    queries = xte[:n_queries].reshape(-1, 784).astype(np.float32)
     return Dataset("Fashion-MNIST 60k x 784 (raw)", base, queries, exact_knn(base, queries, K))
 
 

@@ -9,13 +9,13 @@ queries; Debian package ``dataset-fashion-mnist``). Peers: faiss IndexFlatL2, Nu
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
-import struct
 from dataclasses import dataclass
 from typing import Iterator, Optional, Union
 
 import numpy as np
+
+from keensight.datasets import load_fashion_mnist
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -46,27 +46,14 @@ def embeddings(n: int = 60_000, n_queries: int = 2_000, dim: int = 1280, n_class
     return Labelled(f"embeddings-like {dim}-d", x[:n], labels[:n], x[n:], labels[n:])
 
 
-def _idx(path: str, magic_expected: int) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        magic, n = struct.unpack(">II", f.read(8))
-        if magic != magic_expected:
-            raise ValueError(f"{path}: not an IDX file of the expected kind")
-        if magic == 2051:
-            rows, cols = struct.unpack(">II", f.read(8))
-            return np.frombuffer(f.read(), np.uint8).reshape(n, rows * cols)
-        return np.frombuffer(f.read(), np.uint8)
-
-
 def fashion_mnist(n_queries: int = 10_000) -> Optional[Labelled]:
     """Raw 784-d pixels as float32 (0..255) with labels; None when the files are not installed."""
-    names = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
-    paths = [os.path.join(FASHION_DIR, p) for p in names]
-    if not all(os.path.exists(p) for p in paths):
+    try:
+        xtr, ytr, xte, yte = load_fashion_mnist(FASHION_DIR)
+    except FileNotFoundError:
         return None
-    xtr, ytr = _idx(paths[0], 2051).astype(np.float32), _idx(paths[1], 2049)
-    xte, yte = _idx(paths[2], 2051)[:n_queries].astype(np.float32), _idx(paths[3], 2049)[:n_queries]
-    return Labelled("Fashion-MNIST raw 784-d", xtr, ytr, xte, yte)
+    xtr, xte = xtr.reshape(len(xtr), -1).astype(np.float32), xte[:n_queries].reshape(-1, 784).astype(np.float32)
+    return Labelled("Fashion-MNIST raw 784-d", xtr, ytr, xte, yte[:n_queries])
 
 
 def numpy_1nn(queries: np.ndarray, base: np.ndarray, block: int = 1024) -> np.ndarray:

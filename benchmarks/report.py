@@ -58,14 +58,15 @@ def table(threads, repeat: int):
     return f"{n} thread{'s' if n > 1 else ''}", header, rows
 
 
-def render(header, rows, markdown: bool) -> str:
+def render(header, rows, markdown: bool, left=(0,)) -> str:
+    """A markdown table, or aligned text columns (`left`: the left-aligned ones)."""
     if markdown:
         lines = [header, ["---"] * len(header)] + rows
         return "\n".join("| " + " | ".join(r) + " |" for r in lines)
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
 
     def fmt(r):
-        return "  ".join(c.ljust(wd) if i == 0 else c.rjust(wd) for i, (c, wd) in enumerate(zip(r, widths)))
+        return "  ".join(c.ljust(wd) if i in left else c.rjust(wd) for i, (c, wd) in enumerate(zip(r, widths)))
 
     return "\n".join([fmt(header), fmt(["-" * wd for wd in widths])] + [fmt(r) for r in rows])
 

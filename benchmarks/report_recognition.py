@@ -13,39 +13,25 @@ over SequentialClassifier time, single-threaded as BENCHMARKS.md asks.
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import pathlib
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
 import keensight  # noqa: E402
+from keensight.datasets import load_fashion_mnist  # noqa: E402
 from keensight.search import PCA, HNSWIndex, SequentialClassifier, knn  # noqa: E402
 
-FASHION_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
-
-
-def read_idx(path: pathlib.Path) -> np.ndarray:
-    """An IDX file (the MNIST format): magic, dimensions, then raw uint8 values."""
-    with gzip.open(path) as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
 def fashion_mnist() -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    if not FASHION_DIR.exists():
-        sys.exit(f"Fashion-MNIST not found under {FASHION_DIR} (apt-get install dataset-fashion-mnist)")
-    xtr = read_idx(FASHION_DIR / "train-images-idx3-ubyte.gz")
-    ytr = read_idx(FASHION_DIR / "train-labels-idx1-ubyte.gz")
-    xte = read_idx(FASHION_DIR / "t10k-images-idx3-ubyte.gz")
-    yte = read_idx(FASHION_DIR / "t10k-labels-idx1-ubyte.gz")
+    try:
+        xtr, ytr, xte, yte = load_fashion_mnist()
+    except FileNotFoundError as e:
+        sys.exit(str(e))
     return xtr, ytr.astype(np.int64), xte, yte.astype(np.int64)
 
 

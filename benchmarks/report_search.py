@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keensight as ks  # noqa: E402
 from keensight.search import PCA, FlatIndex, knn  # noqa: E402
 from knn_data import embeddings, fashion_mnist, same_neighbour, thread_count  # noqa: E402
+from report import render  # noqa: E402
 
 
 def _time(fn):
@@ -109,18 +110,6 @@ def table(threads, repeat: int, full: bool):
     return f"{n} thread{'s' if n > 1 else ''}", header, rows
 
 
-def render(header, rows, markdown: bool) -> str:
-    if markdown:
-        lines = [header, ["---"] * len(header)] + rows
-        return "\n".join("| " + " | ".join(r) + " |" for r in lines)
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-
-    def fmt(r):
-        return "  ".join(c.ljust(wd) if i in (0, 1, 6) else c.rjust(wd) for i, (c, wd) in enumerate(zip(r, widths)))
-
-    return "\n".join([fmt(header), fmt(["-" * wd for wd in widths])] + [fmt(r) for r in rows])
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=3, help="timed calls per implementation (median)")
@@ -139,7 +128,7 @@ def main() -> None:
     for threads in settings:
         title, header, rows = table(threads, a.repeat, a.full)
         print(("### Exact k-NN and PCA, " if a.markdown else "") + title + "\n")
-        print(render(header, rows, a.markdown) + "\n", flush=True)
+        print(render(header, rows, a.markdown, left=(0, 1, 6)) + "\n", flush=True)
 
 
 if __name__ == "__main__":

@@ -128,6 +128,15 @@ def filter2d_reference(img, kernel, anchor, border, value):
     return out[..., 0] if squeeze else out
 
 
+def filter2d_expected(img, kernel, anchor, border, value, delta, out_dtype):
+    """filter2d_reference + delta in the output dtype (rounded and saturated as OpenCV)."""
+    exact = filter2d_reference(img, kernel, anchor, border, value) + delta
+    if out_dtype == np.float32:
+        return exact.astype(np.float32)
+    info = np.iinfo(out_dtype)
+    return np.clip(np.rint(exact), info.min, info.max).astype(out_dtype)
+
+
 # ---------------------------------------------------------------------------
 # filter2d / convolve / sep_filter2d / filter_bank
 
@@ -151,12 +160,7 @@ def test_filter2d_matches_opencv(isa, rng, border):
                 img, CV_DEPTH[out_dtype.type], kernel, anchor=anchor, delta=1.5,
                 borderType=BORDERS[border]))
         if ref is None:  # OpenCV lacks this border (wrap) or a border value: NumPy reference
-            exact = filter2d_reference(img, kernel, anchor, border, value) + 1.5
-            if out_dtype == np.float32:
-                ref = exact.astype(np.float32)
-            else:
-                info = np.iinfo(out_dtype)
-                ref = np.clip(np.rint(exact), info.min, info.max).astype(out_dtype)
+            ref = filter2d_expected(img, kernel, anchor, border, value, 1.5, out_dtype)
         assert_close(got, as_cv(ref, got.shape), f"{shape} {dtype} k{kh}x{kw} {anchor}")
 
 
@@ -244,12 +248,7 @@ def test_filter2d_fft_matches_reference(isa, rng, border):
         got = ks.filter2d(img, kernel, ddepth=ddepth, anchor=anchor, delta=1.5, border=border,
                           border_value=value, method="fft")
         out_dtype = img.dtype if ddepth is None else np.dtype(ddepth)
-        exact = filter2d_reference(img, kernel, anchor, border, value) + 1.5
-        if out_dtype == np.float32:
-            ref = exact.astype(np.float32)
-        else:
-            info = np.iinfo(out_dtype)
-            ref = np.clip(np.rint(exact), info.min, info.max).astype(out_dtype)
+        ref = filter2d_expected(img, kernel, anchor, border, value, 1.5, out_dtype)
         terms = float(np.abs(img).max()) * float(np.abs(kernel).sum()) if img.size else 0.0
         assert_close(got, ref, f"{shape} {dtype} k{kh}x{kw} {anchor}", terms=terms)
 

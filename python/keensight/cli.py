@@ -616,7 +616,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{len(feats)} images, {len(classes)} classes, {feats.shape[1]}-d features, "
           f"{args.repeats} split(s) of {100 * (1 - args.test_size):.0f}% gallery / "
           f"{100 * args.test_size:.0f}% queries")
-    print(f"\n| classifier | accuracy % | ms per query |\n| --- | --- | --- |")
+    print("\n| classifier | accuracy % | ms per query |\n| --- | --- | --- |")
     table = []
     for name, entry in results.items():
         acc, ms = np.array(entry["accuracy"]), np.array(entry["ms_per_query"])

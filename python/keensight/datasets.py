@@ -5,16 +5,22 @@ photos that ship with scikit-image (``skimage.data``) and scikit-learn
 (``load_sample_images``), each class a few augmented copies (random crop, horizontal
 flip, brightness / contrast / saturation jitter, resize) of one photo, so that
 ``keensight extract`` and ``keensight profile`` have something real to run on.
+:func:`load_fashion_mnist` reads Fashion-MNIST from the IDX files of the Debian package
+``dataset-fashion-mnist`` (benchmarks of the classifiers and the ANN index).
 """
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ["demo_photos", "make_demo_folder"]
+__all__ = ["demo_photos", "make_demo_folder", "read_idx", "load_fashion_mnist"]
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -132,3 +138,40 @@ def make_demo_folder(path: PathLike, n_per_class: int = 3, *, classes: Optional[
             buf.tofile(os.fspath(file))
             written.append(file)
     return sorted(written)
+
+
+def read_idx(path: PathLike) -> np.ndarray:
+    """An IDX file (the MNIST format, optionally gzipped) as a uint8 array.
+
+    The header is a magic number (0x0000 08 D for unsigned bytes, D dimensions) and
+    D big-endian 32-bit sizes; the values follow.
+    """
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path}: not an IDX file of unsigned bytes")
+    ndim = data[3]
+    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    values = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
+    if values.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: expected {int(np.prod(dims))} values, found {values.size} (truncated?)")
+    return values.reshape(dims)
+
+
+def load_fashion_mnist(path: Optional[PathLike] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fashion-MNIST (Xiao, Rasul, Vollgraf 2017): (x_train, y_train, x_test, y_test).
+
+    Images are uint8 arrays of shape (n, 28, 28): 60,000 for training, 10,000 for test;
+    labels are uint8 class indices 0-9. `path` defaults to the folder of the Debian package
+    ``dataset-fashion-mnist``; FileNotFoundError names what is missing.
+    """
+    root = Path(path if path is not None else FASHION_MNIST_DIR)
+    names = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    missing = [n for n in names if not (root / n).exists()]
+    if missing:
+        raise FileNotFoundError(f"Fashion-MNIST: {', '.join(missing)} not found under {root} "
+                                "(apt-get install dataset-fashion-mnist)")
+    xtr, ytr, xte, yte = (read_idx(root / n) for n in names)
+    return xtr, ytr, xte, yte

@@ -31,7 +31,7 @@ ILSVRC-2012 order (``keensight/data/imagenet_classes.txt``), chosen by hand:
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Tuple, Union
 
 import numpy as np
 
