@@ -166,3 +166,17 @@ def test_version_matches_pyproject():
     import tomllib
     meta = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     assert ks.__version__ == meta["project"]["version"]
+
+
+@pytest.mark.parametrize("module", ["keensight.search._flat", "keensight.search._pca", "keensight.search._sequential",
+                                    "keensight.search._classifiers", "keensight.search._hnsw",
+                                    "keensight.datasets", "keensight.profile", "keensight.extract"])
+def test_module_doctests(module, tmp_path, monkeypatch):
+    """The examples in the docstrings run (extract's converts the default model into a temp cache)."""
+    import doctest
+    import importlib
+
+    monkeypatch.setenv("KEENSIGHT_CACHE", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    failures, tried = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert failures == 0 and tried > 0

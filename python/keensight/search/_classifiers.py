@@ -104,7 +104,7 @@ def aggregate(features: Any, groups: Any, method: str = "mean",
     --------
     >>> from keensight.search import aggregate
     >>> ids, pooled = aggregate([[1.0, 0.0], [0.0, 1.0], [3.0, 4.0]], ["a", "a", "b"])
-    >>> ids.tolist(), pooled.round(3).tolist()
+    >>> ids.tolist(), pooled.astype(float).round(3).tolist()
     (['a', 'b'], [[0.707, 0.707], [0.6, 0.8]])
     """
     X = v.matrix(features, "features")
