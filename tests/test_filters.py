@@ -253,6 +253,21 @@ def test_filter2d_fft_matches_reference(isa, rng, border):
         assert_close(got, ref, f"{shape} {dtype} k{kh}x{kw} {anchor}", terms=terms)
 
 
+@pytest.mark.parametrize("border", list(BORDERS))
+def test_symmetric_3x3_fast_path(isa, rng, border):
+    """3x3 kernels with the square's symmetries (Laplacians, box, sharpen) run on their
+    own kernel; zero corner or edge coefficients skip their loads."""
+    for corner, edge in [(0.0, 1.0), (2.0, 0.0), (0.7, -1.3), (0.0, 0.0)]:
+        kernel = np.array([[corner, edge, corner], [edge, -3.5, edge], [corner, edge, corner]], np.float32)
+        for _ in range(3):
+            dtype = DTYPES[rng.integers(0, 4)]
+            img = random_image(rng, random_shape(rng), dtype)
+            value = 3.0 if border == "constant" else 0.0
+            got = ks.filter2d(img, kernel, ddepth=np.float32, delta=0.5, border=border, border_value=value)
+            ref = filter2d_expected(img, kernel, (1, 1), border, value, 0.5, np.dtype(np.float32))
+            assert_close(got, ref, f"{img.shape} {dtype} {corner} {edge}")
+
+
 def test_filter_bank_fft_equals_direct(isa, rng):
     img = random_image(rng, (150, 333, 3), np.float32)
     kernels = [rng.standard_normal((21, 17)).astype(np.float32) for _ in range(5)]

@@ -172,6 +172,15 @@ TapPlan plan_taps(const float* v, int rows, int cols, std::int64_t step) {
   return plan;
 }
 
+// A 3x3 kernel with the square's symmetries (corners equal, edge neighbours equal):
+// both Laplacians, box, sharpening. Such a kernel centred on its output runs as
+// one symmetric3x3 pass: 3 coefficients, 5 or 9 loads per vector.
+bool is_symmetric3x3(const Kernel2D& k) {
+  if (k.rows != 3 || k.cols != 3) return false;
+  const std::vector<float>& v = k.values;
+  return v[0] == v[2] && v[0] == v[6] && v[0] == v[8] && v[1] == v[3] && v[1] == v[5] && v[1] == v[7];
+}
+
 TapPlan plan_2d(const Kernel2D& k, std::int64_t channels) {
   return plan_taps(k.values.data(), k.rows, k.cols, channels);
 }
@@ -502,6 +511,18 @@ void run_direct_rows(const ImageView& src_in, const std::vector<ImageView>& dsts
   const bool in_place = src.depth == Depth::f32 && W - ax - rpad >= 1;
   const std::int64_t edge_px = std::max<std::int64_t>(ax, rpad) + kw - 1;
   const float border_value = static_cast<float>(opt.border_value);
+  std::vector<char> sym3;
+  for (const Kernel2D& kern : kernels) sym3.push_back(ax == 1 && ay == 1 && is_symmetric3x3(kern));
+  // Kernel f over `count` elements into out, from rows whose padded index 0 is output 0.
+  const auto run_kernel = [&](std::size_t f, const auto& rows_of, std::int64_t count, float* out,
+                              std::vector<const float*>& p, std::vector<const float*>& q) {
+    if (sym3[f]) {
+      const std::vector<float>& v = kernels[f].values;
+      k.symmetric3x3(rows_of(0) + C, rows_of(1) + C, rows_of(2) + C, count, C, v[0], v[1], v[4], out);
+    } else {
+      apply_plan(k, plans[f], rows_of, count, out, false, p, q);
+    }
+  };
 
   detail::parallel_chunks(src.rows, kMinRowsPerThread, [&](std::int64_t y0, std::int64_t y1) {
     PaddedRowLoader<float> loader(src, opt, ax, rpad, k);
@@ -532,9 +553,9 @@ void run_direct_rows(const ImageView& src_in, const std::vector<ImageView>& dsts
         const auto right_of = [&](int i) -> const float* { return right + i * edge_px * C; };
         for (std::size_t f = 0; f < kernels.size(); ++f) {
           float* acc = accumulator_row(dsts[f], y, scratch.get());
-          if (ax > 0) apply_plan(k, plans[f], left_of, ax * C, acc, false, p, q);
-          apply_plan(k, plans[f], interior_of, (W - ax - rpad) * C, acc + ax * C, false, p, q);
-          if (rpad > 0) apply_plan(k, plans[f], right_of, rpad * C, acc + (W - rpad) * C, false, p, q);
+          if (ax > 0) run_kernel(f, left_of, ax * C, acc, p, q);
+          run_kernel(f, interior_of, (W - ax - rpad) * C, acc + ax * C, p, q);
+          if (rpad > 0) run_kernel(f, right_of, rpad * C, acc + (W - rpad) * C, p, q);
           store_output(k, dsts[f], y, acc, delta);
         }
         continue;
@@ -544,7 +565,7 @@ void run_direct_rows(const ImageView& src_in, const std::vector<ImageView>& dsts
       const auto row_of = [&](int i) -> const float* { return ring.slot(y - ay + i); };
       for (std::size_t f = 0; f < kernels.size(); ++f) {
         float* acc = accumulator_row(dsts[f], y, scratch.get());
-        apply_plan(k, plans[f], row_of, n, acc, false, p, q);
+        run_kernel(f, row_of, n, acc, p, q);
         store_output(k, dsts[f], y, acc, delta);
       }
     }

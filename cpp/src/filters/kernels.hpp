@@ -11,6 +11,10 @@
 //                   symmetric (sign +1) and antisymmetric (sign -1) kernels, whose mirrored
 //                   taps share one coefficient; half the multiplies move to the add ports.
 //   magnitude       dst = sqrt(a^2 + b^2) or |a| + |b|
+//   symmetric3x3    a 3x3 kernel with the square's symmetries (both Laplacians, box, sharpen):
+//                   dst[x] = corner * (4 corners) + edge * (4 edge neighbours) + center * mid[x];
+//                   up/mid/down point at the centre column, neighbours are +-step away.
+//                   Zero coefficients skip their loads (as zero taps are dropped elsewhere).
 //
 // The integer path for uint8 sources (16-bit lanes: twice the pixels per
 // instruction of float32), used for kernels that are exact in integers:
@@ -61,6 +65,8 @@ struct FilterKernels {
                            std::int64_t n, float* out_re, float* out_im);
   void (*transpose_planes)(const float* src_re, const float* src_im, std::int64_t n,
                            const int* row_order, float* dst_re, float* dst_im);
+  void (*symmetric3x3)(const float* up, const float* mid, const float* down, std::int64_t n,
+                       std::int64_t step, float corner, float edge, float center, float* dst);
 };
 
 // One table per ISA; the *_avx2 table exists only when the build has AVX2.

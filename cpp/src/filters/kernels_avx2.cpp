@@ -535,10 +535,43 @@ void transpose_planes(const float* sr, const float* si, std::int64_t n, const in
   }
 }
 
+void symmetric3x3(const float* up, const float* mid, const float* down, std::int64_t n,
+                  std::int64_t s, float corner, float edge, float center, float* dst) {
+  const __m256 vc = _mm256_set1_ps(corner), ve = _mm256_set1_ps(edge), vm = _mm256_set1_ps(center);
+  const bool use_edge = edge != 0.f, use_corner = corner != 0.f;
+  std::int64_t x = 0;
+  const auto at = [&](std::int64_t i) {
+    __m256 r = _mm256_mul_ps(vm, _mm256_loadu_ps(mid + i));
+    if (use_edge) {
+      const __m256 e = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(up + i), _mm256_loadu_ps(down + i)),
+                                     _mm256_add_ps(_mm256_loadu_ps(mid + i - s), _mm256_loadu_ps(mid + i + s)));
+      r = _mm256_fmadd_ps(ve, e, r);
+    }
+    if (use_corner) {
+      const __m256 c = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(up + i - s), _mm256_loadu_ps(up + i + s)),
+                                     _mm256_add_ps(_mm256_loadu_ps(down + i - s), _mm256_loadu_ps(down + i + s)));
+      r = _mm256_fmadd_ps(vc, c, r);
+    }
+    return r;
+  };
+  for (; x + 16 <= n; x += 16) {
+    const __m256 a = at(x), b = at(x + 8);
+    _mm256_storeu_ps(dst + x, a);
+    _mm256_storeu_ps(dst + x + 8, b);
+  }
+  for (; x + 8 <= n; x += 8) _mm256_storeu_ps(dst + x, at(x));
+  for (; x < n; ++x) {
+    float r = center * mid[x];
+    if (use_edge) r = std::fma(edge, (up[x] + down[x]) + (mid[x - s] + mid[x + s]), r);
+    if (use_corner) r = std::fma(corner, (up[x - s] + up[x + s]) + (down[x - s] + down[x + s]), r);
+    dst[x] = r;
+  }
+}
+
 const FilterKernels kTable = {load_row,  store_row,    accumulate_taps, accumulate_pairs,
                               magnitude, hpass_u8,     vpass_s16_u8,    vpass_s16_f32,
                               vpass_s16_magnitude, fft_columns, complex_multiply,
-                              transpose_planes};
+                              transpose_planes, symmetric3x3};
 
 }  // namespace
 

@@ -174,10 +174,20 @@ void transpose_planes(const float* sr, const float* si, std::int64_t n, const in
       }
 }
 
+void symmetric3x3(const float* up, const float* mid, const float* down, std::int64_t n,
+                  std::int64_t s, float corner, float edge, float center, float* dst) {
+  for (std::int64_t x = 0; x < n; ++x) {
+    float r = center * mid[x];
+    if (edge != 0.f) r += edge * ((up[x] + down[x]) + (mid[x - s] + mid[x + s]));
+    if (corner != 0.f) r += corner * ((up[x - s] + up[x + s]) + (down[x - s] + down[x + s]));
+    dst[x] = r;
+  }
+}
+
 const FilterKernels kTable = {load_row,  store_row,    accumulate_taps, accumulate_pairs,
                               magnitude, hpass_u8,     vpass_s16_u8,    vpass_s16_f32,
                               vpass_s16_magnitude, fft_columns, complex_multiply,
-                              transpose_planes};
+                              transpose_planes, symmetric3x3};
 
 }  // namespace
 
