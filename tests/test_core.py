@@ -192,3 +192,11 @@ def test_core_stub_is_current():
     named = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     public = {n for n in dir(_core) if not n.startswith("_")}
     assert public <= named, f"missing from _core.pyi: {sorted(public - named)}"
+
+
+def test_search_area_is_reachable_lazily():
+    import keensight
+
+    assert keensight.search.SequentialClassifier.__name__ == "SequentialClassifier"
+    with pytest.raises(AttributeError):
+        keensight.no_such_area

@@ -1,7 +1,10 @@
 """keensight: efficient image recognition on CPUs.
 
 A C++ core (SIMD kernels chosen at run time, OpenMP threads) under a NumPy-first
-Python API. Areas: :mod:`keensight.filters` (OpenCV-compatible image filters).
+Python API. Areas: :mod:`keensight.filters` (OpenCV-compatible image filters),
+:mod:`keensight.search` (k-NN, PCA, the sequential three-way classifier, HNSW;
+imported on first use, as it loads scikit-learn), :mod:`keensight.extract` and
+:mod:`keensight.models` (ONNX CNN features, the offline EfficientNet-Lite0).
 """
 from __future__ import annotations
 
@@ -95,3 +98,12 @@ def get_cmake_dir() -> str:
     Pass it as ``-Dkeensight_DIR=...`` (or add it to ``CMAKE_PREFIX_PATH``).
     """
     return _os.path.join(_install_dir(), "share", "cmake", "keensight")
+
+
+def __getattr__(name: str) -> Any:
+    # keensight.search on first use (PEP 562): it imports scikit-learn, about 0.8 s.
+    if name == "search":
+        import importlib
+
+        return importlib.import_module(".search", __name__)
+    raise AttributeError(f"module 'keensight' has no attribute {name!r}")
