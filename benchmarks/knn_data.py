@@ -9,13 +9,13 @@ queries; Debian package ``dataset-fashion-mnist``). Peers: faiss IndexFlatL2, Nu
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from typing import Iterator, Optional, Union
 
 import numpy as np
 
 from keensight.datasets import load_fashion_mnist
+from workloads import n_threads
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -76,13 +76,6 @@ def same_neighbour(queries: np.ndarray, base: np.ndarray, got: np.ndarray, truth
         dt = ((q - base[truth[r]].astype(np.float64)) ** 2).sum()
         same[r] = dg <= dt * (1 + rtol) + 1e-12
     return float(same.mean())
-
-
-def n_threads(threads: Union[int, str]) -> int:
-    """1 -> 1; "all" -> every core this process may run on."""
-    if threads == "all":
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return int(threads)
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 import keensight  # noqa: E402
+from keensight._files import atomic_write  # noqa: E402
 from keensight.datasets import load_fashion_mnist  # noqa: E402
 from keensight.search import PCA, HNSWIndex, SequentialClassifier, knn  # noqa: E402
 
@@ -46,10 +47,7 @@ def lite0_embeddings(images: np.ndarray, tag: str) -> np.ndarray:
     start = time.perf_counter()
     feats = np.concatenate([extractor(list(images[i:i + 512])) for i in range(0, len(images), 512)])
     print(f"  embedded {len(images)} images in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, feats)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.save(f, feats))
     return feats
 
 

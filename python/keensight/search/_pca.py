@@ -8,41 +8,16 @@ each component is positive), so components match scikit-learn's.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Dict, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
 from .. import _core
 from .._validate import matrix as _matrix
 
-try:  # scikit-learn's base classes give get_params / set_params / pipeline support
-    from sklearn.base import BaseEstimator as _BaseEstimator
-    from sklearn.base import TransformerMixin as _TransformerMixin
-    from sklearn.exceptions import NotFittedError as _NotFittedError
-except ImportError:  # pragma: no cover - scikit-learn is optional
-    class _NotFittedError(ValueError, AttributeError):
-        """The estimator is used before ``fit``."""
+from sklearn.base import TransformerMixin
 
-    class _BaseEstimator:
-        """Minimal stand-in: parameters are the ``__init__`` arguments."""
-
-        def get_params(self, deep: bool = True) -> Dict[str, Any]:
-            import inspect
-
-            names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-            return {name: getattr(self, name) for name in names}
-
-        def set_params(self, **params: Any) -> "_BaseEstimator":
-            valid = self.get_params()
-            for name, value in params.items():
-                if name not in valid:
-                    raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}")
-                setattr(self, name, value)
-            return self
-
-    class _TransformerMixin:
-        def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
-            return self.fit(X, y, **fit_params).transform(X)
+from ._estimator import BaseEstimator, check_fitted
 
 
 def _svd_flip_rows(vt: np.ndarray) -> np.ndarray:
@@ -53,7 +28,7 @@ def _svd_flip_rows(vt: np.ndarray) -> np.ndarray:
     return vt * signs[:, None]
 
 
-class PCA(_TransformerMixin, _BaseEstimator):
+class PCA(TransformerMixin, BaseEstimator):
     """Principal component analysis (scikit-learn compatible).
 
     Parameters
@@ -172,8 +147,7 @@ class PCA(_TransformerMixin, _BaseEstimator):
             self._scale32 = None
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "components_"):
-            raise _NotFittedError(f"This {type(self).__name__} instance is not fitted yet; call fit first")
+        check_fitted(self, "components_")
         if not hasattr(self, "_components32"):  # e.g. attributes set by hand or unpickled by an older version
             self._prepare()
 

@@ -173,8 +173,7 @@ class SequentialClassifier(ClassifierMixin, BaseEstimator):
             self.delta_validation_ = None
             return math.inf
         train = ~val
-        index = _core.SequentialIndex(Z[train], y_idx[train].astype(np.int64), len(self.classes_),
-                                      int(self.m), self.metric)
+        index = self._index(Z[train], y_idx[train])
         y_train, y_val = y_idx[train], y_idx[val]
         Zval = np.ascontiguousarray(Z[val])
 
