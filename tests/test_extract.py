@@ -209,6 +209,30 @@ def test_batch_sizes_give_identical_features(model_cache):
         np.testing.assert_allclose(Extractor(batch_size=bs)(imgs), ref, rtol=1e-4, atol=1e-5)
 
 
+def test_streams_give_identical_features_in_order(tmp_path, model_cache):
+    # Batches that run side by side come back in input order, with the same values;
+    # unreadable files in any batch are still reported at their positions.
+    photos = [skdata.chelsea(), skdata.coffee(), skdata.astronaut(), skdata.rocket()]
+    items = []
+    for k in range(9):
+        img = photos[k % 4][: 180 + 15 * k]
+        if k in (2, 7):
+            bad = tmp_path / f"bad{k}.jpg"
+            bad.write_bytes(b"\xff\xd8 not a jpeg")
+            items.append(bad)
+        else:
+            path = tmp_path / f"p{k}.png"
+            cv2.imwrite(str(path), img[:, :, ::-1])
+            items.append(path)
+    ref = Extractor(batch_size=2, threads=1, streams=1).extract(items)
+    assert [i for i, _ in ref.errors] == [2, 7]
+    for threads, streams in ((2, 2), (3, 3), (2, 1)):
+        got = Extractor(batch_size=2, threads=threads, streams=streams).extract(items)
+        np.testing.assert_array_equal(got.indices, ref.indices)
+        assert [i for i, _ in got.errors] == [2, 7]
+        np.testing.assert_allclose(got.features, ref.features, rtol=1e-4, atol=1e-5)
+
+
 def test_paths_vs_arrays_gray_rgba(tmp_path, lite0):
     rgb = skdata.coffee()
     png = tmp_path / "coffee.png"
@@ -234,6 +258,26 @@ def test_jpeg_draft_decoding_stays_close(tmp_path, model_cache):
     # DCT-domain downscaling is not area averaging: close, not equal (both see a cat).
     assert 281 <= np.argmax(fast) <= 285 and 281 <= np.argmax(full) <= 285
     assert np.corrcoef(fast[0], full[0])[0, 1] > 0.98
+    # A reducing gap of 2 keeps twice the resize length (1200 -> 600, not 300): closer.
+    gap2 = Extractor(outputs="logits", jpeg_draft=2.0)([path])
+    assert np.corrcoef(gap2[0], full[0])[0, 1] > np.corrcoef(fast[0], full[0])[0, 1]
+    # ... and an image too small for the gap decodes at full size: identical features.
+    small = tmp_path / "small.jpg"
+    cv2.imwrite(str(small), big[:400, :450, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    np.testing.assert_array_equal(Extractor(outputs="logits", jpeg_draft=2.0)([small]),
+                                  Extractor(outputs="logits")([small]))
+
+
+def test_jpeg_draft_scale_choice(tmp_path):
+    # The smallest libjpeg scale whose shorter side is still >= the requested side.
+    from keensight.extract import _decode
+
+    path = tmp_path / "p.jpg"
+    cv2.imwrite(str(path), np.full((1200, 1800, 3), 128, np.uint8))
+    assert _decode(path, None)[0].shape[:2] == (1200, 1800)
+    assert _decode(path, 256)[0].shape[:2] == (300, 450)   # 1/4: 300 >= 256, 1/8 would be 150
+    assert _decode(path, 512)[0].shape[:2] == (600, 900)   # 1/2
+    assert _decode(path, 601)[0].shape[:2] == (1200, 1800)  # no scale keeps 601
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -289,6 +333,13 @@ def test_extractor_bad_arguments(model_cache):
         Extractor(batch_size=2.5)
     with pytest.raises(TypeError, match="outputs"):
         Extractor(outputs=[1, 2])
+    with pytest.raises(ValueError, match="streams"):
+        Extractor(threads=2, streams=3)
+    with pytest.raises(ValueError, match="streams"):
+        Extractor(streams=0)
+    for bad in (0.5, "yes", float("nan")):
+        with pytest.raises(ValueError, match="jpeg_draft"):
+            Extractor(jpeg_draft=bad)
     ex = Extractor()
     with pytest.raises(TypeError, match="uint8"):
         ex([np.zeros((50, 50, 3), np.float64)])

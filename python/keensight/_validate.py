@@ -2,6 +2,7 @@
 into what ``_core`` accepts, with errors that name the argument."""
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Optional, Tuple, Union
 
@@ -80,16 +81,19 @@ def border(value: BorderLike, name: str = "border") -> int:
 
 
 def integer(value: Any, name: str) -> int:
+    if type(value) is int:  # the common case, without the slower ABC checks below
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
     return int(value)
 
 
 def real(value: Any, name: str, finite: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    if type(value) is not float and type(value) is not int:  # ABC checks only off the common path
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
     v = float(value)
-    if finite and not np.isfinite(v):
+    if finite and not math.isfinite(v):
         raise ValueError(f"{name}: expected a finite number, got {v}")
     return v
 

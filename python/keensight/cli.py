@@ -143,16 +143,20 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="registry name or .onnx path (default: efficientnet-lite0, works offline)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=0, help="network threads (0: all cores)")
+    p.add_argument("--streams", type=int, default=0,
+                   help="batches the network runs side by side (0: min(threads, 4))")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.add_argument("--jpeg-draft", action="store_true",
-                   help="decode large JPEGs at reduced scale (faster; features differ slightly)")
+    p.add_argument("--jpeg-draft", type=float, nargs="?", const=2.0, default=None, metavar="GAP",
+                   help="decode large JPEGs at a reduced scale keeping at least GAP times the resize "
+                        "length (default GAP 2, as Pillow's reducing_gap; faster, features differ slightly)")
 
 
 def _extractor(args: argparse.Namespace, outputs: Any, normalize: bool = False):
     from .extract import Extractor
 
     return Extractor(args.model, outputs=outputs, batch_size=args.batch_size, threads=args.threads or None,
-                     normalize=normalize, jpeg_draft=getattr(args, "jpeg_draft", False))
+                     normalize=normalize, jpeg_draft=getattr(args, "jpeg_draft", None) or False,
+                     streams=getattr(args, "streams", 0) or None)
 
 
 def _logits_output(model: str) -> str:
@@ -233,7 +237,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"keensight demo: {len(files)} photos in {len(set(f.parent for f in files))} classes "
               f"under {root}\n")
         common = dict(model="efficientnet-lite0", batch_size=16, threads=args.threads,
-                      no_progress=True, jpeg_draft=False)
+                      no_progress=True, jpeg_draft=None, streams=0)
         features = Path(tmp) / "features.npz"
         status = _cmd_extract(argparse.Namespace(dir=root, output=features, outputs=None, normalize=False,
                                                  overwrite=True, checkpoint_every=20, **common))
