@@ -74,7 +74,7 @@ class Naive:
 class Keensight:
     """Extractor over paths; measures the time spent in the fused C++ preprocessing."""
 
-    def __init__(self, threads: int, batch_size: int = 16, jpeg_draft: bool = False) -> None:
+    def __init__(self, threads: int, batch_size: int = 16, jpeg_draft: object = False) -> None:
         self.extractor = extract.Extractor(batch_size=batch_size, threads=threads, jpeg_draft=jpeg_draft)
         self.stages: Dict[str, float] = {"preprocess": 0.0}
 

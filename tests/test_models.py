@@ -580,6 +580,20 @@ def test_download_is_verified_and_cached(isolated_cache, monkeypatch, fake_model
     assert "fake-net" in models.cached_models()
 
 
+def test_download_progress_on_stderr(isolated_cache, monkeypatch, fake_model, capsys):
+    serve(monkeypatch, PAYLOAD)
+    models.get_model_path("fake-net", progress=True)
+    err = capsys.readouterr().err
+    total = f"{len(PAYLOAD) / 1e6:.1f}"
+    assert f"downloading fake-net: {total}/{total} MB (100%)" in err and err.endswith("\n")
+    models.get_model_path("fake-net", progress=True)  # cached: nothing downloaded, nothing said
+    assert capsys.readouterr().err == ""
+    path = models.model_cache_path("fake-net")
+    path.unlink()
+    models.get_model_path("fake-net", progress=False)
+    assert capsys.readouterr().err == "" and path.read_bytes() == PAYLOAD
+
+
 @pytest.mark.parametrize("body", [PAYLOAD[:-1] + b"?", PAYLOAD + b"!", PAYLOAD[:10]])
 def test_download_with_wrong_hash_is_rejected(isolated_cache, monkeypatch, fake_model, body):
     serve(monkeypatch, body)

@@ -30,6 +30,8 @@ import hashlib
 import http.client
 import json
 import os
+import sys
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -258,7 +260,7 @@ def cached_models(*, cache_dir: Optional[PathLike] = None) -> List[str]:
 
 
 def get_model_path(name: str = DEFAULT_MODEL, *, download: bool = True,
-                   cache_dir: Optional[PathLike] = None) -> Path:
+                   cache_dir: Optional[PathLike] = None, progress: Optional[bool] = None) -> Path:
     """Path of a verified local ``.onnx`` file for a known model.
 
     ``efficientnet-lite0`` is converted from the installed weights package on first use
@@ -276,6 +278,9 @@ def get_model_path(name: str = DEFAULT_MODEL, *, download: bool = True,
         converted locally, which never touch the network.
     cache_dir : path-like, optional
         Cache root (see :func:`model_cache_path`).
+    progress : bool, optional
+        Report a download's progress on stderr (bytes, share, rate); default: when stderr
+        is a terminal.
 
     Returns
     -------
@@ -294,7 +299,9 @@ def get_model_path(name: str = DEFAULT_MODEL, *, download: bool = True,
     spec = get_model_spec(name)
     path = model_cache_path(name, cache_dir=cache_dir)
     if spec.downloadable:
-        return _ensure_downloaded(spec, path, download=download)
+        if progress is None:
+            progress = sys.stderr is not None and sys.stderr.isatty()
+        return _ensure_downloaded(spec, path, download=download, progress=bool(progress))
     return _ensure_converted(spec, path)
 
 
@@ -409,7 +416,7 @@ def _file_matches(path: Path, spec: ModelSpec) -> bool:
         return False
 
 
-def _ensure_downloaded(spec: ModelSpec, path: Path, *, download: bool) -> Path:
+def _ensure_downloaded(spec: ModelSpec, path: Path, *, download: bool, progress: bool = False) -> Path:
     if path.is_file():
         if _file_matches(path, spec):
             return path
@@ -421,7 +428,7 @@ def _ensure_downloaded(spec: ModelSpec, path: Path, *, download: bool) -> Path:
         raise ModelUnavailableError(
             f"{spec.name} is not cached and download=False: put the file from {spec.source} at {path}")
     try:
-        _download(spec, path)
+        _download(spec, path, progress)
     except ModelUnavailableError:
         raise
     except (OSError, http.client.HTTPException) as exc:
@@ -431,9 +438,30 @@ def _ensure_downloaded(spec: ModelSpec, path: Path, *, download: bool) -> Path:
     return path
 
 
-def _download(spec: ModelSpec, path: Path) -> None:
+class _DownloadProgress:
+    """One stderr line, rewritten in place: name, MB so far of the expected size, rate."""
+
+    def __init__(self, name: str, total: Optional[int], enabled: bool) -> None:
+        self.name, self.total, self.enabled = name, total, enabled
+        self.start = self.last = time.monotonic()
+
+    def update(self, done: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not final and now - self.last < 0.2):
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-6) / 1e6
+        share = f" ({100 * done / self.total:.0f}%)" if self.total else ""
+        total = f"/{self.total / 1e6:.1f}" if self.total else ""
+        sys.stderr.write(f"\rkeensight: downloading {self.name}: {done / 1e6:.1f}{total} MB{share}, "
+                         f"{rate:.1f} MB/s" + ("\n" if final else ""))
+        sys.stderr.flush()
+
+
+def _download(spec: ModelSpec, path: Path, progress: bool = False) -> None:
     """Stream `spec.source` into a temporary file beside `path`, verify it, move it into place."""
     request = urllib.request.Request(spec.source, headers={"User-Agent": "keensight"})
+    report = _DownloadProgress(spec.name, spec.size_bytes, progress)
 
     def fetch(out) -> None:  # raising here leaves no file behind
         digest = hashlib.sha256()
@@ -445,12 +473,14 @@ def _download(spec: ModelSpec, path: Path) -> None:
                 if not chunk:
                     break
                 n += len(chunk)
+                report.update(n)
                 if spec.size_bytes is not None and n > spec.size_bytes:
                     raise ModelChecksumError(
                         f"download of {spec.name} from {spec.source} is larger than the expected "
                         f"{spec.size_bytes} bytes; not using it")
                 digest.update(chunk)
                 out.write(chunk)
+        report.update(n, final=True)
         got = digest.hexdigest()
         if spec.size_bytes is not None and n != spec.size_bytes:
             raise ModelChecksumError(
