@@ -743,3 +743,34 @@ def test_doctests():
     import keensight.filters
     failures, tried = doctest.testmod(keensight.filters)[:2]
     assert tried > 0 and failures == 0
+
+
+def test_large_float_outputs_streaming_path(isa, rng):
+    """Float32 outputs of 4 MiB and more are written with non-temporal stores after an
+    alignment head; the results equal OpenCV's like small images do, also for sources whose
+    rows are not aligned like the destination's (a view starting at column 3)."""
+    big = rng.standard_normal((1100, 1003), dtype=np.float32) * 50
+    views = {"aligned": big[:, :1000], "offset view": big[:, 3:]}
+    sym = np.array([[0.5, 1, 0.5], [1, -6, 1], [0.5, 1, 0.5]], np.float32)
+    general = rng.standard_normal((5, 5)).astype(np.float32)
+    for what, img in views.items():
+        assert img.nbytes >= 4 << 20
+        checks = [
+            (ks.laplacian(img, ksize=1), cv2.Laplacian(img, cv2.CV_32F, ksize=1)),
+            (ks.laplacian(img, ksize=3), cv2.Laplacian(img, cv2.CV_32F, ksize=3)),
+            (ks.filter2d(img, sym), cv2.filter2D(img, cv2.CV_32F, sym)),
+            (ks.filter2d(img, general), cv2.filter2D(img, cv2.CV_32F, general)),
+            (ks.gaussian_blur(img, (11, 11), 2.5), cv2.GaussianBlur(img, (11, 11), 2.5)),
+            (ks.sobel(img, 1, 0), cv2.Sobel(img, cv2.CV_32F, 1, 0)),
+        ]
+        for i, (got, ref) in enumerate(checks):
+            assert_close(got, ref, f"{what} #{i}")
+
+
+def test_all_zero_kernels_give_delta(isa, rng):
+    # Every tap is dropped: the passes run with no taps at all.
+    for shape in [(40, 70), (1100, 1000)]:
+        img = rng.random(shape, dtype=np.float32)
+        np.testing.assert_array_equal(ks.filter2d(img, np.zeros((3, 3), np.float32)), 0)
+        np.testing.assert_array_equal(ks.filter2d(img, np.zeros((5, 4), np.float32), delta=2.5), 2.5)
+        np.testing.assert_array_equal(ks.sep_filter2d(img, np.zeros(5, np.float32), np.ones(3, np.float32)), 0)

@@ -1,15 +1,32 @@
 #include "filters/kernels.hpp"
 
+#include <atomic>
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
+#include <immintrin.h>
+#define KEENSIGHT_X86_FENCE 1
+#endif
+
 namespace keensight::filters_detail {
 
 const FilterKernels& filter_kernels(Isa isa) {
+#ifdef KEENSIGHT_HAVE_AVX512
+  if (isa >= Isa::avx512) return filter_kernels_avx512();
+#endif
 #ifdef KEENSIGHT_HAVE_AVX2
-  if (isa >= Isa::avx2) return filter_kernels_avx2();  // no AVX-512 variant: AVX2 is memory-bound enough here
+  if (isa >= Isa::avx2) return filter_kernels_avx2();
 #endif
   (void)isa;
   return filter_kernels_scalar();
 }
 
 const FilterKernels& filter_kernels() { return filter_kernels(active_isa()); }
+
+void stream_fence() {
+#ifdef KEENSIGHT_X86_FENCE
+  _mm_sfence();
+#else
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+}
 
 }  // namespace keensight::filters_detail

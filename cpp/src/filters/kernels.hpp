@@ -15,6 +15,12 @@
 //                   dst[x] = corner * (4 corners) + edge * (4 edge neighbours) + center * mid[x];
 //                   up/mid/down point at the centre column, neighbours are +-step away.
 //                   Zero coefficients skip their loads (as zero taps are dropped elsewhere).
+//   `stream` (taps, pairs, symmetric3x3): a hint that dst is a large output no one
+//                   reads soon; SIMD kernels then write it with non-temporal stores
+//                   (no read-for-ownership of the destination lines). Ignored when
+//                   accumulating. Results are identical either way. The kernels do not
+//                   fence: the caller calls stream_fence() once its rows are written
+//                   (before another thread may read them), not after every row.
 //
 // The integer path for uint8 sources (16-bit lanes: twice the pixels per
 // instruction of float32), used for kernels that are exact in integers:
@@ -45,9 +51,10 @@ struct FilterKernels {
   void (*load_row)(const void* src, Depth depth, std::int64_t n, float* dst);
   void (*store_row)(const float* src, std::int64_t n, float delta, Depth depth, void* dst);
   void (*accumulate_taps)(const float* const* ptrs, const float* coeffs, int ntaps,
-                          std::int64_t n, float* dst, bool accumulate);
+                          std::int64_t n, float* dst, bool accumulate, bool stream);
   void (*accumulate_pairs)(const float* const* p, const float* const* q, const float* coeffs,
-                           int npairs, bool subtract, std::int64_t n, float* dst, bool accumulate);
+                           int npairs, bool subtract, std::int64_t n, float* dst, bool accumulate,
+                           bool stream);
   void (*magnitude)(const float* a, const float* b, std::int64_t n, bool l1, float* dst);
   void (*hpass_u8)(const std::uint8_t* src, const std::int64_t* offsets, const std::int16_t* coeffs,
                    int ntaps, std::int64_t n, bool fixed_point, std::int16_t* dst);
@@ -66,19 +73,26 @@ struct FilterKernels {
   void (*transpose_planes)(const float* src_re, const float* src_im, std::int64_t n,
                            const int* row_order, float* dst_re, float* dst_im);
   void (*symmetric3x3)(const float* up, const float* mid, const float* down, std::int64_t n,
-                       std::int64_t step, float corner, float edge, float center, float* dst);
+                       std::int64_t step, float corner, float edge, float center, float* dst,
+                       bool stream);
 };
 
-// One table per ISA; the *_avx2 table exists only when the build has AVX2.
+// One table per ISA; the *_avx2 / *_avx512 tables exist only when the build has them.
 const FilterKernels& filter_kernels_scalar();
 #ifdef KEENSIGHT_HAVE_AVX2
 const FilterKernels& filter_kernels_avx2();
+#endif
+#ifdef KEENSIGHT_HAVE_AVX512
+const FilterKernels& filter_kernels_avx512();
 #endif
 
 // The table for the active ISA level.
 const FilterKernels& filter_kernels();
 // The table for a given level (clamped to what this build has).
 const FilterKernels& filter_kernels(Isa isa);
+
+// Orders this thread's non-temporal stores before its later stores (x86 SFENCE).
+void stream_fence();
 
 // Float bounds of each integer depth, used to saturate before rounding.
 inline void depth_bounds(Depth d, float& lo, float& hi) {

@@ -3,7 +3,9 @@
 // of the fused multiply-adds.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "filters/kernels.hpp"
@@ -121,9 +123,28 @@ void store_row(const float* src, std::int64_t n, float delta, Depth depth, void*
 // dst[x] (+)= sum_t c[t] * p[t][x]. Register-blocked over x: 8 accumulators of
 // 8 floats stay in ymm registers across all taps, so each tap costs one
 // broadcast and eight load+FMA pairs (the FMA ports, not memory, set the pace).
+// Aligned non-temporal or ordinary unaligned store of one register.
+inline void store8(float* d, __m256 v, bool stream) {
+  if (stream)
+    _mm256_stream_ps(d, v);
+  else
+    _mm256_storeu_ps(d, v);
+}
+
+// Elements before dst reaches 32-byte alignment (streaming stores need it).
+inline std::int64_t align_head(const float* dst, std::int64_t n) {
+  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(dst);
+  if (a % sizeof(float) != 0) return -1;
+  return std::min<std::int64_t>(n, static_cast<std::int64_t>(((32 - (a & 31)) & 31) / sizeof(float)));
+}
+
+inline __m256i tail_mask8(std::int64_t rem) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rem)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 template <int V>
 inline void taps_block(const float* const* ptrs, const float* coeffs, int ntaps, std::int64_t x,
-                       float* dst, bool accumulate) {
+                       float* dst, bool accumulate, bool stream) {
   __m256 acc[V];
   for (int v = 0; v < V; ++v)
     acc[v] = accumulate ? _mm256_loadu_ps(dst + x + 8 * v) : _mm256_setzero_ps();
@@ -132,25 +153,31 @@ inline void taps_block(const float* const* ptrs, const float* coeffs, int ntaps,
     const float* p = ptrs[t] + x;
     for (int v = 0; v < V; ++v) acc[v] = _mm256_fmadd_ps(c, _mm256_loadu_ps(p + 8 * v), acc[v]);
   }
-  for (int v = 0; v < V; ++v) _mm256_storeu_ps(dst + x + 8 * v, acc[v]);
+  for (int v = 0; v < V; ++v) store8(dst + x + 8 * v, acc[v], stream);
+}
+
+// Fewer than 8 elements at x: masked loads never touch memory past the row.
+inline void taps_masked(const float* const* ptrs, const float* coeffs, int ntaps, std::int64_t x,
+                        std::int64_t rem, float* dst, bool accumulate) {
+  const __m256i mask = tail_mask8(rem);
+  __m256 acc = accumulate ? _mm256_maskload_ps(dst + x, mask) : _mm256_setzero_ps();
+  for (int t = 0; t < ntaps; ++t)
+    acc = _mm256_fmadd_ps(_mm256_broadcast_ss(coeffs + t), _mm256_maskload_ps(ptrs[t] + x, mask), acc);
+  _mm256_maskstore_ps(dst + x, mask, acc);
 }
 
 void accumulate_taps(const float* const* ptrs, const float* coeffs, int ntaps, std::int64_t n,
-                     float* dst, bool accumulate) {
+                     float* dst, bool accumulate, bool stream) {
   std::int64_t x = 0;
-  for (; x + 64 <= n; x += 64) taps_block<8>(ptrs, coeffs, ntaps, x, dst, accumulate);
-  for (; x + 8 <= n; x += 8) taps_block<1>(ptrs, coeffs, ntaps, x, dst, accumulate);
-  if (x < n) {
-    // Tail of fewer than 8: masked loads never touch memory past the row.
-    const std::int64_t rem = n - x;
-    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rem)),
-                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    __m256 acc = accumulate ? _mm256_maskload_ps(dst + x, mask) : _mm256_setzero_ps();
-    for (int t = 0; t < ntaps; ++t)
-      acc = _mm256_fmadd_ps(_mm256_broadcast_ss(coeffs + t), _mm256_maskload_ps(ptrs[t] + x, mask),
-                            acc);
-    _mm256_maskstore_ps(dst + x, mask, acc);
+  const std::int64_t head = stream && !accumulate ? align_head(dst, n) : -1;
+  stream = head >= 0;
+  if (head > 0) {
+    taps_masked(ptrs, coeffs, ntaps, 0, head, dst, accumulate);
+    x = head;
   }
+  for (; x + 64 <= n; x += 64) taps_block<8>(ptrs, coeffs, ntaps, x, dst, accumulate, stream);
+  for (; x + 8 <= n; x += 8) taps_block<1>(ptrs, coeffs, ntaps, x, dst, accumulate, stream);
+  if (x < n) taps_masked(ptrs, coeffs, ntaps, x, n - x, dst, accumulate);
 }
 
 template <bool Subtract>
@@ -160,7 +187,7 @@ inline __m256 combine(__m256 a, __m256 b) {
 
 template <int V, bool Subtract>
 inline void pairs_block(const float* const* p, const float* const* q, const float* coeffs,
-                        int npairs, std::int64_t x, float* dst, bool accumulate) {
+                        int npairs, std::int64_t x, float* dst, bool accumulate, bool stream) {
   __m256 acc[V];
   for (int v = 0; v < V; ++v)
     acc[v] = accumulate ? _mm256_loadu_ps(dst + x + 8 * v) : _mm256_setzero_ps();
@@ -172,35 +199,44 @@ inline void pairs_block(const float* const* p, const float* const* q, const floa
       acc[v] = _mm256_fmadd_ps(
           c, combine<Subtract>(_mm256_loadu_ps(pp + 8 * v), _mm256_loadu_ps(qq + 8 * v)), acc[v]);
   }
-  for (int v = 0; v < V; ++v) _mm256_storeu_ps(dst + x + 8 * v, acc[v]);
+  for (int v = 0; v < V; ++v) store8(dst + x + 8 * v, acc[v], stream);
+}
+
+template <bool Subtract>
+inline void pairs_masked(const float* const* p, const float* const* q, const float* coeffs,
+                         int npairs, std::int64_t x, std::int64_t rem, float* dst, bool accumulate) {
+  const __m256i mask = tail_mask8(rem);
+  __m256 acc = accumulate ? _mm256_maskload_ps(dst + x, mask) : _mm256_setzero_ps();
+  for (int t = 0; t < npairs; ++t)
+    acc = _mm256_fmadd_ps(_mm256_broadcast_ss(coeffs + t),
+                          combine<Subtract>(_mm256_maskload_ps(p[t] + x, mask),
+                                            _mm256_maskload_ps(q[t] + x, mask)),
+                          acc);
+  _mm256_maskstore_ps(dst + x, mask, acc);
 }
 
 template <bool Subtract>
 void pairs_row(const float* const* p, const float* const* q, const float* coeffs, int npairs,
-               std::int64_t n, float* dst, bool accumulate) {
+               std::int64_t n, float* dst, bool accumulate, bool stream) {
   std::int64_t x = 0;
-  for (; x + 64 <= n; x += 64) pairs_block<8, Subtract>(p, q, coeffs, npairs, x, dst, accumulate);
-  for (; x + 8 <= n; x += 8) pairs_block<1, Subtract>(p, q, coeffs, npairs, x, dst, accumulate);
-  if (x < n) {
-    const std::int64_t rem = n - x;
-    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rem)),
-                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    __m256 acc = accumulate ? _mm256_maskload_ps(dst + x, mask) : _mm256_setzero_ps();
-    for (int t = 0; t < npairs; ++t)
-      acc = _mm256_fmadd_ps(_mm256_broadcast_ss(coeffs + t),
-                            combine<Subtract>(_mm256_maskload_ps(p[t] + x, mask),
-                                              _mm256_maskload_ps(q[t] + x, mask)),
-                            acc);
-    _mm256_maskstore_ps(dst + x, mask, acc);
+  const std::int64_t head = stream && !accumulate ? align_head(dst, n) : -1;
+  stream = head >= 0;
+  if (head > 0) {
+    pairs_masked<Subtract>(p, q, coeffs, npairs, 0, head, dst, accumulate);
+    x = head;
   }
+  for (; x + 64 <= n; x += 64) pairs_block<8, Subtract>(p, q, coeffs, npairs, x, dst, accumulate, stream);
+  for (; x + 8 <= n; x += 8) pairs_block<1, Subtract>(p, q, coeffs, npairs, x, dst, accumulate, stream);
+  if (x < n) pairs_masked<Subtract>(p, q, coeffs, npairs, x, n - x, dst, accumulate);
 }
 
 void accumulate_pairs(const float* const* p, const float* const* q, const float* coeffs,
-                      int npairs, bool subtract, std::int64_t n, float* dst, bool accumulate) {
+                      int npairs, bool subtract, std::int64_t n, float* dst, bool accumulate,
+                      bool stream) {
   if (subtract)
-    pairs_row<true>(p, q, coeffs, npairs, n, dst, accumulate);
+    pairs_row<true>(p, q, coeffs, npairs, n, dst, accumulate, stream);
   else
-    pairs_row<false>(p, q, coeffs, npairs, n, dst, accumulate);
+    pairs_row<false>(p, q, coeffs, npairs, n, dst, accumulate, stream);
 }
 
 void magnitude(const float* a, const float* b, std::int64_t n, bool l1, float* dst) {
@@ -536,10 +572,9 @@ void transpose_planes(const float* sr, const float* si, std::int64_t n, const in
 }
 
 void symmetric3x3(const float* up, const float* mid, const float* down, std::int64_t n,
-                  std::int64_t s, float corner, float edge, float center, float* dst) {
+                  std::int64_t s, float corner, float edge, float center, float* dst, bool stream) {
   const __m256 vc = _mm256_set1_ps(corner), ve = _mm256_set1_ps(edge), vm = _mm256_set1_ps(center);
   const bool use_edge = edge != 0.f, use_corner = corner != 0.f;
-  std::int64_t x = 0;
   const auto at = [&](std::int64_t i) {
     __m256 r = _mm256_mul_ps(vm, _mm256_loadu_ps(mid + i));
     if (use_edge) {
@@ -554,18 +589,32 @@ void symmetric3x3(const float* up, const float* mid, const float* down, std::int
     }
     return r;
   };
+  const auto scalar = [&](std::int64_t from, std::int64_t to) {
+    for (std::int64_t x = from; x < to; ++x) {
+      float r = center * mid[x];
+      if (use_edge) r = std::fma(edge, (up[x] + down[x]) + (mid[x - s] + mid[x + s]), r);
+      if (use_corner) r = std::fma(corner, (up[x - s] + up[x + s]) + (down[x - s] + down[x + s]), r);
+      dst[x] = r;
+    }
+  };
+  std::int64_t x = 0;
+  const std::int64_t head = stream ? align_head(dst, n) : -1;
+  stream = head >= 0;
+  if (head > 0) {
+    scalar(0, head);
+    x = head;
+  }
+  // `down` is the row this output row reads first (the others were read by the
+  // previous output row): prefetched a few cache lines ahead of use.
+  constexpr std::int64_t kPrefetch = 512;  // floats
   for (; x + 16 <= n; x += 16) {
+    _mm_prefetch(reinterpret_cast<const char*>(down + x + kPrefetch), _MM_HINT_T0);
     const __m256 a = at(x), b = at(x + 8);
-    _mm256_storeu_ps(dst + x, a);
-    _mm256_storeu_ps(dst + x + 8, b);
+    store8(dst + x, a, stream);
+    store8(dst + x + 8, b, stream);
   }
-  for (; x + 8 <= n; x += 8) _mm256_storeu_ps(dst + x, at(x));
-  for (; x < n; ++x) {
-    float r = center * mid[x];
-    if (use_edge) r = std::fma(edge, (up[x] + down[x]) + (mid[x - s] + mid[x + s]), r);
-    if (use_corner) r = std::fma(corner, (up[x - s] + up[x + s]) + (down[x - s] + down[x + s]), r);
-    dst[x] = r;
-  }
+  for (; x + 8 <= n; x += 8) store8(dst + x, at(x), stream);
+  scalar(x, n);
 }
 
 const FilterKernels kTable = {load_row,  store_row,    accumulate_taps, accumulate_pairs,

@@ -52,7 +52,7 @@ void store_row(const float* src, std::int64_t n, float delta, Depth depth, void*
 }
 
 void accumulate_taps(const float* const* ptrs, const float* coeffs, int ntaps, std::int64_t n,
-                     float* dst, bool accumulate) {
+                     float* dst, bool accumulate, bool /*stream*/) {
   for (std::int64_t x = 0; x < n; ++x) {
     float acc = accumulate ? dst[x] : 0.f;
     for (int t = 0; t < ntaps; ++t) acc += coeffs[t] * ptrs[t][x];
@@ -61,7 +61,8 @@ void accumulate_taps(const float* const* ptrs, const float* coeffs, int ntaps, s
 }
 
 void accumulate_pairs(const float* const* p, const float* const* q, const float* coeffs,
-                      int npairs, bool subtract, std::int64_t n, float* dst, bool accumulate) {
+                      int npairs, bool subtract, std::int64_t n, float* dst, bool accumulate,
+                      bool /*stream*/) {
   const float sign = subtract ? -1.f : 1.f;
   for (std::int64_t x = 0; x < n; ++x) {
     float acc = accumulate ? dst[x] : 0.f;
@@ -175,7 +176,8 @@ void transpose_planes(const float* sr, const float* si, std::int64_t n, const in
 }
 
 void symmetric3x3(const float* up, const float* mid, const float* down, std::int64_t n,
-                  std::int64_t s, float corner, float edge, float center, float* dst) {
+                  std::int64_t s, float corner, float edge, float center, float* dst,
+                  bool /*stream*/) {
   for (std::int64_t x = 0; x < n; ++x) {
     float r = center * mid[x];
     if (edge != 0.f) r += edge * ((up[x] + down[x]) + (mid[x - s] + mid[x + s]));
