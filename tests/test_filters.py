@@ -774,3 +774,28 @@ def test_all_zero_kernels_give_delta(isa, rng):
         np.testing.assert_array_equal(ks.filter2d(img, np.zeros((3, 3), np.float32)), 0)
         np.testing.assert_array_equal(ks.filter2d(img, np.zeros((5, 4), np.float32), delta=2.5), 2.5)
         np.testing.assert_array_equal(ks.sep_filter2d(img, np.zeros(5, np.float32), np.ones(3, np.float32)), 0)
+
+
+@pytest.mark.parametrize("kh", [1, 2, 3, 4, 5, 7, 9, 11, 13, 15, 17])
+def test_separable_mirrored_columns_two_rows_at_a_time(isa, rng, kh):
+    """Full mirrored column kernels of up to 15 taps filter two output rows per pass (each
+    source row loaded once for both); any row count, odd or even, and every thread split."""
+    half = rng.uniform(0.1, 1.0, (kh + 1) // 2).astype(np.float32)
+    sym = np.concatenate([half, half[: kh // 2][::-1]]).astype(np.float32)
+    kx = rng.standard_normal(5).astype(np.float32)
+    for rows in (1, 2, 3, 8, 17, 40):
+        for dtype in (np.float32, np.uint16):
+            img = random_image(rng, (rows, 37), dtype)
+            for border in ("reflect101", "constant", "wrap"):
+                got = ks.sep_filter2d(img, kx, sym, ddepth=np.float32, border=border)
+                ref = cv2.sepFilter2D(img, cv2.CV_32F, kx, sym, borderType=BORDERS[border]) \
+                    if border != "wrap" else None
+                if ref is not None:
+                    assert_close(got, ref, f"{rows} {dtype} {border}")
+                for threads in (1, 3):
+                    ks.set_num_threads(threads)
+                    try:
+                        again = ks.sep_filter2d(img, kx, sym, ddepth=np.float32, border=border)
+                    finally:
+                        ks.set_num_threads(1)
+                    np.testing.assert_array_equal(again, got)

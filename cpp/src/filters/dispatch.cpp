@@ -21,6 +21,21 @@ const FilterKernels& filter_kernels(Isa isa) {
 
 const FilterKernels& filter_kernels() { return filter_kernels(active_isa()); }
 
+void column_pairs_x2_by_rows(const FilterKernels& k, const float* const* rows, int ksize,
+                             const float* coeffs, bool subtract, std::int64_t n, float* dst0,
+                             float* dst1) {
+  const float* p[kMaxColumnPairsX2];
+  const float* q[kMaxColumnPairsX2];
+  const int pairs = (ksize + 1) / 2;
+  for (int row = 0; row < 2; ++row) {
+    for (int t = 0; t < pairs; ++t) {
+      p[t] = rows[row + t];
+      q[t] = rows[row + ksize - 1 - t];
+    }
+    k.accumulate_pairs(p, q, coeffs, pairs, subtract, n, row == 0 ? dst0 : dst1, false, false);
+  }
+}
+
 void stream_fence() {
 #ifdef KEENSIGHT_X86_FENCE
   _mm_sfence();

@@ -647,36 +647,57 @@ void run_separable(const ImageView& src_in, const ImageView& dst,
   // Stream the row pass's output when it is the only write of each destination row.
   const bool stream = R == 1 && combine == Combine::sum && stream_output(dst, delta);
 
+  // Two output rows per column pass when every column plan is a full mirrored
+  // kernel (kernels.hpp: column_pairs_x2): each source row is then loaded once for both.
+  bool two_rows = kh <= kMaxColumnPairsX2;
+  for (const TapPlan& v : vplans) {
+    bool full = v.paired && static_cast<int>(v.coeff.size()) == (kh + 1) / 2;
+    for (std::size_t i = 0; full && i < v.coeff.size(); ++i)
+      full = v.row[i] == static_cast<int>(i) && v.row2[i] == kh - 1 - static_cast<int>(i);
+    two_rows = two_rows && full;
+  }
+
   detail::parallel_chunks(src.rows, kMinRowsPerThread, [&](std::int64_t y0, std::int64_t y1) {
     PaddedRowLoader<float> loader(src, opt, 0, 0, k);  // converts rows of other depths
-    RowRing<float> ring(in_place ? 1 : kh, in_place ? 1 : n);
+    RowRing<float> ring(in_place ? 1 : kh + 1, in_place ? 1 : n);
     std::vector<float> constant_row(static_cast<std::size_t>(n), static_cast<float>(opt.border_value));
-    std::vector<FloatBuffer> columns;
-    for (std::size_t r = 0; r < R; ++r) columns.emplace_back((src.cols + lpad + rpad) * C);
+    std::vector<FloatBuffer> columns;  // column-filtered rows: R for row y, then R for row y + 1
+    for (std::size_t r = 0; r < 2 * R; ++r) columns.emplace_back((src.cols + lpad + rpad) * C);
     FloatBuffer scratch(n), term_b(combine == Combine::sum ? 1 : n);
-    std::vector<const float*> p, q;
+    std::vector<const float*> p, q, rows(static_cast<std::size_t>(kh) + 1);
     std::int64_t next = y0 - ay;  // next virtual row to convert (not in place)
     const auto source_row = [&](std::int64_t vy) -> const float* {
       const std::int64_t sy = border_index(vy, src.rows, opt.border);
       if (sy < 0) return constant_row.data();
       return in_place ? reinterpret_cast<const float*>(src.row(sy)) : ring.slot(vy);
     };
-    for (std::int64_t y = y0; y < y1; ++y) {
+    for (std::int64_t y = y0; y < y1;) {
+      const int count = two_rows && y + 1 < y1 ? 2 : 1;
       if (!in_place)
-        for (; next <= y - ay + kh - 1; ++next) loader.fill(next, ring.slot(next));
-      const auto rows_of = [&](int i) -> const float* { return source_row(y - ay + i); };
-      float* acc = accumulator_row(dst, y, scratch.get());
-      for (std::size_t r = 0; r < R; ++r) {
-        float* column = columns[r].get();
-        apply_plan(k, vplans[r], rows_of, n, column + lpad * C, false, p, q);
-        extend_row_border(column, src.cols, C, lpad, rpad, opt.border, column_border[r]);
-        const auto column_row = [&](int) -> const float* { return column; };
-        float* out = (combine != Combine::sum && r == 1) ? term_b.get() : acc;
-        const bool accumulate = combine == Combine::sum && r > 0;
-        apply_plan(k, hplans[r], column_row, n, out, accumulate, p, q, stream && out == acc);
+        for (; next <= y - ay + kh + count - 2; ++next) loader.fill(next, ring.slot(next));
+      if (count == 2) {
+        for (int i = 0; i <= kh; ++i) rows[i] = source_row(y - ay + i);
+        for (std::size_t r = 0; r < R; ++r)
+          k.column_pairs_x2(rows.data(), kh, vplans[r].coeff.data(), vplans[r].subtract, n,
+                            columns[r].get() + lpad * C, columns[R + r].get() + lpad * C);
       }
-      if (combine != Combine::sum) k.magnitude(acc, term_b.get(), n, combine == Combine::magnitude_l1, acc);
-      store_output(k, dst, y, acc, delta);
+      for (int j = 0; j < count; ++j) {
+        const std::int64_t yy = y + j;
+        const auto rows_of = [&](int i) -> const float* { return source_row(yy - ay + i); };
+        float* acc = accumulator_row(dst, yy, scratch.get());
+        for (std::size_t r = 0; r < R; ++r) {
+          float* column = columns[j * R + r].get();
+          if (count == 1) apply_plan(k, vplans[r], rows_of, n, column + lpad * C, false, p, q);
+          extend_row_border(column, src.cols, C, lpad, rpad, opt.border, column_border[r]);
+          const auto column_row = [&](int) -> const float* { return column; };
+          float* out = (combine != Combine::sum && r == 1) ? term_b.get() : acc;
+          const bool accumulate = combine == Combine::sum && r > 0;
+          apply_plan(k, hplans[r], column_row, n, out, accumulate, p, q, stream && out == acc);
+        }
+        if (combine != Combine::sum) k.magnitude(acc, term_b.get(), n, combine == Combine::magnitude_l1, acc);
+        store_output(k, dst, yy, acc, delta);
+      }
+      y += count;
     }
     if (stream) stream_fence();
   });

@@ -10,6 +10,11 @@
 //   accumulate_pairs dst[x] (+)= sum_t c[t] * (p[t][x] + sign * q[t][x]): the same for
 //                   symmetric (sign +1) and antisymmetric (sign -1) kernels, whose mirrored
 //                   taps share one coefficient; half the multiplies move to the add ports.
+//   column_pairs_x2 two consecutive rows of a mirrored column pass with every tap present
+//                   (ksize <= kMaxColumnPairsX2): dst0[x] = sum_{t < (ksize+1)/2} c[t] *
+//                   (rows[t][x] +- rows[ksize-1-t][x]), dst1 the same from rows[t + 1];
+//                   rows has ksize + 1 entries. The same sums, in the same order, as two
+//                   accumulate_pairs calls; SIMD kernels load each input row once for both.
 //   magnitude       dst = sqrt(a^2 + b^2) or |a| + |b|
 //   symmetric3x3    a 3x3 kernel with the square's symmetries (both Laplacians, box, sharpen):
 //                   dst[x] = corner * (4 corners) + edge * (4 edge neighbours) + center * mid[x];
@@ -72,6 +77,8 @@ struct FilterKernels {
                            std::int64_t n, float* out_re, float* out_im);
   void (*transpose_planes)(const float* src_re, const float* src_im, std::int64_t n,
                            const int* row_order, float* dst_re, float* dst_im);
+  void (*column_pairs_x2)(const float* const* rows, int ksize, const float* coeffs, bool subtract,
+                          std::int64_t n, float* dst0, float* dst1);
   void (*symmetric3x3)(const float* up, const float* mid, const float* down, std::int64_t n,
                        std::int64_t step, float corner, float edge, float center, float* dst,
                        bool stream);
@@ -90,6 +97,14 @@ const FilterKernels& filter_kernels_avx512();
 const FilterKernels& filter_kernels();
 // The table for a given level (clamped to what this build has).
 const FilterKernels& filter_kernels(Isa isa);
+
+// Largest column kernel column_pairs_x2 takes.
+constexpr int kMaxColumnPairsX2 = 15;
+
+// column_pairs_x2 as two accumulate_pairs calls of `k` (the scalar and AVX2 kernels).
+void column_pairs_x2_by_rows(const FilterKernels& k, const float* const* rows, int ksize,
+                             const float* coeffs, bool subtract, std::int64_t n, float* dst0,
+                             float* dst1);
 
 // Orders this thread's non-temporal stores before its later stores (x86 SFENCE).
 void stream_fence();

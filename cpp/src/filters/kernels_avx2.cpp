@@ -617,10 +617,15 @@ void symmetric3x3(const float* up, const float* mid, const float* down, std::int
   scalar(x, n);
 }
 
+void column_pairs_x2(const float* const* rows, int ksize, const float* coeffs, bool subtract,
+                     std::int64_t n, float* dst0, float* dst1) {
+  column_pairs_x2_by_rows(filter_kernels_avx2(), rows, ksize, coeffs, subtract, n, dst0, dst1);
+}
+
 const FilterKernels kTable = {load_row,  store_row,    accumulate_taps, accumulate_pairs,
                               magnitude, hpass_u8,     vpass_s16_u8,    vpass_s16_f32,
                               vpass_s16_magnitude, fft_columns, complex_multiply,
-                              transpose_planes, symmetric3x3};
+                              transpose_planes, column_pairs_x2, symmetric3x3};
 
 }  // namespace
 
