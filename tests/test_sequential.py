@@ -78,9 +78,89 @@ def test_delta_inf_is_exact_1nn(isa, rng):
     np.testing.assert_array_equal(clf.predict(Q), y[nearest])
     stats = clf.predict_stats(Q)
     assert (stats.levels == clf.n_levels_).all() and clf.n_levels_ == 5
-    # every term once, plus the first granule again (its distances are not stored)
-    assert (stats.terms == stats.exhaustive_terms + len(X) * 8).all()
-    assert (stats.evaluations == len(X) * clf.n_levels_).all()
+    # The first granule of every reference (twice: the GEMM keeps only class
+    # minima), later granules only for references that can still be a class's
+    # minimum: at most every term once more.
+    assert (stats.evaluations >= len(X)).all()
+    assert (stats.evaluations <= len(X) * clf.n_levels_).all()
+    assert (stats.terms <= stats.exhaustive_terms + len(X) * 8).all()
+    # Partial distances are lower bounds: most references drop out after a
+    # granule or two on these anisotropic classes.
+    assert stats.evaluations.mean() < 0.5 * len(X) * clf.n_levels_
+
+
+def reference_neighbours(Z_ref, y_ref, z, m, delta, k, metric="l2"):
+    """The k nearest references of the classes still in play where the method
+    stops (distances over the granules used), float64: (distances, indices)."""
+    _, levels, dist = reference_predict(Z_ref, y_ref, z, m, delta, metric)
+    end = min(levels * m, Z_ref.shape[1])
+    diff = Z_ref[:, :end].astype(np.float64) - z[:end]
+    rho = (diff ** 2).sum(1) if metric == "l2" else np.abs(diff).sum(1)
+    candidates = np.flatnonzero(np.isfinite(dist)[y_ref])
+    order = candidates[np.lexsort((candidates, rho[candidates]))][:k]
+    return rho[order], order
+
+
+@pytest.mark.parametrize("metric", ["l2", "l1"])
+@pytest.mark.parametrize("delta", [1.1, 1.5, math.inf])
+def test_neighbours_match_numpy_reference(isa, rng, metric, delta):
+    # Later granules are computed only for references whose partial distance
+    # can still matter; the neighbours and class distances must be exactly
+    # those of exhaustive accumulation.
+    X, y = blobs(rng, n_classes=5, per_class=40, dim=30, spread=1.5)
+    Q, _ = blobs(rng, n_classes=5, per_class=6, dim=30, spread=2.0)
+    clf = SequentialClassifier(m=4, delta=delta, n_neighbors=3, metric=metric).fit(X, y)
+    Z_ref, Zq = clf.pca_.transform(X), clf.pca_.transform(Q)
+    class_d, nn_d, nn_i, levels = clf._run(Q)[:4]
+    for i, z in enumerate(Zq):
+        leader, lv, dist = reference_predict(Z_ref, y, z, 4, delta, metric)
+        assert levels[i] == lv
+        np.testing.assert_allclose(class_d[i], dist, rtol=1e-4, atol=1e-3)
+        ref_d, ref_i = reference_neighbours(Z_ref, y, z, 4, delta, 3, metric)
+        np.testing.assert_array_equal(nn_i[i], ref_i)
+        np.testing.assert_allclose(nn_d[i], ref_d, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("whiten", [False, True])
+def test_index_projects_queries_as_pca_transform(isa, rng, whiten):
+    # The fitted index takes queries in the input space and projects them
+    # granule by granule; on PCA-transformed queries a plain index must agree.
+    X, y = blobs(rng, n_classes=4, per_class=50, dim=20)
+    Q, _ = blobs(rng, n_classes=4, per_class=15, dim=20, spread=1.8)
+    clf = SequentialClassifier(m=3, delta=1.3, n_neighbors=2, whiten=whiten).fit(X, y)
+    assert clf.index_.input_dim == 20
+    projected = clf._run(Q)
+    plain = clf._index(clf.pca_.transform(X), y).predict(clf.pca_.transform(Q), clf.delta_, 2)
+    assert plain[3].max() > 1  # some queries go past the first granule
+    np.testing.assert_array_equal(projected[3], plain[3])  # levels
+    np.testing.assert_array_equal(projected[2], plain[2])  # neighbours
+    np.testing.assert_allclose(projected[0], plain[0], rtol=1e-5, atol=1e-5)
+
+
+def test_index_projection_arguments():
+    refs = np.eye(4, dtype=np.float32)
+    labels = np.array([0, 0, 1, 1])
+    comps = np.eye(4, dtype=np.float32)
+    with pytest.raises(ValueError, match="both or neither"):
+        keensight._core.SequentialIndex(refs, labels, 2, 2, "l2", mean=np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="components"):
+        keensight._core.SequentialIndex(refs, labels, 2, 2, "l2", np.zeros(4, np.float32), comps[:3])
+    with pytest.raises(ValueError, match="mean"):
+        keensight._core.SequentialIndex(refs, labels, 2, 2, "l2", np.zeros(3, np.float32), comps)
+    with pytest.raises(ValueError, match="scale"):
+        keensight._core.SequentialIndex(refs, labels, 2, 2, "l2", np.zeros(4, np.float32), comps,
+                                        np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="scale"):
+        keensight._core.SequentialIndex(refs, labels, 2, 2, "l2", scale=np.ones(4, np.float32))
+    # 6 input columns projected on 4 components
+    wide = np.ones((4, 6), np.float32)
+    index = keensight._core.SequentialIndex(refs, labels, 2, 2, "l2", np.zeros(6, np.float32), wide)
+    assert (index.dim, index.input_dim) == (4, 6)
+    with pytest.raises(ValueError, match="6 columns"):
+        index.predict(np.zeros((1, 4), np.float32), 1.5)
+    # finite inputs whose projection overflows float32
+    with pytest.raises(ValueError, match="infinity"):
+        index.predict(np.full((1, 6), 3e38, np.float32), 1.5)
 
 
 def test_m_equal_to_dim_is_1nn(rng):
@@ -166,6 +246,9 @@ def test_bad_input(rng):
         clf.predict(X[:, :5])
     with pytest.raises(ValueError, match="NaN"):
         clf.predict(bad)
+    bad[3, 2] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        clf.predict_proba(bad)
     with pytest.raises(ValueError, match="labels"):
         SequentialClassifier().fit(X, y[:-1])
     with pytest.raises(TypeError):

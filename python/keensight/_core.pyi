@@ -93,12 +93,15 @@ class HNSWIndex:
     def size(self) -> int:
         ...
 class SequentialIndex:
-    def __init__(self, refs: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], labels: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], n_classes: typing.SupportsInt | typing.SupportsIndex, granule: typing.SupportsInt | typing.SupportsIndex, metric: str = 'l2') -> None:
+    def __init__(self, refs: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], labels: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], n_classes: typing.SupportsInt | typing.SupportsIndex, granule: typing.SupportsInt | typing.SupportsIndex, metric: str = 'l2', mean: typing.Any = None, components: typing.Any = None, scale: typing.Any = None) -> None:
         ...
     def predict(self, queries: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], delta: typing.SupportsFloat | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex = 1) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.int64]]:
         ...
     @property
     def dim(self) -> int:
+        ...
+    @property
+    def input_dim(self) -> int:
         ...
     @property
     def n_levels(self) -> int:

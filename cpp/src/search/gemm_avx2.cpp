@@ -155,9 +155,11 @@ void pack_panel_b(const float* const* rows, std::int64_t k, float* dst, float* s
     for (int i = 0; i < kNR; ++i) sq_norms[i] = tail[i];
 }
 
-// Two passes: a vector minimum, then the first position holding it (found
-// early on average; the block is in L1/L2). Same FMA as bias_scale_min.
-float bias_scale_argmin(const float* dots, const float* bias, float scale, std::int64_t n, std::int64_t* index) {
+// Two passes: a vector minimum, then (only when it beats `bound`) the first
+// position holding it (found early on average; the block is in L1/L2). Same
+// FMA as bias_scale_min.
+float bias_scale_argmin(const float* dots, const float* bias, float scale, std::int64_t n, float bound,
+                        std::int64_t* index) {
   const __m256 vs = _mm256_set1_ps(scale);
   __m256 m0 = _mm256_set1_ps(std::numeric_limits<float>::infinity()), m1 = m0;
   std::int64_t j = 0;
@@ -177,6 +179,7 @@ float bias_scale_argmin(const float* dots, const float* bias, float scale, std::
     return _mm_cvtss_f32(_mm_fmadd_ss(ss, _mm_set_ss(dots[i]), _mm_set_ss(bias[i])));
   };
   for (std::int64_t i = j; i < n; ++i) best = std::min(best, value(i));
+  if (!(best < bound)) return best;
   const __m256 vbest = _mm256_set1_ps(best);
   for (std::int64_t i = 0; i + 8 <= j; i += 8) {
     const __m256 v = _mm256_fmadd_ps(vs, _mm256_loadu_ps(dots + i), _mm256_loadu_ps(bias + i));

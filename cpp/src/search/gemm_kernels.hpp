@@ -35,9 +35,11 @@ struct GemmKernels {
                     bool accumulate);
   float (*bias_scale_min)(const float* dots, const float* bias, float scale, std::int64_t n, float* out);
   // The minimum of bias[j] + scale * dots[j] (same arithmetic as bias_scale_min)
-  // and the first j reaching it, without storing the values: the sequential
-  // classifier's first granule needs only each class's best reference.
-  float (*bias_scale_argmin)(const float* dots, const float* bias, float scale, std::int64_t n,
+  // and, only when it is below `bound`, the first j reaching it (*index is
+  // otherwise left alone), without storing the values: the sequential
+  // classifier's first granule needs only each class's best reference, and
+  // most blocks of a class do not beat the best of the blocks before.
+  float (*bias_scale_argmin)(const float* dots, const float* bias, float scale, std::int64_t n, float bound,
                              std::int64_t* index);
   // Packs nr rows (rows[i] null: a zero row) of k floats into one B panel
   // dst[j * nr + i]; sq_norms (nullable) gets each row's sum of squares,

@@ -61,7 +61,8 @@ void pack_panel_b(const float* const* rows, std::int64_t k, float* dst, float* s
   }
 }
 
-float bias_scale_argmin(const float* dots, const float* bias, float scale, std::int64_t n, std::int64_t* index) {
+float bias_scale_argmin(const float* dots, const float* bias, float scale, std::int64_t n, float bound,
+                        std::int64_t* index) {
   float best = std::numeric_limits<float>::infinity();
   std::int64_t at = 0;
   for (std::int64_t j = 0; j < n; ++j) {
@@ -71,7 +72,7 @@ float bias_scale_argmin(const float* dots, const float* bias, float scale, std::
       at = j;
     }
   }
-  *index = at;
+  if (best < bound) *index = at;
   return best;
 }
 

@@ -27,7 +27,9 @@ class SequentialStats:
         Principal components used (``m`` times the granules, at most all).
     evaluations : ndarray of int64
         Reference-granule distances computed (the first granule of every
-        reference, then only the references of classes still in play).
+        reference, then only references of classes still in play whose partial
+        distance, a lower bound of the later ones, can still make them the
+        class's nearest).
     terms : ndarray of int64
         Coordinate terms summed; exhaustive 1-NN sums ``n_train * n_features``. The
         first granule runs as one GEMM for a block of queries and keeps only each
@@ -140,9 +142,16 @@ class SequentialClassifier(ClassifierMixin, BaseEstimator):
         if not 0.0 < frac < 1.0:
             raise ValueError("validation_fraction: expected a fraction in (0, 1)")
 
-    def _index(self, Z: np.ndarray, y_idx: np.ndarray) -> Any:
+    def _index(self, Z: np.ndarray, y_idx: np.ndarray, projection: Optional[PCA] = None) -> Any:
+        """The C++ index over references `Z`; with `projection`, it takes queries in the
+        input space and projects each only on the components its granules use."""
+        if projection is None:
+            return _core.SequentialIndex(Z, y_idx.astype(np.int64), len(self.classes_), int(self.m),
+                                         self.metric)
+        projection._check_fitted()
         return _core.SequentialIndex(Z, y_idx.astype(np.int64), len(self.classes_), int(self.m),
-                                     self.metric)
+                                     self.metric, projection._mean32, projection._components32,
+                                     projection._scale32)
 
     def fit(self, X: Any, y: Any) -> "SequentialClassifier":
         """Fit the PCA and store the transformed references; fit delta if not given."""
@@ -154,7 +163,7 @@ class SequentialClassifier(ClassifierMixin, BaseEstimator):
         Z = self.pca_.transform(X)
         self._y_ = y_idx
         self.delta_ = float(self.delta) if self.delta is not None else self._fit_delta(Z, y_idx)
-        self.index_ = self._index(Z, y_idx)
+        self.index_ = self._index(Z, y_idx, self.pca_)
         self.n_levels_ = int(self.index_.n_levels)
         return self
 
@@ -199,8 +208,10 @@ class SequentialClassifier(ClassifierMixin, BaseEstimator):
 
     def _run(self, X: Any) -> tuple:
         check_fitted(self, "index_")
-        Z = self.pca_.transform(v.matrix(X, "X", dim=self.n_features_in_))
-        return self.index_.predict(Z, self.delta_, int(self.n_neighbors))
+        # The index applies the PCA itself, query by query and granule by granule,
+        # and rejects NaN and infinity (they reach every projected coordinate).
+        X = v.matrix(X, "X", dim=self.n_features_in_, check_finite=False)
+        return self.index_.predict(X, self.delta_, int(self.n_neighbors))
 
     def predict(self, X: Any) -> np.ndarray:
         """Class of each row of `X`."""

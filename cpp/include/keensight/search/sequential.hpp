@@ -24,13 +24,21 @@ namespace keensight::search {
 
 enum class Metric : int;
 
+class SequentialQuery;
+
 class SequentialIndex {
  public:
   // refs: n x dim row-major (PCA-transformed), labels in [0, n_classes);
   // granule: coordinates per granule (m >= 1); metric: l2 (squared) or l1.
+  // Optionally the PCA itself (components: dim x input_dim row-major, mean:
+  // input_dim, scale: dim or null), as pca_transform takes it: predict then
+  // takes queries in the input space and projects each only on the components
+  // its granules use (most queries stop after the first granule: the full
+  // projection would cost more than the first granule's distances).
   // Throws ValueError on bad arguments.
   SequentialIndex(const float* refs, std::int64_t n, std::int64_t dim, const std::int64_t* labels,
-                  std::int64_t n_classes, std::int64_t granule, Metric metric);
+                  std::int64_t n_classes, std::int64_t granule, Metric metric, const float* mean = nullptr,
+                  const float* components = nullptr, std::int64_t input_dim = 0, const float* scale = nullptr);
 
   // Not copyable: the packed panels sit at an aligned offset inside their buffer.
   SequentialIndex(const SequentialIndex&) = delete;
@@ -40,10 +48,12 @@ class SequentialIndex {
 
   std::int64_t size() const { return n_; }
   std::int64_t dim() const { return dim_; }
+  // Columns of a query: input_dim with a projection, else dim.
+  std::int64_t input_dim() const { return input_dim_; }
   std::int64_t n_classes() const { return n_classes_; }
   std::int64_t n_levels() const { return static_cast<std::int64_t>(level_end_.size()); }
 
-  // For nq queries (nq x dim, PCA-transformed) and delta >= 1 (inf: never
+  // For nq queries (nq x input_dim()) and delta >= 1 (inf: never
   // reject): class_distances (nq x n_classes) = rho_c at the granule where the
   // query stopped, +inf for rejected classes; the k nearest surviving
   // references (nq x k: distance, original index; -1 / +inf past the
@@ -57,17 +67,29 @@ class SequentialIndex {
                std::int64_t* terms) const;
 
  private:
+  friend class SequentialQuery;  // one query's pass over the later granules (sequential.cpp)
   std::int64_t n_ = 0, dim_ = 0, n_classes_ = 0, granule_ = 0;
   Metric metric_;
   std::vector<std::int64_t> original_;     // class-sorted position -> original index
   std::vector<std::int64_t> class_begin_;  // class c: positions [class_begin_[c], class_begin_[c+1])
   std::vector<std::int64_t> level_end_;    // d(l), l = 1..L
   std::vector<float> granules_;            // granule l: n x (d(l) - d(l-1)), class-sorted rows
+  std::vector<std::int64_t> granule_offset_;  // where granule l starts in granules_
   Isa packed_isa_ = Isa::scalar;          // the GEMM tile the first granule is packed for
   std::vector<float> first_norms_;         // squared norms of the first granule (l2)
   std::vector<float> first_packed_;        // first granule packed for the GEMM tile (l2),
                                            // from a 64-byte aligned offset (packed_first())
   const float* packed_first() const;
+
+  // The projection (empty without one): z_j = (x . components_j - mean .
+  // components_j) * scale_j, pca_transform's arithmetic for the first granule.
+  std::int64_t input_dim_ = 0;
+  std::vector<float> components_;          // dim x input_dim, row-major
+  std::vector<float> components_packed_;   // the same in GEMM panels (first granule), aligned offset
+  std::vector<float> centre_;              // mean . components_j (computed in double)
+  std::vector<float> scale_;               // empty: 1
+  bool projects() const { return !components_.empty(); }
+  const float* packed_components() const;
 };
 
 }  // namespace keensight::search
