@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import keensight
-from keensight import _core, models
+from keensight import _core, extract, models
 from keensight.extract import Extractor, PreprocessSpec, UnreadableImageWarning, preprocess, read_image
 
 skdata = pytest.importorskip("skimage.data")
@@ -121,6 +121,18 @@ def test_preprocess_geometry_is_torchvision_resize_then_centre_crop():
     assert _core.preprocess_geometry(1080, 1920, 224, 224, 256) == (256, 455, 16, 115)
     assert _core.preprocess_geometry(1920, 1080, 224, 224, 256) == (455, 256, 115, 16)
     assert _core.preprocess_geometry(10, 20, 48, 96, 0) == (48, 96, 0, 0)
+
+
+def test_preprocess_thread_cap_gives_identical_results(rng):
+    imgs = [rng.integers(0, 256, (300 + 7 * k, 410 - 5 * k, 3), dtype=np.uint8) for k in range(5)]
+    spec = PreprocessSpec(input_size=(224, 224), resize=256)
+    ref = preprocess(imgs, spec)
+    out = np.empty_like(ref)
+    for threads in (1, 2, 5):
+        extract._preprocess_into(imgs, [False] * 5, spec, out, threads)
+        np.testing.assert_array_equal(out, ref)
+    with pytest.raises(ValueError, match="threads"):
+        extract._preprocess_into(imgs, [False] * 5, spec, out, -1)
 
 
 def test_preprocess_bad_inputs():

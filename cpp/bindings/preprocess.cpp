@@ -43,9 +43,10 @@ void bind_preprocess(py::module_& m) {
         [](const std::vector<py::array>& images, const std::vector<bool>& bgr, const py::array& out,
            std::int64_t rows, std::int64_t cols, std::int64_t resize_shorter, bool out_bgr,
            const std::array<float, 3>& mean, const std::array<float, 3>& std, const std::string& interpolation,
-           const std::string& layout) {
-          const PreprocessOptions o =
+           const std::string& layout, int threads) {
+          PreprocessOptions o =
               preprocess_options(rows, cols, resize_shorter, out_bgr, mean, std, interpolation, layout);
+          o.threads = threads;
           if (bgr.size() != images.size()) throw ValueError("bgr: expected one flag per image");
           const auto n = static_cast<py::ssize_t>(images.size());
           if (!out.dtype().is(py::dtype::of<float>())) throw TypeError("out: expected dtype float32");
@@ -69,8 +70,9 @@ void bind_preprocess(py::module_& m) {
         },
         py::arg("images"), py::arg("bgr"), py::arg("out"), py::arg("rows"), py::arg("cols"),
         py::arg("resize_shorter"), py::arg("out_bgr"), py::arg("mean"), py::arg("std"),
-        py::arg("interpolation"), py::arg("layout"),
-        "Resize + centre crop + channel order + normalisation + layout of uint8 images into `out`.");
+        py::arg("interpolation"), py::arg("layout"), py::arg("threads") = 0,
+        "Resize + centre crop + channel order + normalisation + layout of uint8 images into `out`, "
+        "on at most `threads` threads (0: keensight's setting).");
   m.def("preprocess_geometry",
         [](std::int64_t src_rows, std::int64_t src_cols, std::int64_t rows, std::int64_t cols,
            std::int64_t resize_shorter) {

@@ -144,9 +144,9 @@ def metric_name(metric: str) -> str:
     ...
 def pca_transform(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], components: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], scale: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
     ...
-def preprocess_batch(images: collections.abc.Sequence[numpy.ndarray], bgr: collections.abc.Sequence[bool], out: numpy.ndarray, rows: typing.SupportsInt | typing.SupportsIndex, cols: typing.SupportsInt | typing.SupportsIndex, resize_shorter: typing.SupportsInt | typing.SupportsIndex, out_bgr: bool, mean: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"], std: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"], interpolation: str, layout: str) -> None:
+def preprocess_batch(images: collections.abc.Sequence[numpy.ndarray], bgr: collections.abc.Sequence[bool], out: numpy.ndarray, rows: typing.SupportsInt | typing.SupportsIndex, cols: typing.SupportsInt | typing.SupportsIndex, resize_shorter: typing.SupportsInt | typing.SupportsIndex, out_bgr: bool, mean: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"], std: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"], interpolation: str, layout: str, threads: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
     """
-    Resize + centre crop + channel order + normalisation + layout of uint8 images into `out`.
+    Resize + centre crop + channel order + normalisation + layout of uint8 images into `out`, on at most `threads` threads (0: keensight's setting).
     """
 def preprocess_geometry(src_rows: typing.SupportsInt | typing.SupportsIndex, src_cols: typing.SupportsInt | typing.SupportsIndex, rows: typing.SupportsInt | typing.SupportsIndex, cols: typing.SupportsInt | typing.SupportsIndex, resize_shorter: typing.SupportsInt | typing.SupportsIndex) -> tuple[int, int, int, int]:
     """

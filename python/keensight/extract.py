@@ -369,7 +369,7 @@ def preprocess(images: Union[np.ndarray, Sequence[np.ndarray]], spec: Any, *,
 
 
 def _preprocess_into(arrays: List[np.ndarray], bgr: List[bool], spec: PreprocessSpec,
-                     out: Optional[np.ndarray]) -> np.ndarray:
+                     out: Optional[np.ndarray], threads: int = 0) -> np.ndarray:
     shape = (len(arrays),) + spec.tensor_shape
     if out is None:
         out = np.empty(shape, dtype=np.float32)
@@ -377,7 +377,7 @@ def _preprocess_into(arrays: List[np.ndarray], bgr: List[bool], spec: Preprocess
         raise ValueError(f"out: expected a float32 array of shape {shape}")
     h, w = spec.input_size
     _core.preprocess_batch(arrays, bgr, out, h, w, spec.resize or 0, spec.color_order == "BGR",
-                           spec.mean, spec.std, spec.interpolation, spec.layout)
+                           spec.mean, spec.std, spec.interpolation, spec.layout, threads)
     return out
 
 
@@ -479,6 +479,8 @@ class Extractor:
     model_path_ : pathlib.Path
     spec_ : PreprocessSpec
     outputs_ : tuple of str
+    streams_ : int
+        Batches the network runs side by side.
     input_name_ : str
 
     Examples
@@ -624,6 +626,9 @@ class Extractor:
                 raise ValueError(f"input_spec: gives input shape {want} ({spec.layout}) but the model's "
                                  f"{input_name!r} is {dims}")
         self._sessions = sessions
+        self.streams_ = streams
+        # Each stream preprocesses its batch on its share of the cores.
+        self._stream_threads = max(1, threads // streams) if streams > 1 else 0
         self.model_path_ = path
         self.spec_ = spec
         self.outputs_ = wanted
@@ -733,7 +738,7 @@ class Extractor:
                 return BatchFeatures(np.asarray(indices, dtype=np.int64), feats, errors)
             buffer, k = free.get(), idle_streams.get()
             try:
-                x = _preprocess_into(arrays, bgr, spec, buffer[:len(arrays)])
+                x = _preprocess_into(arrays, bgr, spec, buffer[:len(arrays)], self._stream_threads)
                 feats = self._run(x, k)
             finally:
                 idle_streams.put(k)

@@ -44,6 +44,9 @@ struct PreprocessOptions {
   float std[3] = {1.f, 1.f, 1.f};
   Interpolation interpolation = Interpolation::area;
   TensorLayout layout = TensorLayout::nchw;
+  // At most this many threads for the batch (0: keensight's setting). A caller that
+  // already runs several batches side by side passes its share of the cores.
+  int threads = 0;
 };
 
 // One source image: uint8, 1 (gray, copied to every channel) or 3 channels; any row stride.

@@ -12,11 +12,13 @@
 namespace keensight::detail {
 
 // Calls fn(begin, end) on contiguous chunks of [0, n), in parallel. At most
-// get_num_threads() chunks, and no chunk smaller than min_chunk items.
+// get_num_threads() chunks (and at most max_threads when it is positive), and no
+// chunk smaller than min_chunk items.
 template <class Fn>
-void parallel_chunks(std::int64_t n, std::int64_t min_chunk, Fn&& fn) {
+void parallel_chunks(std::int64_t n, std::int64_t min_chunk, Fn&& fn, std::int64_t max_threads = 0) {
   if (n <= 0) return;
   std::int64_t threads = get_num_threads();
+  if (max_threads > 0) threads = std::min(threads, max_threads);
   threads = std::max<std::int64_t>(1, std::min<std::int64_t>(threads, n / std::max<std::int64_t>(1, min_chunk)));
   if (threads <= 1) {
     fn(std::int64_t{0}, n);

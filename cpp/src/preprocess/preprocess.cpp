@@ -104,6 +104,7 @@ void check_preprocess_options(const PreprocessOptions& o) {
   if (o.rows > (1 << 20) || o.cols > (1 << 20)) throw ValueError("preprocess: input size too large");
   if (o.resize_shorter < 0)
     throw ValueError("preprocess: resize_shorter must be >= 0, got " + std::to_string(o.resize_shorter));
+  if (o.threads < 0) throw ValueError("threads: expected >= 0 (0: keensight's setting), got " + std::to_string(o.threads));
   if (o.resize_shorter > 0 && o.resize_shorter < std::max(o.rows, o.cols))
     throw ValueError("preprocess: resize_shorter (" + std::to_string(o.resize_shorter) +
                      ") must be at least the crop size " + std::to_string(o.rows) + "x" + std::to_string(o.cols));
@@ -199,7 +200,7 @@ void preprocess_batch(const PreprocessSource* sources, std::int64_t n, const Pre
       kernels.horizontal_store(row.data(), static_cast<int>(img.channels), p.map, h.start.data(), h.weights.data(),
                                h.ntaps, o.cols, scale, bias, out, nchw ? 1 : 3);
     }
-  });
+  }, o.threads);
 }
 
 }  // namespace keensight
