@@ -103,13 +103,16 @@ def test_recall_pca(isa, data, built):
 
 @pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
 @pytest.mark.parametrize("pca", [False, True])
-def test_early_termination_is_exact(isa, data, metric, pca):
+@pytest.mark.parametrize("granule", [32, 5])
+def test_early_termination_is_exact(isa, data, metric, pca, granule):
     """Abandoning is exact: built and searched with it on or off, the graph and
-    every result are bit-identical; only the work differs."""
+    every result are bit-identical; only the work differs. Granule 32 on 48-d:
+    a head check only; granule 5: head check, then tail checks every 4 granules."""
     base, queries = data
-    on = HNSWIndex(DIM, metric=metric, M=8, ef_construction=60, pca=pca, num_threads=1)
-    off = HNSWIndex(DIM, metric=metric, M=8, ef_construction=60, pca=pca, num_threads=1,
-                    early_termination=False)
+    on = HNSWIndex(DIM, metric=metric, M=8, ef_construction=60, pca=pca, granule=granule,
+                   num_threads=1)
+    off = HNSWIndex(DIM, metric=metric, M=8, ef_construction=60, pca=pca, granule=granule,
+                    num_threads=1, early_termination=False)
     on.add(base[:1500])
     off.add(base[:1500])
     d_on, i_on, s_on = on.search(queries, K, ef=40, return_stats=True)
@@ -157,6 +160,42 @@ def test_given_rotation(data):
         HNSWIndex(DIM, rotation=2 * q_mat)
     with pytest.raises(ValueError, match="pca and rotation"):
         HNSWIndex(DIM, rotation=q_mat, pca=True)
+
+
+@pytest.mark.parametrize("dim,granule", [(1, 32), (7, 3), (37, 5), (50, 16), (131, 32)])
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_isa_levels_agree(isa, dim, granule, metric):
+    """One graph, built with the scalar reference kernels, searched at each SIMD
+    level gives the reference's results: the batched head kernel, the
+    granule-wise tail kernels (masked AVX-512 tails on odd lengths, rows in
+    lockstep) and the inner product agree to rounding."""
+    from keensight import _core
+    rng = np.random.default_rng(dim)
+    x = clustered(rng, 1300, dim, n_clusters=10)
+    base, queries = x[:1200], x[1200:]
+    _core.set_isa("scalar")
+    index = HNSWIndex(dim, metric=metric, M=8, ef_construction=60, pca=dim > 1, granule=granule,
+                      num_threads=1)
+    index.add(base)
+    ref_d, ref_i = index.search(queries, K, ef=40)
+    _core.set_isa(isa)  # the fixture restores the start-up level afterwards
+    d, i = index.search(queries, K, ef=40)
+    np.testing.assert_allclose(d, ref_d, rtol=1e-5, atol=1e-5 * float(np.abs(ref_d).max()))
+    assert (i == ref_i).mean() >= 0.98  # near-ties may swap
+
+
+def test_unfiltered_pool_matches_alg2_heaps(isa, data, built):
+    """Without a filter, SEARCH-LAYER keeps one sorted pool; with one (here every
+    id allowed) it runs Alg. 2's two heaps, as it does for ef > 1024. Without
+    equal distances both visit the same nodes and return the same results."""
+    base, queries = data
+    d, i, s = built.search(queries, K, ef=30, return_stats=True)
+    d2, i2, s2 = built.search(queries, K, ef=30, allowed=np.arange(N), return_stats=True)
+    np.testing.assert_array_equal(i, i2)
+    np.testing.assert_array_equal(d, d2)
+    assert s == s2
+    _, i_big = built.search(queries, K, ef=1100)  # the heaps, unfiltered
+    assert recall(i_big, brute_force(base, queries, K)[1]) >= 0.99
 
 
 # ------------------------------------------------------------------ filters, deletion

@@ -3,6 +3,9 @@
 namespace keensight::search_detail {
 
 const SearchKernels& search_kernels(Isa isa) {
+#ifdef KEENSIGHT_HAVE_AVX512
+  if (isa >= Isa::avx512) return search_kernels_avx512();
+#endif
 #ifdef KEENSIGHT_HAVE_AVX2
   if (isa >= Isa::avx2) return search_kernels_avx2();
 #endif

@@ -38,11 +38,30 @@ struct SearchKernels {
                      float* acc);
   // min over v[0 .. n) (+inf for n == 0; no NaN expected): a class's best distance.
   float (*min_value)(const float* v, std::int64_t n);
+  // HNSW, the first granule of many candidates at once: out[j] = sum_i (q[i] -
+  // rows[j][i])^2 for i < dim, j < n. Each out[j] depends only on q and rows[j]
+  // (never on n or on the other rows), so a candidate scored alone or in a batch
+  // gets the same value. The SIMD versions load the rows of a batch together
+  // (their cache misses overlap) and share one horizontal reduction per batch.
+  void (*l2_sq_many)(const float* q, const float* const* rows, std::int64_t n, std::int64_t dim,
+                     float* out);
+  // HNSW, up to kBoundedLockstep candidates in lockstep, granule by granule:
+  // out[j] = l2_sq_bounded(q, rows[j], n, granule, bound[j], init[j]), the
+  // same value bit for bit. Several rows' loads are in flight together (their
+  // cache-miss streams overlap) before any of their bound checks is decided.
+  void (*l2_sq_bounded_many)(const float* q, const float* const* rows, std::int64_t count,
+                             std::int64_t n, std::int64_t granule, const float* bound,
+                             const float* init, float* out);
 };
+
+constexpr std::int64_t kBoundedLockstep = 4;  // rows of one l2_sq_bounded_many call, at most
 
 const SearchKernels& search_kernels_scalar();
 #ifdef KEENSIGHT_HAVE_AVX2
 const SearchKernels& search_kernels_avx2();
+#endif
+#ifdef KEENSIGHT_HAVE_AVX512
+const SearchKernels& search_kernels_avx512();
 #endif
 
 // The table for the active ISA level, and for a given level.

@@ -9,13 +9,20 @@ import numpy as np
 
 from .. import _core
 from .._validate import matrix
+from ._flat import knn
 
 __all__ = ["HNSWIndex"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 _METRICS = ("l2", "ip", "cosine")
-_PCA_MAX_ROWS = 20000  # rows used to fit the rotation; the fit only needs the spectrum's shape
-_CHECK_ROWS = 4096     # rows per block of the PCA fit
+# The rotation of pca=True is fitted on the differences between _PCA_SAMPLE_ROWS rows and their
+# _PCA_NEIGHBOURS nearest neighbours among _PCA_REFERENCE_ROWS rows of the first batch: enough for
+# the shape of the spectrum (the early-termination savings barely move between 1000 x 10 of 10k
+# rows and 4000 x 30 of 30k rows), a fraction of a second for 784-d data.
+_PCA_REFERENCE_ROWS = 10000
+_PCA_SAMPLE_ROWS = 1000
+_PCA_NEIGHBOURS = 10
+_CHECK_ROWS = 4096     # difference rows per block of the covariance
 
 
 def _int(value: Any, name: str, low: int, high: Optional[int] = None) -> int:
@@ -56,14 +63,30 @@ def _ids(ids: Any, name: str, n: Optional[int] = None) -> np.ndarray:
 
 
 def _pca_rotation(x: np.ndarray) -> np.ndarray:
-    """Rows = principal axes of `x`, by decreasing variance (fitted with LAPACK)."""
-    if x.shape[0] > _PCA_MAX_ROWS:  # evenly spaced rows: deterministic
-        x = x[np.linspace(0, x.shape[0] - 1, _PCA_MAX_ROWS).astype(np.int64)]
-    mean = x.mean(axis=0, dtype=np.float64)
-    cov = np.zeros((x.shape[1], x.shape[1]))
-    for s in range(0, x.shape[0], _CHECK_ROWS):  # in blocks: small float64 temporaries
-        xc = x[s:s + _CHECK_ROWS].astype(np.float64) - mean
-        cov += xc.T @ xc
+    """Rows = principal axes of the differences between rows of `x` and their
+    nearest neighbours, by decreasing variance (fitted with LAPACK).
+
+    Early termination compares a query with candidates near it, so the first
+    coordinates should carry the variance of near-neighbour differences, not
+    that of the data: on clustered data the data's own principal axes are the
+    ones that separate the clusters, while the differences inside a cluster,
+    which decide whether a near candidate is rejected, spread over other
+    directions. On clustered 128-d data this lets the first granule alone
+    reject 20 times more candidates. Deterministic: evenly spaced rows, exact
+    neighbours."""
+    n, dim = x.shape
+    ref = x if n <= _PCA_REFERENCE_ROWS else x[np.linspace(0, n - 1, _PCA_REFERENCE_ROWS).astype(np.int64)]
+    sample = ref if len(ref) <= _PCA_SAMPLE_ROWS else ref[
+        np.linspace(0, len(ref) - 1, _PCA_SAMPLE_ROWS).astype(np.int64)]
+    k = min(_PCA_NEIGHBOURS, len(ref) - 1)
+    cov = np.zeros((dim, dim))
+    if k >= 1:
+        # k + 1 neighbours: the row itself (or an equal row) is among them and adds a zero difference.
+        _, nbr = knn(sample, ref, k + 1)
+        step = max(1, _CHECK_ROWS // (k + 1))
+        for s in range(0, len(sample), step):  # in blocks: small float64 temporaries
+            diff = (ref[nbr[s:s + step]] - sample[s:s + step, None, :]).reshape(-1, dim).astype(np.float64)
+            cov += diff.T @ diff
     _, vecs = np.linalg.eigh(cov)  # ascending eigenvalues, orthonormal columns
     return np.ascontiguousarray(vecs[:, ::-1].T, dtype=np.float32)
 
@@ -77,8 +100,9 @@ class HNSWIndex:
     versioned, checksummed files.
 
     Beyond hnswlib: with ``pca=True`` (or a given ``rotation``) the vectors are
-    stored rotated onto their principal axes, fitted on the first batch, so that
-    the first coordinates carry most of the variance; distances are then
+    stored rotated onto principal axes fitted on the first batch (those of the
+    differences between near neighbours), so that the first coordinates carry
+    most of the distance between a query and the candidates near it; distances are then
     computed ``granule`` coordinates at a time and a candidate is abandoned as
     soon as its partial L2 distance reaches the bound at which the search would
     reject it anyway. This is exact: the same nodes are visited and the same
@@ -101,11 +125,15 @@ class HNSWIndex:
     ef_search : int
         Default candidate-list size of :meth:`search` (at least ``k`` is used).
     pca : bool
-        Fit a PCA rotation on the first batch passed to :meth:`add`.
+        Fit a PCA rotation on the first batch passed to :meth:`add`: the
+        principal axes of the differences between its rows and their nearest
+        neighbours.
     rotation : array-like, optional
         A ``dim x dim`` matrix with orthonormal rows to rotate by instead.
     granule : int
-        Coordinates per early-termination check.
+        Coordinates of the first early-termination check (kept in a dense
+        table, checked for a whole batch of candidates); the rest of a
+        distance is checked every ``4 * granule`` coordinates.
     early_termination : bool
         Abandon L2 / cosine distances early (exact; no effect for ``"ip"``).
     num_threads : int, optional

@@ -33,7 +33,8 @@ struct HNSWOptions {
   int M = 16;                       // links per node on layers >= 1 (2*M on layer 0)
   int ef_construction = 200;        // candidate list size while inserting
   int ef_search = 64;               // default candidate list size of search()
-  int granule = 32;                 // coordinates per early-abandoning check
+  int granule = 32;                 // coordinates of the first early-abandoning check (the
+                                    // head); the rest is checked every 4 granules
   bool early_termination = true;    // abandon L2 distances early (exact; l2 and cosine)
   std::uint64_t seed = 100;         // seeds the level of each node
 };
