@@ -319,8 +319,49 @@ void column_pairs_x2(const float* const* rows, int ksize, const float* coeffs, b
   column_pairs_x2_by_rows(filter_kernels_avx512(), rows, ksize, coeffs, subtract, n, dst0, dst1);
 }
 
+
+// Integer source rows -> float32, 16 pixels per conversion (64 for uint8 per step);
+// float32 and int16 rows keep the AVX2 version.
+void load_row(const void* src, Depth depth, std::int64_t n, float* dst) {
+  std::int64_t i = 0;
+  if (depth == Depth::u8) {
+    const auto* s = static_cast<const std::uint8_t*>(src);
+    for (; i + 64 <= n; i += 64) {
+      const __m512i v = _mm512_loadu_si512(s + i);
+      const auto quarter = [&](__m128i b, int q) {
+        _mm512_storeu_ps(dst + i + 16 * q, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)));
+      };
+      quarter(_mm512_extracti32x4_epi32(v, 0), 0);
+      quarter(_mm512_extracti32x4_epi32(v, 1), 1);
+      quarter(_mm512_extracti32x4_epi32(v, 2), 2);
+      quarter(_mm512_extracti32x4_epi32(v, 3), 3);
+    }
+    for (; i + 16 <= n; i += 16)
+      _mm512_storeu_ps(dst + i, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i)))));
+    if (i < n) {
+      const __mmask16 m = tail_mask(n - i);
+      _mm512_mask_storeu_ps(dst + i, m, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, s + i))));
+    }
+    return;
+  }
+  if (depth == Depth::u16) {
+    const auto* s = static_cast<const std::uint16_t*>(src);
+    for (; i + 16 <= n; i += 16)
+      _mm512_storeu_ps(dst + i, _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(
+                                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i)))));
+    if (i < n) {
+      const __mmask16 m = tail_mask(n - i);
+      _mm512_mask_storeu_ps(dst + i, m, _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, s + i))));
+    }
+    return;
+  }
+  filter_kernels_avx2().load_row(src, depth, n, dst);
+}
+
 FilterKernels make_table() {
   FilterKernels t = filter_kernels_avx2();
+  t.load_row = load_row;
   t.accumulate_taps = accumulate_taps;
   t.accumulate_pairs = accumulate_pairs;
   t.column_pairs_x2 = column_pairs_x2;
