@@ -42,6 +42,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 
 from . import _core
+from ._validate import positive_int
 from . import models as _models
 
 __all__ = [
@@ -519,18 +520,10 @@ class Extractor:
         import onnx
         import onnxruntime as ort
 
-        for name in ("batch_size",):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
-            if v <= 0:
-                raise ValueError(f"{name}: expected a positive int, got {v}")
-        for name in ("threads", "decode_threads", "streams"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
-                raise TypeError(f"{name}: expected an int or None, got {type(v).__name__}")
-            if v is not None and v <= 0:
-                raise ValueError(f"{name}: expected a positive int or None, got {v}")
+        positive_int(self.batch_size, "batch_size")
+        for name in ("threads", "decode_threads", "streams"):  # None: the default
+            if getattr(self, name) is not None:
+                positive_int(getattr(self, name), name)
         _draft_gap(self.jpeg_draft)  # ValueError for a bad value, at construction
         model_spec = None
         if isinstance(self.model, str) and self.model in _models.list_models():

@@ -66,7 +66,7 @@ template <bool Edge, bool Corner>
 void symmetric3x3_c1(const float* up, const float* mid, const float* down, std::int64_t n,
                      float corner, float edge, float center, float* dst, bool stream) {
   const __m512 vc = _mm512_set1_ps(corner), ve = _mm512_set1_ps(edge), vm = _mm512_set1_ps(center);
-  // Same operations in the same order as the unaligned-load kernels below.
+  // Same operations in the same order as the AVX2 kernel (and its scalar tail).
   const auto combine3 = [&](const Shifted& u, const Shifted& m, const Shifted& d) {
     __m512 r = _mm512_mul_ps(vm, m.centre);
     if (Edge)
@@ -263,8 +263,9 @@ inline void column_x2_at(const float* const* rows, const float* c, std::int64_t 
 
 template <int K, bool Subtract>
 void column_x2(const float* const* rows, const float* c, std::int64_t n, float* d0, float* d1) {
-  const std::int64_t head = std::min(n, std::max<std::int64_t>(common_head(rows, K + 1, nullptr, 0), 0));
-  const bool aligned = common_head(rows, K + 1, nullptr, 0) >= 0;
+  const std::int64_t common = common_head(rows, K + 1, nullptr, 0);
+  const bool aligned = common >= 0;
+  const std::int64_t head = aligned ? std::min(n, common) : 0;
   __m512 o0, o1;
   std::int64_t x = 0;
   if (head > 0) {

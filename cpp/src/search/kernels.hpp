@@ -56,6 +56,20 @@ struct SearchKernels {
 
 constexpr std::int64_t kBoundedLockstep = 4;  // rows of one l2_sq_bounded_many call, at most
 
+// l2_sq_many and l2_sq_bounded_many one row at a time through a table's own
+// single-row kernel (the scalar and AVX2 tables; AVX-512 interleaves the rows).
+template <float (*L2)(const float*, const float*, std::int64_t)>
+void l2_sq_many_by_rows(const float* q, const float* const* rows, std::int64_t n, std::int64_t dim,
+                        float* out) {
+  for (std::int64_t j = 0; j < n; ++j) out[j] = L2(q, rows[j], dim);
+}
+template <float (*Bounded)(const float*, const float*, std::int64_t, std::int64_t, float, float)>
+void l2_sq_bounded_many_by_rows(const float* q, const float* const* rows, std::int64_t count,
+                                std::int64_t n, std::int64_t granule, const float* bound,
+                                const float* init, float* out) {
+  for (std::int64_t j = 0; j < count; ++j) out[j] = Bounded(q, rows[j], n, granule, bound[j], init[j]);
+}
+
 const SearchKernels& search_kernels_scalar();
 #ifdef KEENSIGHT_HAVE_AVX2
 const SearchKernels& search_kernels_avx2();

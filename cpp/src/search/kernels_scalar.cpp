@@ -97,17 +97,9 @@ float min_value(const float* v, std::int64_t n) {
   return m[0];
 }
 
-void l2_sq_many(const float* q, const float* const* rows, std::int64_t n, std::int64_t dim, float* out) {
-  for (std::int64_t j = 0; j < n; ++j) out[j] = l2_sq(q, rows[j], dim);
-}
-
-void l2_sq_bounded_many(const float* q, const float* const* rows, std::int64_t count, std::int64_t n,
-                        std::int64_t granule, const float* bound, const float* init, float* out) {
-  for (std::int64_t j = 0; j < count; ++j) out[j] = l2_sq_bounded(q, rows[j], n, granule, bound[j], init[j]);
-}
-
 const SearchKernels kTable = {l2_sq,      dot,        l1,        chi2,      l2_sq_bounded,
-                              l2_sq_rows, min_value,  l2_sq_many, l2_sq_bounded_many};
+                              l2_sq_rows, min_value,  l2_sq_many_by_rows<l2_sq>,
+                              l2_sq_bounded_many_by_rows<l2_sq_bounded>};
 
 }  // namespace
 
