@@ -162,6 +162,19 @@ def test_given_rotation(data):
         HNSWIndex(DIM, rotation=q_mat, pca=True)
 
 
+@pytest.mark.parametrize("dim", [1, 37, DIM])
+def test_rotation_is_returned_exactly(tmp_path, dim):
+    """The index keeps the rotation only in GEMM panels (pad rows when dim is not a
+    multiple of the panel height); rotation and save unpack the very values given."""
+    rng = np.random.default_rng(dim)
+    q_mat = np.linalg.qr(rng.standard_normal((dim, dim)))[0].astype(np.float32)
+    index = HNSWIndex(dim, rotation=q_mat, num_threads=1)
+    np.testing.assert_array_equal(index.rotation, q_mat)
+    index.add(rng.standard_normal((20, dim)).astype(np.float32))
+    index.save(tmp_path / "r.ksh")
+    np.testing.assert_array_equal(HNSWIndex.load(tmp_path / "r.ksh").rotation, q_mat)
+
+
 @pytest.mark.parametrize("dim,granule", [(1, 32), (7, 3), (37, 5), (50, 16), (131, 32)])
 @pytest.mark.parametrize("metric", ["l2", "ip"])
 def test_isa_levels_agree(isa, dim, granule, metric):
@@ -266,6 +279,52 @@ def test_incremental_add(isa, data):
     np.testing.assert_array_equal(small.search(base[[3, 9]], 1)[1][:, 0], [3, 101])
     small.mark_deleted([101, 2])
     assert small.n_deleted == 2 and small.search(base[9], 1)[1][0, 0] != 101
+
+
+def test_layout_changes_keep_the_graph(isa, tmp_path, data):
+    """After a large add the layer-0 lists are sealed (stored back to back); a later
+    add unseals them, and seals again once a quarter of the index is new. One
+    thread inserts in order whatever the batches, so every way of adding the same
+    vectors builds the same graph: equal results, filtered and with deletions too,
+    and the sealed layout takes less memory than the open one."""
+    base, queries = data
+    whole = HNSWIndex(DIM, M=12, ef_construction=60, pca=True, num_threads=1)
+    whole.add(base)
+    kw = dict(M=12, ef_construction=60, rotation=whole.rotation, num_threads=1)  # the same axes
+    batches = HNSWIndex(DIM, **kw)
+    batches.add(base[:2000])
+    sealed_bytes = batches.memory_usage()
+    batches.add(base[2000:2010])  # unsealed: 10 nodes are not a quarter of 2010
+    open_bytes = batches.memory_usage()
+    # The open lists hold 2M = 24 slots per node; sealed ones about half that.
+    assert open_bytes - sealed_bytes > 2000 * 24 * 4 // 4
+    batches.add(base[2010:2020])
+    batches.add(base[2020:])  # 1000 new nodes since the seal: sealed again
+    assert batches.memory_usage() < open_bytes
+    path = tmp_path / "part.ksh"
+    part = HNSWIndex(DIM, **kw)
+    part.add(base[:2500])
+    part.add(base[2500:2600])  # open when saved
+    part.save(path)
+    loaded = HNSWIndex.load(path, num_threads=1)  # loading seals
+    loaded.add(base[2600:])
+    allowed = np.arange(0, N, 3)
+    for index in (batches, loaded):
+        for kwargs in ({}, {"allowed": allowed}):
+            d0, i0 = whole.search(queries, K, ef=40, **kwargs)
+            d1, i1 = index.search(queries, K, ef=40, **kwargs)
+            np.testing.assert_array_equal(i1, i0)
+            np.testing.assert_array_equal(d1, d0)
+        index.mark_deleted(np.arange(0, N, 5))
+    whole.mark_deleted(np.arange(0, N, 5))
+    for index in (batches, loaded):
+        np.testing.assert_array_equal(index.search(queries, K, ef=40)[1], whole.search(queries, K, ef=40)[1])
+    # Saved sealed or open, the file is the same.
+    whole.save(tmp_path / "whole.ksh")
+    loaded.unmark_deleted(np.arange(0, N, 5))
+    loaded.mark_deleted(np.arange(0, N, 5))
+    loaded.save(tmp_path / "loaded.ksh")
+    assert (tmp_path / "whole.ksh").read_bytes() == (tmp_path / "loaded.ksh").read_bytes()
 
 
 # ----------------------------------------------------------------------- persistence
