@@ -281,50 +281,44 @@ def test_incremental_add(isa, data):
     assert small.n_deleted == 2 and small.search(base[9], 1)[1][0, 0] != 101
 
 
-def test_layout_changes_keep_the_graph(isa, tmp_path, data):
-    """After a large add the layer-0 lists are sealed (stored back to back); a later
-    add unseals them, and seals again once a quarter of the index is new. One
-    thread inserts in order whatever the batches, so every way of adding the same
-    vectors builds the same graph: equal results, filtered and with deletions too,
-    and the sealed layout takes less memory than the open one."""
-    base, queries = data
-    whole = HNSWIndex(DIM, M=12, ef_construction=60, pca=True, num_threads=1)
-    whole.add(base)
-    kw = dict(M=12, ef_construction=60, rotation=whole.rotation, num_threads=1)  # the same axes
-    batches = HNSWIndex(DIM, **kw)
-    batches.add(base[:2000])
-    sealed_bytes = batches.memory_usage()
-    batches.add(base[2000:2010])  # unsealed: 10 nodes are not a quarter of 2010
-    open_bytes = batches.memory_usage()
-    # The open lists hold 2M = 24 slots per node; sealed ones about half that.
-    assert open_bytes - sealed_bytes > 2000 * 24 * 4 // 4
-    batches.add(base[2010:2020])
-    batches.add(base[2020:])  # 1000 new nodes since the seal: sealed again
-    assert batches.memory_usage() < open_bytes
-    path = tmp_path / "part.ksh"
-    part = HNSWIndex(DIM, **kw)
-    part.add(base[:2500])
-    part.add(base[2500:2600])  # open when saved
-    part.save(path)
-    loaded = HNSWIndex.load(path, num_threads=1)  # loading seals
-    loaded.add(base[2600:])
-    allowed = np.arange(0, N, 3)
-    for index in (batches, loaded):
+def test_narrow_links_widen_when_ids_outgrow_16_bits(tmp_path):
+    """While an index has room for at most 65535 nodes its layer-0 links are stored
+    as uint16; an add that takes it past that widens them to uint32. One thread
+    inserts in order whatever the batches, so both ways build the same graph: the
+    same results (filtered and with deletions too) and the same file; and the
+    narrow lists take 2 bytes less per slot."""
+    rng = np.random.default_rng(5)
+    dim, m0 = 3, 6
+    x = rng.standard_normal((66_000, dim)).astype(np.float32)
+    q = rng.standard_normal((40, dim)).astype(np.float32)
+    kw = dict(M=m0 // 2, ef_construction=12, num_threads=1)
+    whole = HNSWIndex(dim, **kw)
+    whole.add(x)  # room for 66000: wide from the start
+    grown = HNSWIndex(dim, **kw)
+    grown.add(x[:60_000])
+    per_node_narrow = grown.memory_usage() / 60_000
+    grown.save(tmp_path / "narrow.ksh")
+    loaded = HNSWIndex.load(tmp_path / "narrow.ksh", num_threads=1)
+    grown.add(x[60_000:])  # widened, then inserted
+    loaded.add(x[60_000:])
+    assert whole.memory_usage() / 66_000 - per_node_narrow > 0.8 * 2 * m0
+    allowed = np.arange(0, len(x), 7)
+    for index in (grown, loaded):
         for kwargs in ({}, {"allowed": allowed}):
-            d0, i0 = whole.search(queries, K, ef=40, **kwargs)
-            d1, i1 = index.search(queries, K, ef=40, **kwargs)
+            d0, i0 = whole.search(q, K, ef=30, **kwargs)
+            d1, i1 = index.search(q, K, ef=30, **kwargs)
             np.testing.assert_array_equal(i1, i0)
             np.testing.assert_array_equal(d1, d0)
-        index.mark_deleted(np.arange(0, N, 5))
-    whole.mark_deleted(np.arange(0, N, 5))
-    for index in (batches, loaded):
-        np.testing.assert_array_equal(index.search(queries, K, ef=40)[1], whole.search(queries, K, ef=40)[1])
-    # Saved sealed or open, the file is the same.
+    for index in (whole, grown):
+        index.mark_deleted(np.arange(0, len(x), 4))
+    np.testing.assert_array_equal(grown.search(q, K, ef=30)[1], whole.search(q, K, ef=30)[1])
     whole.save(tmp_path / "whole.ksh")
-    loaded.unmark_deleted(np.arange(0, N, 5))
-    loaded.mark_deleted(np.arange(0, N, 5))
-    loaded.save(tmp_path / "loaded.ksh")
-    assert (tmp_path / "whole.ksh").read_bytes() == (tmp_path / "loaded.ksh").read_bytes()
+    grown.save(tmp_path / "grown.ksh")
+    assert (tmp_path / "whole.ksh").read_bytes() == (tmp_path / "grown.ksh").read_bytes()
+    # A narrow index saved and loaded is the same file again.
+    narrow = HNSWIndex.load(tmp_path / "narrow.ksh")
+    narrow.save(tmp_path / "again.ksh")
+    assert (tmp_path / "again.ksh").read_bytes() == (tmp_path / "narrow.ksh").read_bytes()
 
 
 # ----------------------------------------------------------------------- persistence

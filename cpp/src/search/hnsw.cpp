@@ -10,12 +10,14 @@
 // rest, the tail (for ip, h = 0: everything is tail).
 //   heads   count x h float32, dense (128-d: 12.8 MB per 100k vectors, mostly
 //           cache resident): every candidate's first granule is read here.
-//   tails   count x (dim - h) float32: the rest of each vector.
-//   links0  the layer-0 link lists. Open, while nodes are being added: 2M
-//           uint32 slots per node (unused ones hold kNoLink, so no count is
-//           needed). Sealed, after an add: each list's links and one kNoLink,
-//           back to back, node i's at links0_offset[i] (see seal(); 4 bytes
-//           per node more, about half the slots less).
+//   nodes   one block per node: its tail (dim - h float32) followed by its
+//           layer-0 links (2M uint32; unused slots hold kNoLink, so no count
+//           is needed; uint16 while the index has room for at most 65535
+//           nodes, see kNarrowNodes). 128-d, M=16, h=32: 512 bytes, whole cache
+//           lines, every block 64-byte aligned. A node's links follow the tail
+//           that was read when it was scored, so expanding it rarely misses the
+//           cache (measured: keeping the links in an array of their own made
+//           building 25% slower and searching 5-9%).
 //   upper   one pool of uint32 for layers >= 1 (only ~1/M of the nodes have
 //           any): node i's layer-l list (M slots) at upper_offset[i] + (l-1)M.
 //   levels (uint8), deleted (uint8), one spin-lock byte per node; ids: while
@@ -93,6 +95,12 @@ using search_detail::SearchKernels;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr int kMaxLevel = 30;
 constexpr std::uint32_t kNoLink = 0xffffffffu;  // an unused link slot
+// While an index has room for at most kNarrowNodes nodes, its layer-0 links
+// are stored as uint16 (0xffff: unused), half the bytes: a node's 2M links
+// then fill one cache line instead of two (M=16), and at 784-d the links of
+// 60k nodes take 3.8 MB instead of 7.7 MB. Readers see uint32 lists either way.
+constexpr std::uint32_t kNarrowNodes = 0xffff;
+constexpr std::uint16_t kNoLink16 = 0xffff;
 // A candidate whose head leaves it in the race has its tail prefetched up to
 // the first check (kTailGranules granules: 512 bytes for granule 32), this
 // many candidates ahead of the one being scored; the hardware streams the
@@ -260,7 +268,7 @@ struct Scratch {
   std::vector<std::uint32_t> dirty;   // words of `seen` set by this visit
   std::vector<Cand> candidates, results, selected, chosen, pool;
   std::vector<PoolItem> sorted;       // search_pool's candidate pool
-  std::vector<std::uint32_t> links, fresh;
+  std::vector<std::uint32_t> links, fresh, wide;  // wide: add_link's copy of a 16-bit list
   std::vector<const float*> head_rows;
   std::vector<float> head_values;
   std::vector<std::pair<float, std::int64_t>> found;  // write_results' sort
@@ -290,7 +298,7 @@ struct Scratch {
                sizeof(Cand) +
            sorted.capacity() * sizeof(PoolItem) + head_rows.capacity() * sizeof(const float*) +
            found.capacity() * sizeof(found[0]) +
-           (links.capacity() + fresh.capacity() + head_values.capacity()) * 4 +
+           (links.capacity() + fresh.capacity() + wide.capacity() + head_values.capacity()) * 4 +
            sizeof(Scratch);
   }
 };
@@ -387,18 +395,13 @@ struct HNSWIndex::Impl {
   std::size_t M, M0;             // max links on layers >= 1 / on layer 0
   std::int64_t head_dim;         // coordinates in the head table: min(granule, dim); 0 for ip
   std::size_t tail_dim;          // dim - head_dim
+  bool narrow = true;            // layer-0 links are uint16 (capacity <= kNarrowNodes)
+  std::size_t node_words;        // 4-byte words per node block: tail_dim + M0 (narrow: M0 / 2)
   double level_mult;             // m_L = 1 / ln(M) (paper, section 4.1)
 
   std::int64_t count = 0, capacity = 0, n_deleted = 0;
   AlignedArray<float> heads;          // count x head_dim: the first coordinates of each vector
-  AlignedArray<float> tails;          // count x tail_dim: the rest of each vector
-  // Layer-0 link lists. Open (while adding): M0 slots per node, up to capacity.
-  // Sealed: each list's links and a kNoLink, back to back, node i's at
-  // links0_offset[i] (see seal()).
-  AlignedArray<std::uint32_t> links0;
-  std::vector<std::uint32_t> links0_offset;  // sealed only
-  bool sealed = false;
-  std::int64_t added_open = 0;  // nodes added since the graph was last sealed
+  AlignedArray<std::uint32_t> nodes;  // count blocks of node_words (tail as float, then layer-0 links)
   std::vector<std::uint32_t> upper;
   std::vector<std::uint32_t> upper_offset;
   std::vector<std::int64_t> labels;
@@ -431,12 +434,15 @@ struct HNSWIndex::Impl {
     M0 = 2 * M;
     head_dim = opt.metric == Metric::ip ? 0 : std::min<std::int64_t>(opt.granule, dim);
     tail_dim = static_cast<std::size_t>(dim - head_dim);
+    node_words = tail_dim + M0 / 2;  // M0 = 2M: even
     level_mult = 1.0 / std::log(static_cast<double>(M));
   }
 
   // --- storage --------------------------------------------------------------
   float* head(std::uint32_t i) { return heads.data() + static_cast<std::size_t>(i) * head_dim; }
-  float* tail(std::uint32_t i) { return tails.data() + static_cast<std::size_t>(i) * tail_dim; }
+  float* tail(std::uint32_t i) {
+    return reinterpret_cast<float*>(nodes.data() + static_cast<std::size_t>(i) * node_words);
+  }
   const float* head(std::uint32_t i) const { return const_cast<Impl*>(this)->head(i); }
   const float* tail(std::uint32_t i) const { return const_cast<Impl*>(this)->tail(i); }
   Split node(std::uint32_t i) const {
@@ -449,10 +455,32 @@ struct HNSWIndex::Impl {
     std::copy(v, v + head_dim, head(i));
     std::copy(v + head_dim, v + dim, tail(i));
   }
-  // max_links(level) slots; the list ends at the first kNoLink.
+  // max_links(level) slots; the list ends at the first kNoLink. Layer 0
+  // only while !narrow (else links16 and the helpers below).
   std::uint32_t* links(std::uint32_t i, int level) {
-    if (level > 0) return upper.data() + upper_offset[i] + (level - 1) * M;
-    return links0.data() + (sealed ? links0_offset[i] : static_cast<std::size_t>(i) * M0);
+    return level == 0 ? nodes.data() + static_cast<std::size_t>(i) * node_words + tail_dim
+                      : upper.data() + upper_offset[i] + (level - 1) * M;
+  }
+  std::uint16_t* links16(std::uint32_t i) {
+    return reinterpret_cast<std::uint16_t*>(nodes.data() + static_cast<std::size_t>(i) * node_words + tail_dim);
+  }
+  const std::uint16_t* links16(std::uint32_t i) const { return const_cast<Impl*>(this)->links16(i); }
+  // A layer-0 list as uint32 (M0 slots) into out / from `list` (either layout).
+  void get_links0(std::uint32_t i, std::uint32_t* out) const {
+    if (!narrow) {
+      std::copy(links(i, 0), links(i, 0) + M0, out);
+      return;
+    }
+    const std::uint16_t* l = links16(i);
+    for (std::size_t j = 0; j < M0; ++j) out[j] = l[j] == kNoLink16 ? kNoLink : l[j];
+  }
+  void put_links0(std::uint32_t i, const std::uint32_t* list) {
+    if (!narrow) {
+      std::copy(list, list + M0, links(i, 0));
+      return;
+    }
+    std::uint16_t* l = links16(i);
+    for (std::size_t j = 0; j < M0; ++j) l[j] = list[j] == kNoLink ? kNoLink16 : static_cast<std::uint16_t>(list[j]);
   }
   const std::uint32_t* links(std::uint32_t i, int level) const {
     return const_cast<Impl*>(this)->links(i, level);
@@ -478,8 +506,20 @@ struct HNSWIndex::Impl {
     const std::int64_t cap = std::max<std::int64_t>(n, capacity + capacity / 2);
     const auto c = static_cast<std::size_t>(cap);
     heads.resize(c * head_dim, static_cast<std::size_t>(count) * head_dim);
-    tails.resize(c * tail_dim, static_cast<std::size_t>(count) * tail_dim);
-    links0.resize(c * M0, static_cast<std::size_t>(count) * M0);  // open: add() unseals first
+    if (narrow && cap > kNarrowNodes) {  // ids outgrow 16 bits: widen every list
+      const std::size_t words = tail_dim + M0;
+      AlignedArray<std::uint32_t> wide;
+      wide.resize(c * words, 0);
+      for (std::uint32_t i = 0; i < static_cast<std::uint32_t>(count); ++i) {
+        std::copy(tail(i), tail(i) + tail_dim, reinterpret_cast<float*>(wide.data() + i * words));
+        get_links0(i, wide.data() + i * words + tail_dim);
+      }
+      nodes = std::move(wide);
+      narrow = false;
+      node_words = words;
+    } else {
+      nodes.resize(c * node_words, static_cast<std::size_t>(count) * node_words);
+    }
     grow_exact(upper_offset, c);
     if (!dense_ids) grow_exact(labels, c);
     grow_exact(levels, c);
@@ -487,59 +527,6 @@ struct HNSWIndex::Impl {
     auto fresh = std::make_unique<std::atomic<std::uint8_t>[]>(c);  // value-initialised: unlocked
     locks = std::move(fresh);
     capacity = cap;
-  }
-
-  // Sealing stores the layer-0 lists back to back, each followed by a kNoLink,
-  // instead of in 2M slots per node: the heuristic leaves most lists far from
-  // full (Fashion-MNIST, M=16: 13.6 links on average of 32), so this halves the
-  // largest structure besides the vectors. Lists keep their kNoLink end, so
-  // every reader works on either layout. add() unseals (lists need room to
-  // grow) and seals again once the nodes added since the last seal are at
-  // least a quarter of the index: each O(count) layout change is paid for by
-  // count / 4 insertions.
-  void seal() {
-    if (sealed || count == 0) return;
-    const auto n = static_cast<std::size_t>(count);
-    std::vector<std::uint32_t> offset(n + 1);
-    std::size_t total = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      offset[i] = static_cast<std::uint32_t>(total);
-      const std::uint32_t* list = links0.data() + i * M0;
-      std::size_t len = 0;
-      while (len < M0 && list[len] != kNoLink) ++len;
-      total += len + 1;
-      if (total > std::numeric_limits<std::uint32_t>::max()) return;  // stays open
-    }
-    offset[n] = static_cast<std::uint32_t>(total);
-    AlignedArray<std::uint32_t> packed;
-    packed.resize(total, 0);
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::uint32_t* list = links0.data() + i * M0;
-      std::uint32_t* out = packed.data() + offset[i];
-      std::size_t len = 0;
-      for (; len < M0 && list[len] != kNoLink; ++len) out[len] = list[len];
-      out[len] = kNoLink;
-    }
-    links0 = std::move(packed);
-    links0_offset = std::move(offset);
-    sealed = true;
-    added_open = 0;
-  }
-
-  void unseal() {
-    if (!sealed) return;
-    AlignedArray<std::uint32_t> open;
-    open.resize(static_cast<std::size_t>(capacity) * M0, 0);
-    for (std::size_t i = 0, n = static_cast<std::size_t>(count); i < n; ++i) {
-      const std::uint32_t* list = links0.data() + links0_offset[i];
-      std::uint32_t* out = open.data() + i * M0;
-      std::size_t len = 0;
-      for (; list[len] != kNoLink; ++len) out[len] = list[len];
-      std::fill(out + len, out + M0, kNoLink);
-    }
-    links0 = std::move(open);
-    std::vector<std::uint32_t>().swap(links0_offset);
-    sealed = false;
   }
 
   std::int64_t label(std::uint32_t i) const { return dense_ids ? i : labels[i]; }
@@ -589,6 +576,7 @@ struct HNSWIndex::Impl {
     if (!s) s = std::make_unique<Scratch>();
     s->links.resize(M0);
     s->fresh.resize(M0);
+    s->wide.resize(M0);
     s->head_rows.resize(M0);
     s->head_values.resize(M0);
     return s;
@@ -618,7 +606,7 @@ struct HNSWIndex::Impl {
   }
 
   // The rotation is held only as GEMM panels for the active ISA's tile width
-  // (one copy: 2.4 MB at 784-d, as much as the level-0 links of 20k nodes),
+  // (one copy: 2.4 MB at 784-d, as much as the layer-0 links of 20k nodes),
   // repacked if the ISA level changes; rotation() unpacks it.
   struct PackedRotation {
     int nr = 0;
@@ -703,7 +691,7 @@ struct HNSWIndex::Impl {
   // is called for those closer than it. Three passes, so that memory loads
   // overlap instead of each distance waiting for its own:
   // 1. the unvisited neighbours, prefetching their heads (a dense table,
-  //    mostly cache resident);
+  //    mostly cache resident): gather_fresh, before the call (n_fresh of them);
   // 2. their head distances in one batch; those already beyond the bound are
   //    rejected here without their tails ever being read (exact: the bound
   //    only shrinks as results improve, so they would be rejected in turn);
@@ -714,20 +702,11 @@ struct HNSWIndex::Impl {
   // Every candidate's decision, hence the visited nodes, the graph and the
   // results, is the same with early termination on or off.
   template <class Bound, class Take>
-  void score_links(Scratch& s, Split q, const std::uint32_t* list, std::size_t cap, const Distance& dist,
-                   const Bound& bound, const Take& take) const {
+  void score_links(Scratch& s, Split q, std::uint32_t n_fresh, const Distance& dist, const Bound& bound,
+                   const Take& take) const {
+    if (n_fresh == 0) return;
     std::uint32_t* fresh = s.fresh.data();
     const float** rows = s.head_rows.data();
-    std::uint32_t n_fresh = 0;
-    for (std::size_t j = 0; j < cap; ++j) {
-      const std::uint32_t e = list[j];
-      if (e == kNoLink) break;
-      if (s.visit(e)) continue;
-      fresh[n_fresh] = e;
-      rows[n_fresh++] = head(e);
-      if (head_dim) prefetch(head(e));
-    }
-    if (n_fresh == 0) return;
     float* head_value = s.head_values.data();
     dist.heads(q, rows, n_fresh, head_value);
     const std::size_t tail_prefetch = static_cast<std::size_t>(std::min(dist.tail_granule, dim - head_dim)) * sizeof(float);
@@ -784,6 +763,32 @@ struct HNSWIndex::Impl {
     }
   }
 
+  // Pass 1 of score_links: the unvisited nodes of a list (marked visited now)
+  // into s.fresh, their heads prefetched; returns how many.
+  template <class Link>
+  std::uint32_t gather_fresh(Scratch& s, const Link* list, std::size_t cap) const {
+    constexpr Link kEnd = static_cast<Link>(~Link{0});  // kNoLink, kNoLink16
+    std::uint32_t* fresh = s.fresh.data();
+    const float** rows = s.head_rows.data();
+    std::uint32_t n_fresh = 0;
+    for (std::size_t j = 0; j < cap; ++j) {
+      const std::uint32_t e = list[j];
+      if (list[j] == kEnd) break;
+      if (s.visit(e)) continue;
+      fresh[n_fresh] = e;
+      rows[n_fresh++] = head(e);
+      if (head_dim) prefetch(head(e));
+    }
+    return n_fresh;
+  }
+  // The same for the list of `node` on `level` (a search reads 16-bit lists
+  // in place; building copies every list under its lock).
+  template <bool kBuilding>
+  std::uint32_t fresh_links(Scratch& s, std::uint32_t node, int level) const {
+    if (!kBuilding && level == 0 && narrow) return gather_fresh(s, links16(node), M0);
+    return gather_fresh(s, read_links<kBuilding>(s, node, level), max_links(level));
+  }
+
   // Best-first search of one layer from `ep`, keeping the ef closest accepted
   // nodes in s.results (a max-heap). kBuilding: other threads may be writing
   // links, so each list is copied under its node's lock. As in hnswlib, nodes
@@ -803,7 +808,6 @@ struct HNSWIndex::Impl {
     W.clear();
     const auto closer_first = [](const Cand& a, const Cand& b) { return a.first > b.first; };
     const auto further_first = [](const Cand& a, const Cand& b) { return a.first < b.first; };
-    const std::size_t cap = max_links(level);
     s.visit(ep);
     C.emplace_back(ep_dist, ep);
     if (accept(ep)) W.emplace_back(ep_dist, ep);
@@ -818,7 +822,7 @@ struct HNSWIndex::Impl {
       // Alg. 2 line 13: e joins the candidates (and results) only if closer
       // than the furthest result or the results are not yet ef: that is the
       // bound a granule-wise distance may stop at.
-      score_links(s, q, read_links<kBuilding>(s, c.second, level), cap, dist,
+      score_links(s, q, fresh_links<kBuilding>(s, c.second, level), dist,
                   [&] { return W.size() < ef ? kInf : W.front().first; },
                   [&](std::uint32_t e, float d) {
                     C.emplace_back(d, e);
@@ -854,26 +858,20 @@ struct HNSWIndex::Impl {
     std::vector<PoolItem>& P = s.sorted;
     P.clear();
     if (P.capacity() < ef + 1) P.reserve(ef + 1);
-    const std::size_t cap = max_links(level);
     s.visit(ep);
-    // A sealed layer 0 finds a node's list through links0_offset: the offset
-    // is prefetched when the node enters the pool, long before it is needed
-    // (measured: 3% of the search time otherwise).
-    const bool offsets = level == 0 && sealed;  // (adding unseals)
     P.push_back(PoolItem{ep_dist, ep, false});
     for (std::size_t cur = 0; cur < P.size();) {
       const std::uint32_t c = P[cur].id;
       P[cur].expanded = true;
       if (cur + 1 < P.size()) prefetch_links(P[cur + 1].id, level);
       std::size_t first_new = cur + 1;  // entries before it are all expanded
-      score_links(s, q, read_links<kBuilding>(s, c, level), cap, dist,
+      score_links(s, q, fresh_links<kBuilding>(s, c, level), dist,
                   [&] { return P.size() < ef ? kInf : P.back().distance; },
                   [&](std::uint32_t e, float d) {
                     const auto at = std::upper_bound(P.begin(), P.end(), d, [](float v, const PoolItem& item) {
                       return v < item.distance;
                     });
                     first_new = std::min(first_new, static_cast<std::size_t>(at - P.begin()));
-                    if (offsets) prefetch(links0_offset.data() + e);
                     P.insert(at, PoolItem{d, e, false});
                     if (P.size() > ef) P.pop_back();
                   });
@@ -886,26 +884,24 @@ struct HNSWIndex::Impl {
     s.end_visit();
   }
 
-  // The lines of a sealed layer-0 list (its links and end mark); both cache
-  // lines of an open one (2M = 32 slots: 128 bytes); the first of an upper
-  // list. (Exact lines: prefetching a line past a short sealed list costs
-  // about 1% of a search.)
+  // The cache lines of a node's layer-0 links (2M = 32 of them: 64 bytes
+  // narrow, 128 wide), or the first of an upper list.
   void prefetch_links(std::uint32_t i, int level) const {
-    if (level == 0 && sealed) {
-      const auto b = reinterpret_cast<std::uintptr_t>(links0.data() + links0_offset[i]);
-      const auto e = reinterpret_cast<std::uintptr_t>(links0.data() + links0_offset[i + 1]);
-      for (std::uintptr_t l = b & ~std::uintptr_t{63}; l < e; l += 64) prefetch(reinterpret_cast<const char*>(l));
-      return;
-    }
     const char* l = reinterpret_cast<const char*>(links(i, level));
     prefetch(l);
-    if (level == 0) prefetch(l + 64);
+    if (level == 0 && (!narrow || M0 > 32)) prefetch(l + 64);
   }
 
   // The links of `node` on `level`; while building, other threads may be
   // writing them, so they are copied under the node's lock.
   template <bool kBuilding>
   const std::uint32_t* read_links(Scratch& s, std::uint32_t node, int level) const {
+    if (level == 0 && narrow) {  // widened into the scratch list
+      if constexpr (kBuilding) lock(node);
+      get_links0(node, s.links.data());
+      if constexpr (kBuilding) unlock(node);
+      return s.links.data();
+    }
     const std::uint32_t* l = links(node, level);
     if constexpr (!kBuilding) return l;
     lock(node);
@@ -970,8 +966,10 @@ struct HNSWIndex::Impl {
   void add_link(Scratch& s, std::uint32_t node, std::uint32_t target, int level,
                 const Distance& dist) {
     const std::size_t cap = max_links(level);
+    const bool wide_copy = level == 0 && narrow;  // work on a uint32 copy, store it back
     lock(node);
-    std::uint32_t* list = links(node, level);
+    std::uint32_t* list = wide_copy ? s.wide.data() : links(node, level);
+    if (wide_copy) get_links0(node, list);
     std::size_t n = 0;
     bool present = false;
     for (; n < cap && list[n] != kNoLink; ++n) present |= list[n] == target;
@@ -988,6 +986,7 @@ struct HNSWIndex::Impl {
         select_neighbors(all, cap, s.selected, dist);
         set_links(list, cap, s.selected);
       }
+      if (wide_copy) put_links0(node, list);
     }
     unlock(node);
   }
@@ -1019,7 +1018,12 @@ struct HNSWIndex::Impl {
       std::vector<Cand>& chosen = s.chosen;  // (s.selected is add_link's)
       select_neighbors(W, M, chosen, dist);
       lock(i);
-      set_links(links(i, lc), max_links(lc), chosen);
+      if (lc == 0 && narrow) {
+        set_links(s.wide.data(), M0, chosen);
+        put_links0(i, s.wide.data());
+      } else {
+        set_links(links(i, lc), max_links(lc), chosen);
+      }
       unlock(i);
       for (const Cand& e : chosen) add_link(s, e.second, i, lc, dist);
       ep = W.front().second;  // the closest found enters the next layer down
@@ -1057,7 +1061,6 @@ struct HNSWIndex::Impl {
     check_rows(x, n, "vectors");
     const std::int64_t old = count;
     if (!dense_batch) make_ids_sparse();
-    unseal();
     reserve(old + n);
     std::size_t upper_needed = upper.size();
     for (std::int64_t r = 0; r < n; ++r) {
@@ -1070,7 +1073,8 @@ struct HNSWIndex::Impl {
         throw ValueError("HNSWIndex: upper layers too large");
       if (!dense_ids) labels[i] = new_ids[static_cast<std::size_t>(r)];
       deleted[i] = 0;
-      std::fill_n(links(static_cast<std::uint32_t>(i), 0), M0, kNoLink);
+      if (narrow) std::fill_n(links16(static_cast<std::uint32_t>(i)), M0, kNoLink16);
+      else std::fill_n(links(static_cast<std::uint32_t>(i), 0), M0, kNoLink);
     }
     if (upper_needed > upper.capacity())
       upper.reserve(std::max(upper_needed, upper.capacity() + upper.capacity() / 2));
@@ -1114,8 +1118,6 @@ struct HNSWIndex::Impl {
       }
       release(std::move(s));
     });
-    added_open += n;
-    if (added_open * 4 >= count) seal();
   }
 
   // --- Alg. 5 K-NN-SEARCH -----------------------------------------------------------
@@ -1271,10 +1273,9 @@ struct HNSWIndex::Impl {
   }
 
   std::size_t memory_usage() const {
-    std::size_t bytes = sizeof(Impl) + heads.bytes() + tails.bytes() + links0.bytes() +
-                        links0_offset.capacity() * 4 + upper.capacity() * 4 + upper_offset.capacity() * 4 +
-                        labels.capacity() * 8 + levels.capacity() + deleted.capacity() +
-                        static_cast<std::size_t>(capacity);
+    std::size_t bytes = sizeof(Impl) + heads.bytes() + nodes.bytes() +
+                        upper.capacity() * 4 + upper_offset.capacity() * 4 + labels.capacity() * 8 +
+                        levels.capacity() + deleted.capacity() + static_cast<std::size_t>(capacity);
     // unordered_map: one bucket pointer per bucket, one heap node per entry
     // (next pointer + key + value, rounded up as malloc does).
     bytes += lookup.bucket_count() * sizeof(void*) + lookup.size() * 32;
@@ -1400,7 +1401,9 @@ void HNSWIndex::Impl::save(const std::string& path) const {
     w.payload(levels.data(), n);
     w.payload(deleted.data(), n);
     w.payload(heads.data(), n * static_cast<std::size_t>(head_dim) * sizeof(float));
-    {  // node blocks (the open layout), a chunk at a time
+    if (!narrow) {
+      w.payload(nodes.data(), n * node_words * sizeof(std::uint32_t));
+    } else {  // the file holds uint32 links: widened a chunk of nodes at a time
       constexpr std::size_t kChunk = 256;
       const std::size_t words = tail_dim + M0;
       std::vector<std::uint32_t> block(kChunk * words);
@@ -1409,10 +1412,7 @@ void HNSWIndex::Impl::save(const std::string& path) const {
         for (std::size_t i = i0; i < i0 + m; ++i) {
           std::uint32_t* b = block.data() + (i - i0) * words;
           std::memcpy(b, tail(static_cast<std::uint32_t>(i)), tail_dim * sizeof(float));
-          const std::uint32_t* list = links(static_cast<std::uint32_t>(i), 0);
-          std::size_t len = 0;
-          for (; len < M0 && list[len] != kNoLink; ++len) b[tail_dim + len] = list[len];
-          std::fill(b + tail_dim + len, b + words, kNoLink);
+          get_links0(static_cast<std::uint32_t>(i), b + tail_dim);
         }
         w.payload(block.data(), m * words * sizeof(std::uint32_t));
       }
@@ -1500,8 +1500,8 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
   o.metric = static_cast<Metric>(metric);
   o.early_termination = early == 1;
   auto impl = std::make_unique<Impl>(static_cast<std::int64_t>(dim), o);
-  const std::size_t node_words = impl->tail_dim + impl->M0;  // a node block: tail, then 2M links
-  const std::uint64_t per_node = 8 + 2 + (impl->head_dim + node_words) * 4;
+  const std::size_t file_words = impl->tail_dim + impl->M0;  // a node block in the file
+  const std::uint64_t per_node = 8 + 2 + (impl->head_dim + file_words) * 4;
   in.need(count, per_node);
   if (count == 0 ? max_level != -1 : (max_level < 0 || max_level > kMaxLevel || entry >= count))
     in.fail("bad entry point");
@@ -1524,16 +1524,20 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
   in.read(impl->levels.data(), n);
   in.read(impl->deleted.data(), n);
   in.read(impl->heads.data(), n * impl->head_dim * 4);
-  {
+  if (!impl->narrow) {
+    in.read(impl->nodes.data(), n * impl->node_words * 4);
+  } else {  // narrowed a chunk of nodes at a time; a link must fit before it is narrowed
     constexpr std::size_t kChunk = 256;
-    std::vector<std::uint32_t> block(kChunk * node_words);
+    std::vector<std::uint32_t> block(kChunk * file_words);
     for (std::size_t i0 = 0; i0 < n; i0 += kChunk) {
       const std::size_t m = std::min(kChunk, n - i0);
-      in.read(block.data(), m * node_words * 4);
+      in.read(block.data(), m * file_words * 4);
       for (std::size_t i = i0; i < i0 + m; ++i) {
-        const std::uint32_t* b = block.data() + (i - i0) * node_words;
+        const std::uint32_t* b = block.data() + (i - i0) * file_words;
+        for (std::size_t j = 0; j < impl->M0; ++j)
+          if (b[impl->tail_dim + j] != kNoLink && b[impl->tail_dim + j] >= count) in.fail("link to a missing node");
         std::memcpy(impl->tail(static_cast<std::uint32_t>(i)), b, impl->tail_dim * sizeof(float));
-        std::memcpy(impl->links(static_cast<std::uint32_t>(i), 0), b + impl->tail_dim, impl->M0 * 4);
+        impl->put_links0(static_cast<std::uint32_t>(i), b + impl->tail_dim);
       }
     }
   }
@@ -1559,9 +1563,14 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
   }
   if (offset != n_upper) in.fail("upper layers do not match the node levels");
   if (count > 0 && (top != max_level || impl->levels[entry] != max_level)) in.fail("bad entry point");
+  std::vector<std::uint32_t> list0(impl->M0);
   for (std::size_t i = 0; i < n; ++i) {
     for (int l = 0; l <= impl->levels[i]; ++l) {
       const std::uint32_t* list = impl->links(static_cast<std::uint32_t>(i), l);
+      if (l == 0) {
+        impl->get_links0(static_cast<std::uint32_t>(i), list0.data());
+        list = list0.data();
+      }
       const std::size_t cap = impl->max_links(l);
       std::size_t n_links = 0;
       while (n_links < cap && list[n_links] != kNoLink) ++n_links;
@@ -1593,7 +1602,6 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
   }
   impl->entry = entry;
   impl->max_level = max_level;
-  impl->seal();
   return impl;
 }
 
