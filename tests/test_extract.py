@@ -273,6 +273,8 @@ def test_jpeg_draft_decoding_stays_close(tmp_path, model_cache):
     # A reducing gap of 2 keeps twice the resize length (1200 -> 600, not 300): closer.
     gap2 = Extractor(outputs="logits", jpeg_draft=2.0)([path])
     assert np.corrcoef(gap2[0], full[0])[0, 1] > np.corrcoef(fast[0], full[0])[0, 1]
+    # NumPy scalars are gaps too.
+    np.testing.assert_array_equal(Extractor(outputs="logits", jpeg_draft=np.float32(2.0))([path]), gap2)
     # ... and an image too small for the gap decodes at full size: identical features.
     small = tmp_path / "small.jpg"
     cv2.imwrite(str(small), big[:400, :450, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -349,8 +351,11 @@ def test_extractor_bad_arguments(model_cache):
         Extractor(threads=2, streams=3)
     with pytest.raises(ValueError, match="streams"):
         Extractor(streams=0)
-    for bad in (0.5, "yes", float("nan")):
+    for bad in (0.5, np.float32(0.9), float("nan"), float("inf")):
         with pytest.raises(ValueError, match="jpeg_draft"):
+            Extractor(jpeg_draft=bad)
+    for bad in ("yes", [2.0]):
+        with pytest.raises(TypeError, match="jpeg_draft"):
             Extractor(jpeg_draft=bad)
     ex = Extractor()
     with pytest.raises(TypeError, match="uint8"):

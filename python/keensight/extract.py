@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import math
+import numbers
 import os
 import queue
 import warnings
@@ -255,13 +257,16 @@ def _jpeg_size(buf: np.ndarray) -> Optional[Tuple[int, int]]:
 
 def _draft_gap(value: Any) -> Optional[float]:
     """`jpeg_draft` as a reducing gap (None: decode at full size)."""
-    if value is None or value is False:
+    if value is None or value is False or value is np.False_:
         return None
-    if value is True:
+    if value is True or value is np.True_:
         return 1.0
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 1.0 and np.isfinite(value):
-        return float(value)
-    raise ValueError(f"jpeg_draft: expected a bool or a reducing gap >= 1, got {value!r}")
+    if not isinstance(value, numbers.Real):  # NumPy scalars included
+        raise TypeError(f"jpeg_draft: expected a bool or a reducing gap >= 1, got {type(value).__name__}")
+    gap = float(value)
+    if not (gap >= 1.0 and math.isfinite(gap)):
+        raise ValueError(f"jpeg_draft: expected a bool or a reducing gap >= 1, got {value!r}")
+    return gap
 
 
 def _decode(path: PathLike, min_side: Optional[int]) -> Tuple[np.ndarray, bool]:
