@@ -162,6 +162,94 @@ def test_given_rotation(data):
         HNSWIndex(DIM, rotation=q_mat, pca=True)
 
 
+@pytest.mark.parametrize("dim,k", [(1, 1), (37, 5), (37, 37), (300, 128)])
+def test_pca_axes_make_a_rotation(isa, dim, k):
+    """set_pca_axes completes k orthonormal axes with Householder reflectors (WY form):
+    the rotation it returns is orthonormal, its first k rows are the axes up to sign,
+    and the vectors stored are exactly those the dense matrix maps them to (up to
+    float rounding): the distances found are the true ones."""
+    from keensight import _core
+
+    rng = np.random.default_rng(dim + k)
+    axes = np.linalg.qr(rng.standard_normal((dim, dim)))[0][:, :k].T.astype(np.float32).copy()
+    index = _core.HNSWIndex(dim, "l2", 8, 40, 40, 32, True, 100)
+    index.set_pca_axes(axes)
+    r = index.rotation().astype(np.float64)
+    np.testing.assert_allclose(r @ r.T, np.eye(dim), atol=2e-5)
+    np.testing.assert_allclose(np.abs(np.sum(r[:k] * axes, axis=1)), 1.0, atol=2e-5)
+    x = rng.standard_normal((300, dim)).astype(np.float32)
+    q = rng.standard_normal((20, dim)).astype(np.float32)
+    index.add(x, None, 1)
+    d, i = index.search(q, 5, 300, None, 1)[:2]
+    true_d, true_i = brute_force(x, q, 5)
+    np.testing.assert_array_equal(i, true_i)
+    np.testing.assert_allclose(d, true_d, rtol=1e-4, atol=1e-4 * dim)
+
+
+def test_pca_axes_index(tmp_path, data):
+    """pca=True above ~300 dimensions keeps 128 leading axes (reflectors): exact early
+    termination, ISA levels and a save / load round trip behave as with a dense
+    rotation; the file is refused when its reflectors are tampered with."""
+    import struct
+
+    rng = np.random.default_rng(11)
+    dim = 400
+    base = (rng.standard_normal((1000, 8)) @ rng.standard_normal((8, dim))
+            + 0.1 * rng.standard_normal((1000, dim))).astype(np.float32)
+    queries = base[:30] + 0.05 * rng.standard_normal((30, dim)).astype(np.float32)
+    on = HNSWIndex(dim, M=8, ef_construction=60, pca=True, num_threads=1)
+    off = HNSWIndex(dim, M=8, ef_construction=60, pca=True, num_threads=1, early_termination=False)
+    on.add(base)
+    off.add(base)
+    d_on, i_on, stats = on.search(queries, K, ef=40, return_stats=True)
+    d_off, i_off = off.search(queries, K, ef=40)
+    np.testing.assert_array_equal(i_on, i_off)
+    np.testing.assert_array_equal(d_on, d_off)
+    assert stats["rejected"] > 0.5 * stats["distances"]
+    assert recall(i_on, brute_force(base, queries, K)[1]) >= 0.95
+    assert on.memory_usage() < base.nbytes + 2 * 128 * dim * 4 + 128 * 128 * 4 + 1000 * 200
+    before = keensight._core.active_isa()
+    try:
+        for level in keensight.cpu_info()["active"], "scalar":
+            keensight._core.set_isa(level)
+            np.testing.assert_array_equal(on.search(queries, K, ef=40)[1], i_on)
+    finally:
+        keensight._core.set_isa(before)
+    path = tmp_path / "wy.ksh"
+    on.save(path)
+    back = HNSWIndex.load(path, num_threads=1)
+    np.testing.assert_array_equal(back.rotation, on.rotation)
+    d1, i1 = back.search(queries, K, ef=40)
+    np.testing.assert_array_equal(i1, i_on)
+    np.testing.assert_array_equal(d1, d_on)
+    raw = bytearray(path.read_bytes())
+    payload = raw[32:]
+    assert struct.unpack_from("<I", payload, 28)[0] == 2  # rotation kind: reflectors
+    struct.pack_into("<f", payload, 56 + 4, 0.5)  # V[0][0] must be 1
+    h = 0xCBF29CE484222325
+    for b in bytes(payload):
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    struct.pack_into("<Q", raw, 24, h)
+    path.write_bytes(bytes(raw[:32]) + bytes(payload))
+    with pytest.raises(ValueError, match="bad rotation"):
+        HNSWIndex.load(path)
+
+
+def test_pca_axes_bad_input():
+    from keensight import _core
+
+    index = _core.HNSWIndex(10, "l2", 8, 40, 40, 32, True, 100)
+    with pytest.raises(ValueError, match="orthonormal"):
+        index.set_pca_axes(np.ones((2, 10), np.float32))
+    with pytest.raises(ValueError, match="k x dim"):
+        index.set_pca_axes(np.eye(11, 10, dtype=np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        index.set_pca_axes(np.full((1, 10), np.nan, np.float32))
+    index.add(np.ones((1, 10), np.float32), None, 1)
+    with pytest.raises(ValueError, match="not empty"):
+        index.set_pca_axes(np.eye(1, 10, dtype=np.float32))
+
+
 @pytest.mark.parametrize("dim", [1, 37, DIM])
 def test_rotation_is_returned_exactly(tmp_path, dim):
     """The index keeps the rotation only in GEMM panels (pad rows when dim is not a
@@ -389,6 +477,10 @@ def test_load_rejects_wrong_magic_or_version(saved):
     saved.write_bytes(bytes(bad))
     with pytest.raises(ValueError, match="magic"):
         HNSWIndex.load(saved)
+    v1 = bytearray(raw)
+    v1[8] = 1  # version 1 (no reflector rotations) is still read
+    saved.write_bytes(bytes(v1))
+    assert len(HNSWIndex.load(saved)) == 300
     bad = bytearray(raw)
     bad[8] = 99  # format version
     saved.write_bytes(bytes(bad))

@@ -63,6 +63,14 @@ void bind_hnsw(py::module_& m) {
              self.set_rotation(r.data());
            },
            py::arg("rotation"))
+      .def("set_pca_axes",
+           [](HNSWIndex& self, const f32_array& axes) {
+             if (axes.ndim() != 2 || axes.shape(1) != self.dim() || axes.shape(0) < 1 || axes.shape(0) > self.dim())
+               throw ValueError("axes: expected a k x dim array, 1 <= k <= dim");
+             py::gil_scoped_release release;
+             self.set_pca_axes(axes.data(), axes.shape(0));
+           },
+           py::arg("axes"))
       .def("rotation",
            [](const HNSWIndex& self) -> py::object {
              std::vector<float> r;

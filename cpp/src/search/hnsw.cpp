@@ -383,7 +383,7 @@ struct Distance {
 };
 
 constexpr char kMagic[8] = {'K', 'E', 'E', 'N', 'H', 'N', 'S', 'W'};
-constexpr std::uint32_t kFormatVersion = 1;
+constexpr std::uint32_t kFormatVersion = 2;  // reads 1 too (no reflector rotations)
 constexpr std::uint32_t kHeaderBytes = 32;  // magic, version, header size, payload size, checksum
 
 }  // namespace
@@ -605,45 +605,132 @@ struct HNSWIndex::Impl {
     }
   }
 
-  // The rotation is held only as GEMM panels for the active ISA's tile width
-  // (one copy: 2.4 MB at 784-d, as much as the layer-0 links of 20k nodes),
-  // repacked if the ISA level changes; rotation() unpacks it.
+  // The rotation, held only in the form transform_rows applies it in: GEMM
+  // panels for the active ISA's tile width, repacked if that changes.
+  //  - dense (set_rotation): R, dim x dim (2.4 MB at 784-d);
+  //  - principal axes (set_pca_axes, k of them): R = Q^T for the product of k
+  //    Householder reflectors Q = H_1 ... H_k that maps the axes onto the first
+  //    k coordinates, in compact WY form Q = I - V T V^T (R. Schreiber, C. Van
+  //    Loan, "A storage-efficient WY representation for products of Householder
+  //    transformations", SIAM J. Sci. Stat. Comput. 10(1), 1989): a row x goes
+  //    to x Q = x - ((x V) T) V^T, three GEMMs of 2 k dim + k^2 multiply-adds
+  //    per row instead of dim^2 (k = 128 at 784-d: a third), and V^T, T^T and
+  //    V take 2 k dim + k^2 floats (0.9 MB). The first k coordinates are the
+  //    projections on the axes (up to sign), the rest an orthonormal basis of
+  //    their complement.
   struct PackedRotation {
     int nr = 0;
-    search_detail::AlignedFloats panels;
+    std::int64_t k = 0;                  // 0: dense
+    search_detail::AlignedFloats panels;  // dense: R (dim rows)
+    search_detail::AlignedFloats vt, tt, v;  // WY: V^T (k rows of dim), T^T (k rows of k), V (dim rows of k)
+    std::size_t floats = 0;
   };
   mutable std::mutex packed_mutex;
   mutable std::shared_ptr<const PackedRotation> packed;  // set iff rotated
 
-  std::shared_ptr<const PackedRotation> pack_rotation(const float* r, int nr) const {
+  std::shared_ptr<PackedRotation> pack_rotation(const float* r, int nr) const {
     auto p = std::make_shared<PackedRotation>();
     p->nr = nr;
-    p->panels.resize(search_detail::packed_size(dim, dim, nr));
+    p->floats = static_cast<std::size_t>(search_detail::packed_size(dim, dim, nr));
+    p->panels.resize(static_cast<std::int64_t>(p->floats));
     search_detail::pack_panels(r, dim, dim, dim, nr, nullptr, nullptr, p->panels.get());
     return p;
   }
 
-  // The inverse of pack_panels: row i of the rotation is coordinate i % nr of
-  // panel i / nr.
-  static std::vector<float> unpack_rotation(const PackedRotation& p, std::int64_t dim) {
-    std::vector<float> r(static_cast<std::size_t>(dim * dim));
-    const float* panels = p.panels.get();
-    for (std::int64_t i = 0; i < dim; ++i) {
-      const float* panel = panels + (i / p.nr) * p.nr * dim + i % p.nr;
-      for (std::int64_t j = 0; j < dim; ++j) r[static_cast<std::size_t>(i * dim + j)] = panel[j * p.nr];
+  // From V (dim x k, row-major) and T (k x k, upper triangular, row-major).
+  std::shared_ptr<PackedRotation> pack_wy(const float* V, const float* T, std::int64_t k, int nr) const {
+    auto p = std::make_shared<PackedRotation>();
+    p->nr = nr;
+    p->k = k;
+    std::vector<float> vt(static_cast<std::size_t>(k * dim)), tt(static_cast<std::size_t>(k * k));
+    for (std::int64_t i = 0; i < dim; ++i)
+      for (std::int64_t j = 0; j < k; ++j) vt[static_cast<std::size_t>(j * dim + i)] = V[i * k + j];
+    for (std::int64_t i = 0; i < k; ++i)
+      for (std::int64_t j = 0; j < k; ++j) tt[static_cast<std::size_t>(j * k + i)] = T[i * k + j];
+    const std::int64_t n_vt = search_detail::packed_size(k, dim, nr), n_tt = search_detail::packed_size(k, k, nr),
+                       n_v = search_detail::packed_size(dim, k, nr);
+    p->vt.resize(n_vt);
+    p->tt.resize(n_tt);
+    p->v.resize(n_v);
+    search_detail::pack_panels(vt.data(), dim, k, dim, nr, nullptr, nullptr, p->vt.get());
+    search_detail::pack_panels(tt.data(), k, k, k, nr, nullptr, nullptr, p->tt.get());
+    search_detail::pack_panels(V, k, dim, k, nr, nullptr, nullptr, p->v.get());
+    p->floats = static_cast<std::size_t>(n_vt + n_tt + n_v);
+    return p;
+  }
+
+  // The inverse of pack_panels for `rows` rows of `cols` values: row i is
+  // coordinate i % nr of panel i / nr.
+  static std::vector<float> unpack(const float* panels, std::int64_t rows, std::int64_t cols, int nr) {
+    std::vector<float> r(static_cast<std::size_t>(rows * cols));
+    for (std::int64_t i = 0; i < rows; ++i) {
+      const float* panel = panels + (i / nr) * nr * cols + i % nr;
+      for (std::int64_t j = 0; j < cols; ++j) r[static_cast<std::size_t>(i * cols + j)] = panel[j * nr];
     }
     return r;
   }
+  // V and T of a WY rotation, as given to pack_wy.
+  std::pair<std::vector<float>, std::vector<float>> wy_factors(const PackedRotation& p) const {
+    std::vector<float> V = unpack(p.v.get(), dim, p.k, p.nr);
+    const std::vector<float> tt = unpack(p.tt.get(), p.k, p.k, p.nr);
+    std::vector<float> T(tt.size());
+    for (std::int64_t i = 0; i < p.k; ++i)
+      for (std::int64_t j = 0; j < p.k; ++j) T[static_cast<std::size_t>(i * p.k + j)] = tt[static_cast<std::size_t>(j * p.k + i)];
+    return {std::move(V), std::move(T)};
+  }
+  std::shared_ptr<PackedRotation> repack(const PackedRotation& p, int nr) const {
+    if (p.k == 0) return pack_rotation(unpack(p.panels.get(), dim, dim, p.nr).data(), nr);
+    const auto [V, T] = wy_factors(p);
+    return pack_wy(V.data(), T.data(), p.k, nr);
+  }
 
+  // R, dim x dim: the images of the unit vectors, transposed (R x = x Q).
   std::vector<float> dense_rotation() const {
-    std::lock_guard<std::mutex> lock(packed_mutex);
-    return packed ? unpack_rotation(*packed, dim) : std::vector<float>();
+    std::shared_ptr<const PackedRotation> p;
+    {
+      std::lock_guard<std::mutex> lock(packed_mutex);
+      p = packed;
+    }
+    if (!p) return {};
+    if (p->k == 0) return unpack(p->panels.get(), dim, dim, p->nr);
+    std::vector<float> eye(static_cast<std::size_t>(dim * dim), 0.f), q(eye.size()), r(eye.size());
+    for (std::int64_t i = 0; i < dim; ++i) eye[static_cast<std::size_t>(i * dim + i)] = 1.f;
+    rotate_rows(eye.data(), dim, q.data());
+    for (std::int64_t i = 0; i < dim; ++i)
+      for (std::int64_t j = 0; j < dim; ++j) r[static_cast<std::size_t>(i * dim + j)] = q[static_cast<std::size_t>(j * dim + i)];
+    return r;
   }
 
   std::shared_ptr<const PackedRotation> packed_rotation(const search_detail::GemmKernels& g) const {
     std::lock_guard<std::mutex> lock(packed_mutex);
-    if (packed->nr != g.nr) packed = pack_rotation(unpack_rotation(*packed, dim).data(), g.nr);
+    if (packed->nr != g.nr) packed = repack(*packed, g.nr);
     return packed;
+  }
+
+  // n rows of x (not normalised) times the rotation into out (n x dim).
+  void rotate_rows(const float* x, std::int64_t n, float* out) const {
+    const search_detail::GemmKernels& g = search_detail::gemm_kernels();
+    const std::shared_ptr<const PackedRotation> rot = packed_rotation(g);
+    const std::int64_t mc = search_detail::round_up(search_detail::kGemmMC, g.mr);
+    const std::int64_t ldc = search_detail::round_up(dim, g.nr);
+    search_detail::AlignedFloats c(mc * ldc);
+    const std::int64_t k = rot->k, ldw = search_detail::round_up(std::max<std::int64_t>(k, 1), g.nr);
+    search_detail::AlignedFloats w(k ? mc * ldw : 0), w2(k ? mc * ldw : 0);
+    for (std::int64_t i0 = 0; i0 < n; i0 += mc) {
+      const std::int64_t m = std::min(mc, n - i0);
+      const float* src = x + i0 * dim;
+      float* dst = out + i0 * dim;
+      if (k == 0) {
+        search_detail::gemm_rows(g, src, dim, m, rot->panels.get(), dim, dim, c.get(), ldc);
+        for (std::int64_t r = 0; r < m; ++r) std::copy(c.get() + r * ldc, c.get() + r * ldc + dim, dst + r * dim);
+        continue;
+      }
+      search_detail::gemm_rows(g, src, dim, m, rot->vt.get(), k, dim, w.get(), ldw);     // x V
+      search_detail::gemm_rows(g, w.get(), ldw, m, rot->tt.get(), k, k, w2.get(), ldw);  // (x V) T
+      search_detail::gemm_rows(g, w2.get(), ldw, m, rot->v.get(), dim, k, c.get(), ldc); // ((x V) T) V^T
+      for (std::int64_t r = 0; r < m; ++r)
+        for (std::int64_t j = 0; j < dim; ++j) dst[r * dim + j] = src[r * dim + j] - c.get()[r * ldc + j];
+    }
   }
 
   // n rows of x as stored (normalised for cosine, then rotated) into out
@@ -662,26 +749,20 @@ struct HNSWIndex::Impl {
       }
       return;
     }
-    const search_detail::GemmKernels& g = search_detail::gemm_kernels();
-    const std::shared_ptr<const PackedRotation> rot = packed_rotation(g);
-    const std::int64_t mc = search_detail::round_up(search_detail::kGemmMC, g.mr);
-    const std::int64_t ldc = search_detail::round_up(dim, g.nr);
-    search_detail::AlignedFloats c(mc * ldc);
-    std::vector<float> unit(cosine ? static_cast<std::size_t>(mc * dim) : 0);
-    for (std::int64_t i0 = 0; i0 < n; i0 += mc) {
-      const std::int64_t m = std::min(mc, n - i0);
-      const float* src = x + i0 * dim;
-      if (cosine) {
-        for (std::int64_t r = 0; r < m; ++r) {
-          const float* row = src + r * dim;
-          const float scale = 1.f / std::sqrt(k.dot(row, row, dim));
-          for (std::int64_t j = 0; j < dim; ++j) unit[static_cast<std::size_t>(r * dim + j)] = row[j] * scale;
-        }
-        src = unit.data();
+    if (!cosine) {
+      rotate_rows(x, n, out);
+      return;
+    }
+    constexpr std::int64_t kBlock = 256;
+    std::vector<float> unit(static_cast<std::size_t>(std::min(n, kBlock) * dim));
+    for (std::int64_t i0 = 0; i0 < n; i0 += kBlock) {
+      const std::int64_t m = std::min(kBlock, n - i0);
+      for (std::int64_t r = 0; r < m; ++r) {
+        const float* row = x + (i0 + r) * dim;
+        const float scale = 1.f / std::sqrt(k.dot(row, row, dim));
+        for (std::int64_t j = 0; j < dim; ++j) unit[static_cast<std::size_t>(r * dim + j)] = row[j] * scale;
       }
-      search_detail::gemm_rows(g, src, dim, m, rot->panels.get(), dim, dim, c.get(), ldc);
-      for (std::int64_t r = 0; r < m; ++r)
-        std::copy(c.get() + r * ldc, c.get() + r * ldc + dim, out + (i0 + r) * dim);
+      rotate_rows(unit.data(), m, out + i0 * dim);
     }
   }
 
@@ -1258,17 +1339,72 @@ struct HNSWIndex::Impl {
     rotated = true;
   }
 
-  void check_rotation(const float* r) const {
+  // k orthonormal rows (axes, k x dim) -> V (dim x k) and T (k x k) of the
+  // WY form (see PackedRotation): Householder QR of the dim x k matrix whose
+  // columns are the axes (LAPACK's dgeqrf / dlarfg reflectors, then dlarft's
+  // forward recurrence for T), in double precision.
+  void set_pca_axes(const float* axes, std::int64_t k) {
+    std::unique_lock<std::shared_mutex> write(rw);
+    if (count > 0) throw ValueError("HNSWIndex.set_pca_axes: the index is not empty");
+    if (k < 1 || k > dim) throw ValueError("HNSWIndex.set_pca_axes: expected 1 to dim axes, got " + std::to_string(k));
+    check_orthonormal(axes, k, "axes");
+    const auto n = static_cast<std::size_t>(dim);
+    const auto kk = static_cast<std::size_t>(k);
+    std::vector<double> A(n * kk), V(n * kk, 0.0), T(kk * kk, 0.0), tau(kk);
+    for (std::size_t j = 0; j < kk; ++j)
+      for (std::size_t i = 0; i < n; ++i) A[i * kk + j] = axes[j * n + i];
+    for (std::size_t j = 0; j < kk; ++j) {
+      double tail = 0.0;  // |x[1:]|^2 of x = A[j:, j]
+      for (std::size_t i = j + 1; i < n; ++i) tail += A[i * kk + j] * A[i * kk + j];
+      const double alpha = A[j * kk + j];
+      V[j * kk + j] = 1.0;
+      if (tail == 0.0) {  // already e_j (up to sign): H_j = I
+        tau[j] = 0.0;
+        continue;
+      }
+      const double beta = -std::copysign(std::sqrt(alpha * alpha + tail), alpha);
+      tau[j] = (beta - alpha) / beta;
+      for (std::size_t i = j + 1; i < n; ++i) V[i * kk + j] = A[i * kk + j] / (alpha - beta);
+      A[j * kk + j] = beta;
+      for (std::size_t c = j + 1; c < kk; ++c) {  // H_j applied to the remaining columns
+        double dot = A[j * kk + c];
+        for (std::size_t i = j + 1; i < n; ++i) dot += V[i * kk + j] * A[i * kk + c];
+        dot *= tau[j];
+        A[j * kk + c] -= dot;
+        for (std::size_t i = j + 1; i < n; ++i) A[i * kk + c] -= dot * V[i * kk + j];
+      }
+    }
+    for (std::size_t j = 0; j < kk; ++j) {  // T[0:j, j] = -tau_j T[0:j, 0:j] (V[:, 0:j]^T v_j)
+      T[j * kk + j] = tau[j];
+      std::vector<double> z(j, 0.0);
+      for (std::size_t c = 0; c < j; ++c)
+        for (std::size_t i = j; i < n; ++i) z[c] += V[i * kk + c] * V[i * kk + j];
+      for (std::size_t r = 0; r < j; ++r) {
+        double sum = 0.0;
+        for (std::size_t c = r; c < j; ++c) sum += T[r * kk + c] * z[c];
+        T[r * kk + j] = -tau[j] * sum;
+      }
+    }
+    const std::vector<float> Vf(V.begin(), V.end()), Tf(T.begin(), T.end());
+    std::lock_guard<std::mutex> lock(packed_mutex);
+    packed = pack_wy(Vf.data(), Tf.data(), k, search_detail::gemm_kernels().nr);
+    rotated = true;
+  }
+
+  void check_rotation(const float* r) const { check_orthonormal(r, dim, "rotation"); }
+
+  // Finite values and orthonormal rows (to 1e-3) of `rows` x dim.
+  void check_orthonormal(const float* r, std::int64_t rows, const char* what) const {
     const SearchKernels& k = search_detail::search_kernels();
-    const auto n = static_cast<std::size_t>(dim * dim);
+    const auto n = static_cast<std::size_t>(rows * dim);
     for (std::size_t j = 0; j < n; ++j)
-      if (!std::isfinite(r[j])) throw ValueError("HNSWIndex: rotation contains NaN or infinity");
-    for (std::int64_t a = 0; a < dim; ++a)
-      for (std::int64_t b = a; b < dim; ++b) {
+      if (!std::isfinite(r[j])) throw ValueError(std::string("HNSWIndex: ") + what + " contains NaN or infinity");
+    for (std::int64_t a = 0; a < rows; ++a)
+      for (std::int64_t b = a; b < rows; ++b) {
         const float d = k.dot(r + a * dim, r + b * dim, dim);
         if (std::fabs(d - (a == b ? 1.f : 0.f)) > 1e-3f)
-          throw ValueError("HNSWIndex: rotation must have orthonormal rows (row " + std::to_string(a) +
-                           " . row " + std::to_string(b) + " = " + std::to_string(d) + ")");
+          throw ValueError(std::string("HNSWIndex: ") + what + " must have orthonormal rows (row " +
+                           std::to_string(a) + " . row " + std::to_string(b) + " = " + std::to_string(d) + ")");
       }
   }
 
@@ -1281,7 +1417,7 @@ struct HNSWIndex::Impl {
     bytes += lookup.bucket_count() * sizeof(void*) + lookup.size() * 32;
     {
       std::lock_guard<std::mutex> lock(packed_mutex);  // the rotation's GEMM panels
-      if (packed) bytes += static_cast<std::size_t>(search_detail::packed_size(dim, dim, packed->nr)) * 4;
+      if (packed) bytes += packed->floats * 4;
     }
     std::lock_guard<std::mutex> g(pool_mutex);
     for (const auto& s : pool) bytes += s->bytes();
@@ -1294,13 +1430,15 @@ struct HNSWIndex::Impl {
 };
 
 // ===========================================================================
-// File format (little-endian, version 1):
+// File format (little-endian, version 2; version 1 is the same without
+// rotation kind 2):
 //   header  8 bytes magic "KEENHNSW", u32 format version, u32 header size (32),
 //           u64 payload size, u64 FNV-1a 64 of the payload
 //   payload u32 dim, metric, M, ef_construction, ef_search, granule,
-//           early_termination, has_rotation; u64 seed, count;
-//           i32 max_level; u32 entry;
-//           [rotation dim*dim f32]; labels count*i64; levels count*u8;
+//           early_termination, rotation kind (0 none, 1 dense, 2 reflectors);
+//           u64 seed, count; i32 max_level; u32 entry;
+//           [kind 1: rotation dim*dim f32; kind 2: u32 k, V dim*k f32, T k*k
+//           f32 (the WY form, see PackedRotation)]; labels count*i64; levels count*u8;
 //           deleted count*u8; heads count*h f32 (h = min(granule, dim), 0
 //           for ip: the first coordinates of each vector as stored); node
 //           blocks count*(dim-h f32 rest of the vector, 2M u32 layer-0 links,
@@ -1387,15 +1525,25 @@ void HNSWIndex::Impl::save(const std::string& path) const {
     w.value<std::uint32_t>(static_cast<std::uint32_t>(opt.ef_search));
     w.value<std::uint32_t>(static_cast<std::uint32_t>(opt.granule));
     w.value<std::uint32_t>(opt.early_termination ? 1u : 0u);
-    w.value<std::uint32_t>(rotated ? 1u : 0u);
+    std::shared_ptr<const PackedRotation> rot;
+    {
+      std::lock_guard<std::mutex> lock(packed_mutex);
+      rot = packed;
+    }
+    w.value<std::uint32_t>(!rot ? 0u : rot->k == 0 ? 1u : 2u);
     w.value<std::uint64_t>(opt.seed);
     w.value<std::uint64_t>(static_cast<std::uint64_t>(count));
     w.value<std::int32_t>(max_level);
     w.value<std::uint32_t>(entry);
     const auto n = static_cast<std::size_t>(count);
-    if (rotated) {
+    if (rot && rot->k == 0) {
       const std::vector<float> r = dense_rotation();
       w.payload(r.data(), r.size() * sizeof(float));
+    } else if (rot) {
+      const auto [V, T] = wy_factors(*rot);
+      w.value<std::uint32_t>(static_cast<std::uint32_t>(rot->k));
+      w.payload(V.data(), V.size() * sizeof(float));
+      w.payload(T.data(), T.size() * sizeof(float));
     }
     for (std::size_t i = 0; i < n; ++i) w.value<std::int64_t>(label(static_cast<std::uint32_t>(i)));
     w.payload(levels.data(), n);
@@ -1458,8 +1606,8 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
   std::memcpy(&header_bytes, header + 12, 4);
   std::memcpy(&payload_bytes, header + 16, 8);
   std::memcpy(&checksum, header + 24, 8);
-  if (version != kFormatVersion)
-    throw ValueError(bad + "format version " + std::to_string(version) + ", this keensight reads version " +
+  if (version != kFormatVersion && version != 1)
+    throw ValueError(bad + "format version " + std::to_string(version) + ", this keensight reads versions 1 to " +
                      std::to_string(kFormatVersion) + ")");
   if (header_bytes != kHeaderBytes) throw ValueError(bad + "bad header size)");
   // Pass 1: size and checksum of the payload, before trusting any of it.
@@ -1494,7 +1642,7 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
   const auto count = in.value<std::uint64_t>();
   const auto max_level = in.value<std::int32_t>();
   const auto entry = in.value<std::uint32_t>();
-  if (metric > 2 || early > 1 || has_rotation > 1 || o.M < 2 || o.M > 2048 || o.ef_construction < 1 ||
+  if (metric > 2 || early > 1 || has_rotation > (version == 1 ? 1u : 2u) || o.M < 2 || o.M > 2048 || o.ef_construction < 1 ||
       o.ef_search < 1 || o.granule < 1 || dim < 1 || dim > (1u << 24))
     in.fail("bad parameters");
   o.metric = static_cast<Metric>(metric);
@@ -1505,7 +1653,29 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
   in.need(count, per_node);
   if (count == 0 ? max_level != -1 : (max_level < 0 || max_level > kMaxLevel || entry >= count))
     in.fail("bad entry point");
-  if (has_rotation) {
+  if (has_rotation == 2) {
+    const auto k = in.value<std::uint32_t>();
+    if (k < 1 || k > dim) in.fail("bad rotation");
+    in.need(std::uint64_t{dim} * k + std::uint64_t{k} * k, 4);
+    std::vector<float> V(std::size_t{dim} * k), T(std::size_t{k} * k);
+    in.read(V.data(), V.size() * 4);
+    in.read(T.data(), T.size() * 4);
+    for (std::size_t i = 0; i < dim; ++i)
+      for (std::size_t j = 0; j < k; ++j) {
+        const float v = V[i * k + j];
+        if (!std::isfinite(v) || (i < j && v != 0.f) || (i == j && v != 1.f)) in.fail("bad rotation");
+      }
+    for (std::size_t i = 0; i < k; ++i)
+      for (std::size_t j = 0; j < k; ++j)
+        if (!std::isfinite(T[i * k + j]) || (j < i && T[i * k + j] != 0.f)) in.fail("bad rotation");
+    impl->packed = impl->pack_wy(V.data(), T.data(), k, search_detail::gemm_kernels().nr);
+    impl->rotated = true;
+    try {
+      impl->check_rotation(impl->dense_rotation().data());  // the reflectors make a rotation
+    } catch (const ValueError& e) {
+      in.fail(e.what());
+    }
+  } else if (has_rotation == 1) {
     in.need(std::uint64_t{dim} * dim, 4);
     std::vector<float> r(static_cast<std::size_t>(dim) * dim);
     in.read(r.data(), r.size() * 4);
@@ -1614,6 +1784,7 @@ HNSWIndex::HNSWIndex(HNSWIndex&&) noexcept = default;
 HNSWIndex& HNSWIndex::operator=(HNSWIndex&&) noexcept = default;
 
 void HNSWIndex::set_rotation(const float* rotation) { impl_->set_rotation(rotation); }
+void HNSWIndex::set_pca_axes(const float* axes, std::int64_t k) { impl_->set_pca_axes(axes, k); }
 bool HNSWIndex::has_rotation() const {
   std::shared_lock<std::shared_mutex> read(impl_->rw);
   return impl_->rotated;

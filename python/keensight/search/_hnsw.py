@@ -23,6 +23,11 @@ _PCA_REFERENCE_ROWS = 10000
 _PCA_SAMPLE_ROWS = 1000
 _PCA_NEIGHBOURS = 10
 _CHECK_ROWS = 4096     # difference rows per block of the covariance
+# pca=True keeps the leading _PCA_AXES axes in order and completes them with Householder
+# reflectors (HNSWIndex.set_pca_axes: 2 k dim + k^2 floats and multiply-adds per rotated
+# vector instead of dim^2) when that is cheaper; the early-termination checks fall in the
+# first granules (32, then every 128 coordinates), where the leading axes carry the variance.
+_PCA_AXES = 128
 
 
 def _int(value: Any, name: str, low: int, high: Optional[int] = None) -> int:
@@ -127,7 +132,9 @@ class HNSWIndex:
     pca : bool
         Fit a PCA rotation on the first batch passed to :meth:`add`: the
         principal axes of the differences between its rows and their nearest
-        neighbours.
+        neighbours. Above about 300 dimensions only the leading 128 axes are
+        kept in order, completed to a rotation by Householder reflectors (a
+        third of the memory and of the work of rotating a 784-d vector).
     rotation : array-like, optional
         A ``dim x dim`` matrix with orthonormal rows to rotate by instead.
     granule : int
@@ -199,7 +206,12 @@ class HNSWIndex:
                 fit = x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-30)
             else:
                 fit = x
-            self._index.set_rotation(_pca_rotation(fit))
+            axes = _pca_rotation(fit)
+            k = min(self.dim, _PCA_AXES)
+            if 2 * k * self.dim + k * k < self.dim * self.dim:
+                self._index.set_pca_axes(np.ascontiguousarray(axes[:k]))
+            else:
+                self._index.set_rotation(axes)
         self._index.add(x, id_array, self._num_threads)
 
     def mark_deleted(self, ids: Any) -> None:

@@ -62,6 +62,13 @@ class HNSWIndex {
   // Stores every vector (and query) as R x: `rotation` is dim x dim, row-major,
   // orthonormal rows (checked to 1e-3). Only while the index is empty.
   void set_rotation(const float* rotation);
+  // The same with a rotation whose first k rows are the k given orthonormal
+  // axes (k x dim, row-major; checked to 1e-3) and the rest an orthonormal
+  // basis of their complement: k Householder reflectors, held in compact WY
+  // form (2 k dim + k^2 floats, as many multiply-adds per vector rotated).
+  // For PCA: the first coordinates stored are the projections on the axes (up
+  // to sign). Only while the index is empty.
+  void set_pca_axes(const float* axes, std::int64_t k);
   bool has_rotation() const;
   std::vector<float> rotation() const;  // empty if none
 
