@@ -36,26 +36,33 @@ inline float hsum(__m512 v) {
 // The first `left` lanes, left in [0, 16].
 inline __mmask16 tail_mask(std::int64_t left) { return static_cast<__mmask16>((1u << left) - 1u); }
 
-// Two accumulators hide the FMA latency; one masked step takes the tail.
-float l2_sq(const float* a, const float* b, std::int64_t n) {
-  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-  std::int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
+// Adds (a - b)^2 over [i, end) to the two lane accumulators: two registers
+// per step (two accumulators hide the FMA latency), then one, then one masked
+// step for the tail (masked lanes add exact zeros). l2_sq, l2_sq_bounded and
+// l2_sq_bounded_many all accumulate through it, so a span gets the same
+// operations in the same order in each of them (their values agree bit for bit).
+inline void l2_span(const float* a, const float* b, std::int64_t i, std::int64_t end, __m512& s0, __m512& s1) {
+  for (; i + 32 <= end; i += 32) {
     const __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
     const __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16));
     s0 = _mm512_fmadd_ps(d0, d0, s0);
     s1 = _mm512_fmadd_ps(d1, d1, s1);
   }
-  if (i + 16 <= n) {
+  if (i + 16 <= end) {
     const __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
     s0 = _mm512_fmadd_ps(d0, d0, s0);
     i += 16;
   }
-  if (i < n) {
-    const __mmask16 m = tail_mask(n - i);
+  if (i < end) {
+    const __mmask16 m = tail_mask(end - i);
     const __m512 d1 = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
     s1 = _mm512_fmadd_ps(d1, d1, s1);
   }
+}
+
+float l2_sq(const float* a, const float* b, std::int64_t n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  l2_span(a, b, 0, n, s0, s1);
   return hsum(_mm512_add_ps(s0, s1));
 }
 
@@ -119,23 +126,8 @@ float l2_sq_bounded(const float* a, const float* b, std::int64_t n, std::int64_t
   std::int64_t i = 0;
   for (;;) {
     const std::int64_t end = std::min(n, i + granule);
-    for (; i + 32 <= end; i += 32) {
-      const __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
-      const __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16));
-      s0 = _mm512_fmadd_ps(d0, d0, s0);
-      s1 = _mm512_fmadd_ps(d1, d1, s1);
-    }
-    if (i + 16 <= end) {
-      const __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
-      s0 = _mm512_fmadd_ps(d0, d0, s0);
-      i += 16;
-    }
-    if (i < end) {
-      const __mmask16 m = tail_mask(end - i);
-      const __m512 d1 = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
-      s1 = _mm512_fmadd_ps(d1, d1, s1);
-      i = end;
-    }
+    l2_span(a, b, i, end, s0, s1);
+    i = end;
     if (i >= n) break;
     if (check) {
       const float partial = init + hsum(_mm512_add_ps(s0, s1));
@@ -162,31 +154,9 @@ void l2_sq_bounded_many(const float* a, const float* const* rows, std::int64_t c
   std::int64_t i = 0;
   while (running) {
     const std::int64_t end = std::min(n, i + granule);
-    std::int64_t next = i;
-    for (std::int64_t r = 0; r < count; ++r) {
-      if (!((running >> r) & 1u)) continue;
-      const float* b = rows[r];
-      std::int64_t t = i;
-      for (; t + 32 <= end; t += 32) {
-        const __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + t), _mm512_loadu_ps(b + t));
-        const __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(a + t + 16), _mm512_loadu_ps(b + t + 16));
-        s0[r] = _mm512_fmadd_ps(d0, d0, s0[r]);
-        s1[r] = _mm512_fmadd_ps(d1, d1, s1[r]);
-      }
-      if (t + 16 <= end) {
-        const __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + t), _mm512_loadu_ps(b + t));
-        s0[r] = _mm512_fmadd_ps(d0, d0, s0[r]);
-        t += 16;
-      }
-      if (t < end) {
-        const __mmask16 m = tail_mask(end - t);
-        const __m512 d1 = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, a + t), _mm512_maskz_loadu_ps(m, b + t));
-        s1[r] = _mm512_fmadd_ps(d1, d1, s1[r]);
-        t = end;
-      }
-      next = t;
-    }
-    i = next;
+    for (std::int64_t r = 0; r < count; ++r)
+      if ((running >> r) & 1u) l2_span(a, rows[r], i, end, s0[r], s1[r]);
+    i = end;
     for (std::int64_t r = 0; r < count; ++r) {
       if (!((running >> r) & 1u)) continue;
       if (i >= n) {
