@@ -43,6 +43,19 @@ def brute_force(base, queries, k, metric="l2", ids=None):
     return dist, labels
 
 
+def write_with_checksum(path, raw, payload):
+    """Writes the header of `raw` with the checksum of the (edited) `payload`
+    recomputed, then the payload: a crafted file that passes the checksum."""
+    import struct
+
+    h = 0xCBF29CE484222325
+    for b in bytes(payload):  # FNV-1a 64, as the file format specifies
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    header = bytearray(raw[:32])
+    struct.pack_into("<Q", header, 24, h)
+    path.write_bytes(bytes(header) + bytes(payload))
+
+
 def recall(found, truth):
     k = truth.shape[1]
     return float(np.mean([len(set(f[f >= 0]) & set(t)) / k for f, t in zip(found, truth)]))
@@ -226,11 +239,7 @@ def test_pca_axes_index(tmp_path, data):
     payload = raw[32:]
     assert struct.unpack_from("<I", payload, 28)[0] == 2  # rotation kind: reflectors
     struct.pack_into("<f", payload, 56 + 4, 0.5)  # V[0][0] must be 1
-    h = 0xCBF29CE484222325
-    for b in bytes(payload):
-        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    struct.pack_into("<Q", raw, 24, h)
-    path.write_bytes(bytes(raw[:32]) + bytes(payload))
+    write_with_checksum(path, raw, payload)
     with pytest.raises(ValueError, match="bad rotation"):
         HNSWIndex.load(path)
 
@@ -503,11 +512,7 @@ def test_load_rejects_crafted_payload(saved):
     head = min(32, DIM)  # the default granule: coordinates in the head table
     first_link = 56 + n * 8 + n + n + n * head * 4 + (DIM - head) * 4
     struct.pack_into("<I", payload, first_link, 10**6)  # node 0's first link
-    h = 0xCBF29CE484222325
-    for b in bytes(payload):  # FNV-1a 64, as the file format specifies
-        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    struct.pack_into("<Q", raw, 24, h)
-    saved.write_bytes(bytes(raw[:32]) + bytes(payload))
+    write_with_checksum(saved, raw, payload)
     with pytest.raises(ValueError, match="missing node"):
         HNSWIndex.load(saved)
 
