@@ -47,6 +47,7 @@ def lite0_embeddings(images: np.ndarray, tag: str) -> np.ndarray:
     start = time.perf_counter()
     feats = np.concatenate([extractor(list(images[i:i + 512])) for i in range(0, len(images), 512)])
     print(f"  embedded {len(images)} images in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: np.save(f, feats))
     return feats
 

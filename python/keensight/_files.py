@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Union
 
+from . import _validate
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 FILE_MODE = 0o644  # mkstemp creates 0600; written files are readable like any other
@@ -15,9 +17,15 @@ FILE_MODE = 0o644  # mkstemp creates 0600; written files are readable like any o
 def atomic_write(path: PathLike, write: Callable[[BinaryIO], None], suffix: str = ".tmp") -> None:
     """Run ``write(f)`` on a temporary file beside `path`, flush it to disk, then rename it
     over `path`. On any exception (from `write` too) the temporary file is removed and
-    `path` is left as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    `path` is left as it was.
+
+    The temporary file gets a random name and is created exclusively (``mkstemp``:
+    O_CREAT | O_EXCL, mode 0600), so a file or symlink planted beside `path` is never
+    opened or followed; the rename replaces a symlink at `path` itself, not its target.
+    The folder of `path` must exist (FileNotFoundError otherwise): the package never
+    creates the parent folders of a file the caller names (the model cache creates its
+    own folder)."""
+    path = Path(_validate.output_file(path, "path"))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import stat
 from typing import Any, Optional, Tuple, Union
 
 import numpy as np
@@ -80,12 +82,45 @@ def border(value: BorderLike, name: str = "border") -> int:
     raise TypeError(f"{name}: expected a border name or cv2.BORDER_* int, got {type(value).__name__}")
 
 
-def integer(value: Any, name: str) -> int:
-    if type(value) is int:  # the common case, without the slower ABC checks below
-        return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    return int(value)
+# Ints handed to the C++ core are 32-bit unless a caller says otherwise: checking the
+# range here gives "name: expected ..." instead of pybind11's "incompatible arguments".
+INT32_MAX = 2 ** 31 - 1
+INT64_MAX = 2 ** 63 - 1
+# The most threads any keensight function starts (kernels, decoders, onnxruntime
+# sessions): far above any core count, far below what exhausts a process.
+MAX_THREADS = 256
+
+
+def integer(value: Any, name: str, low: Optional[int] = -INT32_MAX - 1, high: Optional[int] = INT32_MAX) -> int:
+    """`value` as an int in [low, high] (None: unbounded on that side); bools and
+    non-integral numbers raise TypeError, values out of range ValueError."""
+    if type(value) is not int:  # the common case skips the slower ABC checks below
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+        value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        if high is None:
+            want = f">= {low}"
+        elif low is None:
+            want = f"<= {high}"
+        else:
+            want = f"in [{low}, {high}]"
+        raise ValueError(f"{name}: expected an int {want}, got {value}")
+    return value
+
+
+def boolean(value: Any, name: str) -> bool:
+    """`value` as a bool: True / False (or NumPy's bool); strings, numbers and None
+    raise TypeError (``"no"`` is not False)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name}: expected True or False, got {value!r}")
+
+
+def num_threads(value: Any, name: str = "threads", allow_default: bool = True) -> int:
+    """A thread count in [1, MAX_THREADS], or 0 ("the default") when `allow_default`."""
+    low = 0 if allow_default else 1
+    return integer(value, name, low, MAX_THREADS)
 
 
 def real(value: Any, name: str, finite: bool = True) -> float:
@@ -173,9 +208,59 @@ def matrix(x: Any, name: str = "X", *, dim: Optional[int] = None, allow_empty: b
     return a
 
 
-def positive_int(value: Any, name: str) -> int:
-    """An int >= 1 (bools refused)."""
-    value = integer(value, name)
-    if value < 1:
-        raise ValueError(f"{name}: expected a positive int, got {value}")
-    return value
+def positive_int(value: Any, name: str, high: Optional[int] = INT32_MAX) -> int:
+    """An int in [1, high] (bools refused)."""
+    return integer(value, name, 1, high)
+
+
+def input_file(path: Any, name: str = "path") -> str:
+    """`path` as a str naming an existing regular file that can be read: FileNotFoundError,
+    IsADirectoryError, PermissionError or ValueError (a device, a FIFO, ...) otherwise."""
+    p = _fspath(path, name)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{name}: no such file: {p!r}") from None
+    except PermissionError:
+        raise PermissionError(f"{name}: permission denied: {p!r}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(f"{name}: {p!r} is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{name}: {p!r} is not a regular file (a device, FIFO or socket)")
+    if not os.access(p, os.R_OK):
+        raise PermissionError(f"{name}: permission denied: {p!r} cannot be read")
+    return p
+
+
+def output_file(path: Any, name: str = "path") -> str:
+    """`path` as a str naming a file that may be (re)written: its folder must exist and
+    be writable (keensight never creates the parent folders of a file you name), and
+    `path` must not be a directory or a special file. FileNotFoundError,
+    NotADirectoryError, IsADirectoryError, PermissionError or ValueError otherwise."""
+    p = _fspath(path, name)
+    folder = os.path.dirname(os.path.abspath(p))
+    if not os.path.exists(folder):
+        raise FileNotFoundError(f"{name}: the folder {folder!r} does not exist (create it first)")
+    if not os.path.isdir(folder):
+        raise NotADirectoryError(f"{name}: {folder!r} is not a folder")
+    if os.path.isdir(p):
+        raise IsADirectoryError(f"{name}: {p!r} is a directory, not a file")
+    if os.path.lexists(p) and not os.path.islink(p) and not stat.S_ISREG(os.stat(p).st_mode):
+        raise ValueError(f"{name}: {p!r} exists and is not a regular file (a device, FIFO or socket)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"{name}: permission denied: cannot create files in {folder!r}")
+    return p
+
+
+def _fspath(path: Any, name: str) -> str:
+    try:
+        p = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"{name}: expected a path (str or os.PathLike), got {type(path).__name__}") from None
+    if isinstance(p, bytes):
+        p = os.fsdecode(p)
+    if not p:
+        raise ValueError(f"{name}: expected a non-empty path")
+    if "\0" in p:
+        raise ValueError(f"{name}: a path cannot contain NUL characters")
+    return p

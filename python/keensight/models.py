@@ -398,6 +398,7 @@ def _ensure_converted(spec: ModelSpec, path: Path) -> Path:
     try:
         # The model first, then the sidecar that vouches for it: a reader that meets the
         # new model with the old sidecar sees a mismatch and converts again.
+        path.parent.mkdir(parents=True, exist_ok=True)  # the cache's own folder
         _atomic_write(path, data)
         _atomic_write(sidecar, (json.dumps(meta, indent=1) + "\n").encode("utf-8"))
     except OSError as exc:
@@ -428,6 +429,7 @@ def _ensure_downloaded(spec: ModelSpec, path: Path, *, download: bool, progress:
         raise ModelUnavailableError(
             f"{spec.name} is not cached and download=False: put the file from {spec.source} at {path}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # the cache's own folder
         _download(spec, path, progress)
     except ModelUnavailableError:
         raise
