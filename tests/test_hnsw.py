@@ -527,7 +527,7 @@ def test_save_is_atomic(tmp_path, data, built):
     target = tmp_path / "target"
     target.mkdir()
     (target / "keep").write_text("x")
-    with pytest.raises(ValueError):
+    with pytest.raises(IsADirectoryError):
         built.save(target)
     assert sorted(os.listdir(tmp_path)) == ["target"]
     assert os.listdir(target) == ["keep"]

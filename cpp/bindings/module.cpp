@@ -25,6 +25,12 @@ PYBIND11_MODULE(_core, m) {
       PyErr_SetString(PyExc_TypeError, e.what());
     } catch (const keensight::ValueError& e) {
       PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const keensight::FileError& e) {
+      // OSError(errno, strerror, filename) becomes the matching subclass
+      // (FileNotFoundError, PermissionError, ...).
+      py::object error = py::reinterpret_steal<py::object>(
+          PyObject_CallFunction(PyExc_OSError, "iss", e.errno_value, e.what(), e.path.c_str()));
+      if (error) PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
     }
   });
 

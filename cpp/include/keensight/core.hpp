@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace keensight {
 
@@ -16,6 +17,15 @@ struct ValueError : std::invalid_argument {
 };
 struct TypeError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
+};
+// A failed file operation, with the C errno that caused it (ENOENT, EACCES, ...).
+// The Python bindings raise OSError(errno, message, path): FileNotFoundError,
+// PermissionError, IsADirectoryError ... as the errno says.
+struct FileError : std::runtime_error {
+  FileError(const std::string& message, int error_number, std::string file)
+      : std::runtime_error(message), errno_value(error_number), path(std::move(file)) {}
+  int errno_value;
+  std::string path;
 };
 
 // ---------------------------------------------------------------------------

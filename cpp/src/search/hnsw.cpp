@@ -66,7 +66,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
-#include <filesystem>
 #include <limits>
 #include <mutex>
 #include <shared_mutex>
@@ -83,6 +82,7 @@
 #include <unistd.h>
 #endif
 
+#include "core/atomic_file.hpp"
 #include "search/gemm.hpp"
 #include "search/kernels.hpp"
 #include "search/topk.hpp"
@@ -1449,10 +1449,8 @@ namespace {
 
 class FileWriter {
  public:
-  FileWriter(std::FILE* f, const std::string& path) : f_(f), path_(path) {}
-  void raw(const void* data, std::size_t n) {
-    if (n && std::fwrite(data, 1, n, f_) != n) throw ValueError("HNSWIndex.save: cannot write " + path_);
-  }
+  explicit FileWriter(detail::AtomicFile& file) : file_(file) {}
+  void raw(const void* data, std::size_t n) { file_.write(data, n); }
   void payload(const void* data, std::size_t n) {
     raw(data, n);
     hash.update(data, n);
@@ -1464,8 +1462,7 @@ class FileWriter {
   std::uint64_t bytes = 0;
 
  private:
-  std::FILE* f_;
-  std::string path_;
+  detail::AtomicFile& file_;
 };
 
 struct FileCloser {
@@ -1506,17 +1503,9 @@ class PayloadReader {
 
 void HNSWIndex::Impl::save(const std::string& path) const {
   std::shared_lock<std::shared_mutex> read(rw);
-  namespace fs = std::filesystem;
-  static std::atomic<unsigned> serial{0};
-  std::string tmp = path + ".tmp";
-#if defined(__unix__) || defined(__APPLE__)
-  tmp += "." + std::to_string(static_cast<long>(getpid()));
-#endif
-  tmp += "." + std::to_string(serial.fetch_add(1));
-  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(tmp.c_str(), "wbx"));
-  if (!file) throw ValueError("HNSWIndex.save: cannot create " + tmp + " (" + std::strerror(errno) + ")");
-  try {
-    FileWriter w(file.get(), tmp);
+  detail::AtomicFile file(path);  // random name, exclusive create, fsync, rename
+  {
+    FileWriter w(file);
     char header[kHeaderBytes] = {};
     w.raw(header, sizeof(header));  // placeholder; rewritten once the checksum is known
     w.value<std::uint32_t>(static_cast<std::uint32_t>(dim));
@@ -1575,28 +1564,15 @@ void HNSWIndex::Impl::save(const std::string& path) const {
     std::memcpy(header + 12, &header_bytes, 4);
     std::memcpy(header + 16, &w.bytes, 8);
     std::memcpy(header + 24, &w.hash.h, 8);
-    if (std::fseek(file.get(), 0, SEEK_SET) != 0) throw ValueError("HNSWIndex.save: cannot seek in " + tmp);
+    file.seek(0);
     w.raw(header, sizeof(header));
-    if (std::fflush(file.get()) != 0) throw ValueError("HNSWIndex.save: cannot write " + tmp);
-#if defined(__unix__) || defined(__APPLE__)
-    fsync(fileno(file.get()));  // the data reaches the disk before the rename makes it visible
-#endif
-    std::FILE* raw = file.release();
-    if (std::fclose(raw) != 0) throw ValueError("HNSWIndex.save: cannot write " + tmp);
-    std::error_code ec;
-    fs::rename(tmp, path, ec);  // atomic replacement on POSIX
-    if (ec) throw ValueError("HNSWIndex.save: cannot rename " + tmp + " to " + path + " (" + ec.message() + ")");
-  } catch (...) {
-    file.reset();
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw;
   }
+  file.commit();
 }
 
 std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) {
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
-  if (!file) throw ValueError("HNSWIndex.load: cannot open " + path + " (" + std::strerror(errno) + ")");
+  if (!file) throw FileError("HNSWIndex.load: cannot open " + path + " (" + std::strerror(errno) + ")", errno, path);
   const std::string bad = "HNSWIndex.load: " + path + " is not a valid keensight HNSW index (";
   char header[kHeaderBytes];
   if (std::fread(header, 1, kHeaderBytes, file.get()) != kHeaderBytes) throw ValueError(bad + "truncated header)");

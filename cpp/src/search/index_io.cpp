@@ -6,13 +6,6 @@
 
 #include "keensight/core.hpp"
 
-#ifdef _WIN32
-#include <io.h>
-#include <process.h>
-#include <windows.h>
-#else
-#include <unistd.h>
-#endif
 
 namespace keensight::search_detail {
 namespace {
@@ -61,31 +54,6 @@ bool file_size(std::FILE* f, std::uint64_t* size) {
   return true;
 }
 
-bool flush_to_disk(std::FILE* f) {
-  if (std::fflush(f) != 0) return false;
-#ifdef _WIN32
-  return _commit(_fileno(f)) == 0;
-#else
-  return fsync(fileno(f)) == 0;
-#endif
-}
-
-bool replace_file(const std::string& from, const std::string& to) {
-#ifdef _WIN32
-  return MoveFileExA(from.c_str(), to.c_str(), MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH) != 0;
-#else
-  return std::rename(from.c_str(), to.c_str()) == 0;  // atomic on POSIX
-#endif
-}
-
-long process_id() {
-#ifdef _WIN32
-  return static_cast<long>(_getpid());
-#else
-  return static_cast<long>(getpid());
-#endif
-}
-
 }  // namespace
 
 std::uint64_t fnv1a64(const void* data, std::size_t bytes, std::uint64_t hash) {
@@ -99,40 +67,22 @@ std::uint64_t fnv1a64(const void* data, std::size_t bytes, std::uint64_t hash) {
 
 // ---------------------------------------------------------------------------
 IndexWriter::IndexWriter(const std::string& path, const std::string& magic, std::uint32_t version)
-    : path_(path) {
-  require_little_endian();
+    : file_((require_little_endian(), path)) {
   const std::string m = padded_magic(magic);
-  // Same directory as the target, so the final rename never crosses file systems.
-  static std::uint64_t counter = 0;
-  temp_path_ = path + ".tmp" + std::to_string(process_id()) + "_" + std::to_string(++counter);
-  file_ = std::fopen(temp_path_.c_str(), "wb");
-  if (!file_) throw ValueError("cannot write '" + path + "': " + std::strerror(errno));
   write(m.data(), kMagicBytes);
   write_value(version);
 }
 
-IndexWriter::~IndexWriter() {
-  if (file_) std::fclose(file_);
-  if (!committed_) std::remove(temp_path_.c_str());
-}
-
 void IndexWriter::write(const void* data, std::size_t bytes) {
   if (bytes == 0) return;
-  if (std::fwrite(data, 1, bytes, file_) != bytes)
-    throw ValueError("cannot write '" + path_ + "': " + std::strerror(errno));
+  file_.write(data, bytes);
   hash_ = fnv1a64(data, bytes, hash_);
 }
 
 void IndexWriter::commit() {
   const std::uint64_t checksum = hash_;
-  if (std::fwrite(&checksum, 1, sizeof checksum, file_) != sizeof checksum || !flush_to_disk(file_))
-    throw ValueError("cannot write '" + path_ + "': " + std::strerror(errno));
-  const int closed = std::fclose(file_);
-  file_ = nullptr;
-  if (closed != 0) throw ValueError("cannot write '" + path_ + "': " + std::strerror(errno));
-  if (!replace_file(temp_path_, path_))
-    throw ValueError("cannot replace '" + path_ + "': " + std::strerror(errno));
-  committed_ = true;
+  file_.write(&checksum, sizeof checksum);
+  file_.commit();
 }
 
 // ---------------------------------------------------------------------------
@@ -140,7 +90,7 @@ IndexReader::IndexReader(const std::string& path, const std::string& magic, cons
     : path_(path), what_(what) {
   require_little_endian();
   file_ = std::fopen(path.c_str(), "rb");
-  if (!file_) throw ValueError("cannot read '" + path + "': " + std::strerror(errno));
+  if (!file_) throw FileError("cannot read '" + path + "': " + std::strerror(errno), errno, path);
   std::uint64_t size = 0;
   if (!file_size(file_, &size)) fail("cannot determine its size");
   if (size < kHeaderBytes + kTrailerBytes) fail("truncated (" + std::to_string(size) + " bytes)");

@@ -8,9 +8,10 @@
 //   body      the index's own header fields, then its payload (IndexWriter::write)
 //   checksum  uint64, FNV-1a 64 of every byte before it
 //
-// A file is written into a temporary file in the target's directory, flushed
-// and fsync'ed, then renamed over the target, so a crash or a full disk leaves
-// either the old file or the new one, never half of one. A reader verifies the
+// A file is written through core/atomic_file.hpp (an exclusively created
+// temporary file with a random name in the target's folder, fsync'ed, then
+// renamed over the target), so a crash or a full disk leaves either the old
+// file or the new one, never half of one, and no planted symlink is followed. A reader verifies the
 // size, the checksum, the magic and the version before the index reads a byte
 // of the body, and every read past the body's end is a ValueError
 // ("truncated"), so an index can trust the sizes it reads once it has checked
@@ -23,6 +24,8 @@
 #include <string>
 #include <type_traits>
 
+#include "core/atomic_file.hpp"
+
 namespace keensight::search_detail {
 
 // FNV-1a 64 (Fowler-Noll-Vo), continuing from `hash` (start: kFnvOffset).
@@ -32,8 +35,8 @@ std::uint64_t fnv1a64(const void* data, std::size_t bytes, std::uint64_t hash = 
 class IndexWriter {
  public:
   // Opens a temporary file beside `path`; `magic` has at most 8 characters.
+  // The temporary file is removed unless commit() succeeds.
   IndexWriter(const std::string& path, const std::string& magic, std::uint32_t version);
-  ~IndexWriter();  // removes the temporary file unless commit() succeeded
   IndexWriter(const IndexWriter&) = delete;
   IndexWriter& operator=(const IndexWriter&) = delete;
 
@@ -47,10 +50,8 @@ class IndexWriter {
   void commit();
 
  private:
-  std::string path_, temp_path_;
-  std::FILE* file_ = nullptr;
+  detail::AtomicFile file_;
   std::uint64_t hash_ = kFnvOffset;
-  bool committed_ = false;
 };
 
 class IndexReader {
