@@ -60,10 +60,25 @@ def test_keensight_isa_forces_lower_level():
     assert forced["active"] == "scalar" and forced["forced"] == "scalar"
     if ORDER[min(parent["detected"], parent["compiled"], key=ORDER.get)] >= 1:
         assert child(INFO, KEENSIGHT_ISA="avx2")["active"] == "avx2"
-    bogus = child(INFO, KEENSIGHT_ISA="bogus")
-    assert bogus["active"] == "scalar" and bogus["forced"] == "bogus"
     high = child(INFO, KEENSIGHT_ISA="avx512")
     assert ORDER[high["active"]] <= min(ORDER[parent["detected"]], ORDER[parent["compiled"]])
+
+
+def test_keensight_isa_names_ignore_case_and_unknown_names_warn():
+    # "foo" or "AVX2" silently ran scalar.
+    parent = ks.cpu_info()
+    best = min(parent["detected"], parent["compiled"], key=ORDER.get)
+    if ORDER[best] >= 1:
+        upper = child(INFO, KEENSIGHT_ISA="AVX2")
+        assert upper["active"] == "avx2" and upper["forced_valid"]
+    assert child(INFO, KEENSIGHT_ISA="Scalar")["active"] == "scalar"
+    import os
+    env = dict(os.environ, KEENSIGHT_ISA="foo")
+    out = subprocess.run([sys.executable, "-c", INFO], env=env, capture_output=True, text=True, check=True)
+    bogus = json.loads(out.stdout)
+    assert bogus["forced"] == "foo" and not bogus["forced_valid"]
+    assert bogus["active"] == best  # ignored, not a silent fall to scalar
+    assert "KEENSIGHT_ISA='foo'" in out.stderr and "'scalar', 'avx2' or 'avx512'" in out.stderr
 
 
 def test_scalar_process_gives_same_results(tmp_path):
@@ -104,6 +119,14 @@ def test_threads():
         for bad in (1.5, "2", True, None):
             with pytest.raises(TypeError, match="int"):
                 ks.set_num_threads(bad)
+        # 2**40 gave pybind11's "incompatible function arguments" dump.
+        for bad in (257, 10 ** 4, 2 ** 31, 2 ** 40):
+            with pytest.raises(ValueError, match=r"n: expected an int <= 256"):
+                ks.set_num_threads(bad)
+        ks.set_num_threads(256)
+        assert ks.get_num_threads() == 256
+        ks.set_num_threads(-2 ** 40)  # any n <= 0: the default
+        assert 1 <= ks.get_num_threads() < 256
     finally:
         ks.set_num_threads(0)
 

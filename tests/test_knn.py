@@ -1,5 +1,5 @@
 """Exact k-NN (keensight.search.knn) and FlatIndex against NumPy (float64 brute force)
-and scikit-learn, at every ISA level; ties, k > n, threads, files, bad input."""
+and scikit-learn, at every ISA level; ties, k > n (clamped), threads, files, bad input."""
 from __future__ import annotations
 
 import os
@@ -60,7 +60,8 @@ def tolerance(q: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
 
 def check(d, i, q, b, k, metric):
     nq, n = len(q), len(b)
-    assert d.shape == (nq, k) and i.shape == (nq, k)
+    # Never wider than the base: min(k, n) columns.
+    assert d.shape == (nq, min(k, n)) and i.shape == (nq, min(k, n))
     assert d.dtype == np.float32 and i.dtype == np.int64
     ref = reference(q, b, metric)
     tol = tolerance(q, b, metric)
@@ -77,9 +78,6 @@ def check(d, i, q, b, k, metric):
     # Best first.
     vals = -d[:, :kk] if metric == "ip" else d[:, :kk]
     assert np.all(np.diff(vals, axis=1) >= 0)
-    if k > n:
-        assert np.all(i[:, n:] == -1)
-        assert np.all(d[:, n:] == (-np.inf if metric == "ip" else np.inf))
 
 
 def data(rng, nq, n, dim, metric):
@@ -309,3 +307,209 @@ def test_flat_index_bad_input():
         index.search(np.ones((1, 3)), 0)
     with pytest.raises(ValueError, match="NaN"):
         index.search(np.full((1, 3), np.nan), 1)
+
+
+# ---------------------------------------------------------------------------
+# Regressions: answers independent of the batch, data far from the origin,
+# overflow, bounded sizes, concurrency, planted symlinks, crafted files.
+
+def float64_neighbours(q, b, metric, k):
+    ref = reference(q, b, metric)
+    order = np.argsort(ref, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(ref, order, 1)
+
+
+@pytest.mark.parametrize("offset", [1e4, 1e6, -3e5])
+def test_far_from_origin_same_answer_in_any_batch(isa, offset):
+    # The GEMM expansion ||q||^2 - 2 q.b + ||b||^2 of float32 rows at 1e4 +- 1
+    # cancels to nothing: 8 queries got 0% right with every distance 0.0.
+    rng = np.random.default_rng(0)
+    b = (rng.standard_normal((500, 16)) + offset).astype("f4")
+    q = (rng.standard_normal((40, 16)) + offset).astype("f4")
+    truth, _ = float64_neighbours(q, b, "l2", 3)
+    alone = [knn(q[j:j + 1], b, 3) for j in range(len(q))]
+    for nq in (7, 8, 9, 40):
+        d, i = knn(q[:nq], b, 3)
+        np.testing.assert_array_equal(i, truth[:nq])
+        for j in range(nq):  # bit for bit what the query gets on its own
+            np.testing.assert_array_equal(d[j], alone[j][0][0])
+            np.testing.assert_array_equal(i[j], alone[j][1][0])
+    direct = ((q[:, None, :] - b[None, :, :]) ** 2).sum(-1, dtype=np.float64)
+    np.testing.assert_allclose(d, np.take_along_axis(direct, i, 1), rtol=1e-5)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gemm_path_equals_pair_path_bit_for_bit(isa, rng, metric, threads):
+    # Rows of one batch (GEMM, >= 8 queries) and the same rows one at a time
+    # (pair kernels) must agree exactly: same ids, same float32 distances.
+    q, b = data(rng, 60, 2500, 70, metric)
+    b[100:110] = b[5]  # exact duplicates: ties by the lower index
+    q[3] = b[5]
+    before = keensight.get_num_threads()
+    keensight.set_num_threads(threads)
+    try:
+        d, i = knn(q, b, 12, metric)
+        for j in range(0, len(q), 7):
+            dj, ij = knn(q[j:j + 1], b, 12, metric)
+            np.testing.assert_array_equal(d[j], dj[0])
+            np.testing.assert_array_equal(i[j], ij[0])
+    finally:
+        keensight.set_num_threads(before)
+    if metric != "ip":
+        assert list(i[3, :3]) == [5, 100, 101]
+
+
+def test_many_duplicates_fall_back_to_exact(isa, rng):
+    # More equal rows than the GEMM keeps candidates: the bound cannot separate
+    # them, and the whole base is searched directly (ties: lower index first).
+    b = np.repeat(rng.standard_normal((50, 24)).astype("f4"), 12, axis=0)
+    d, i = knn(b[::12][:20], b, 5)
+    np.testing.assert_array_equal(i, (np.arange(20) * 12)[:, None] + np.arange(5))
+    assert np.all(d == 0)
+
+
+@pytest.mark.parametrize("nq", [1, 20])
+@pytest.mark.parametrize("metric", ["l2", "ip", "l1"])
+def test_overflow_is_reported(nq, metric):
+    rng = np.random.default_rng(1)
+    scale = 1e38 if metric == "l1" else 1e20  # l1 sums |q - b| without squaring
+    b = (np.clip(rng.standard_normal((50, 8)), -3, 3) * scale).astype("f4")
+    q = (np.clip(rng.standard_normal((nq, 8)), -3, 3) * scale).astype("f4")
+    with pytest.raises(ValueError, match="overflow"):
+        knn(q, b, 2, metric)
+
+
+def test_huge_k_is_clamped_to_the_base():
+    b = np.random.default_rng(0).standard_normal((500, 8)).astype("f4")
+    for k in (10 ** 8, 10 ** 9, 2 ** 63 - 1):
+        d, i = knn(b[:1], b, k)  # was: a 10**8-wide result (1.1 GB)
+        assert d.shape == i.shape == (1, 500)
+        assert sorted(i[0].tolist()) == list(range(500))
+    index = FlatIndex(8)
+    index.add(b[:30])
+    d, i = index.search(b[:2], 10 ** 9)
+    assert d.shape == (2, 30)
+    with pytest.raises(ValueError, match="k: expected an int in"):
+        knn(b[:1], b, 2 ** 63)
+    with pytest.raises(ValueError, match="k: expected an int in"):
+        index.search(b[:1], 2 ** 64)
+
+
+def test_flat_index_concurrent_search_add_reset():
+    # Searches ran without a lock while another thread added or reset: SIGSEGV.
+    import threading
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20000, 64)).astype("f4")
+    index = FlatIndex(64)
+    index.add(x[:100])
+    stop = threading.Event()
+    errors = []
+
+    def searcher():
+        try:
+            while not stop.is_set():
+                try:
+                    d, i = index.search(x[:64], 5)
+                except ValueError as exc:  # between a reset and the next add
+                    assert "empty" in str(exc)
+                    continue
+                assert d.shape[0] == 64 and np.all(i < 20000 * 41)
+                assert np.all(np.diff(d, axis=1) >= 0)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def writer():
+        try:
+            for r in range(40):
+                if r % 3 == 2:
+                    index.reset()
+                    index.add(x[:10])
+                else:
+                    index.add(x)
+                _ = len(index), index.vectors().shape
+        except BaseException as exc:  # pragma: no cover
+            errors.append(exc)
+
+    threads = [threading.Thread(target=searcher) for _ in range(2)] + [threading.Thread(target=writer)]
+    for t in threads:
+        t.start()
+    threads[-1].join()
+    stop.set()
+    for t in threads[:-1]:
+        t.join()
+    assert not errors, errors
+    d, i = index.search(x[:5], 1)
+    assert np.all(d[:, 0] == 0)  # every query row is stored: it finds itself
+
+
+def test_flat_index_save_does_not_follow_planted_symlinks(tmp_path):
+    index = FlatIndex(4)
+    index.add(np.ones((3, 4)))
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    target = tmp_path / "index.ksf"
+    # Every temporary name the old writer could pick (path.tmp<pid>_<n>).
+    for n in range(1, 60):
+        os.symlink(victim, f"{target}.tmp{os.getpid()}_{n}")
+    index.save(target)
+    assert victim.read_text() == "precious"
+    assert target.is_file() and not target.is_symlink()
+    assert len(FlatIndex.load(target)) == 3
+    # A symlink at the target itself is replaced, its target untouched.
+    link = tmp_path / "link.ksf"
+    os.symlink(victim, link)
+    index.save(link)
+    assert victim.read_text() == "precious" and not link.is_symlink()
+    assert len(FlatIndex.load(link)) == 3
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_flat_file_with_non_finite_vectors_is_refused(tmp_path, value):
+    index = FlatIndex(4)
+    index.add(np.ones((5, 4)))
+    path = tmp_path / "ok.ksf"
+    index.save(path)
+    body = bytearray(path.read_bytes()[:-8])
+    body[36 + 4 * 7:36 + 4 * 8] = np.float32(value).tobytes()  # row 1, column 3
+    bad = tmp_path / "bad.ksf"
+    bad.write_bytes(bytes(body) + fnv1a64(bytes(body)).to_bytes(8, "little"))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        FlatIndex.load(bad)
+
+
+def test_flat_file_paths_say_what_they_are(tmp_path, monkeypatch):
+    index = FlatIndex(2)
+    index.add(np.ones((1, 2)))
+    with pytest.raises(IsADirectoryError, match="directory"):
+        FlatIndex.load(tmp_path)
+    with pytest.raises(IsADirectoryError, match="directory"):
+        index.save(tmp_path)
+    with pytest.raises(ValueError, match="not a regular file"):
+        FlatIndex.load(os.devnull)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        index.save(tmp_path / "missing" / "x.ksf")
+    path = tmp_path / "x.ksf"
+    index.save(path)
+    # Permission checks (the suite may run as root, for whom every file is readable).
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if os.fspath(p) in (str(path), str(tmp_path)) else real_access(p, mode))
+    with pytest.raises(PermissionError, match="permission denied"):
+        FlatIndex.load(path)
+    with pytest.raises(PermissionError, match="permission denied"):
+        index.save(path)
+
+
+def test_one_validation_for_every_search_input():
+    b = np.arange(24).reshape(8, 3)  # int rows are converted, as in knn
+    index = FlatIndex(3)
+    index.add(b)
+    index.add(b.astype(bool))
+    assert len(index) == 16
+    d, i = index.search(np.zeros((0, 3)), 4)  # an empty batch is fine
+    assert d.shape == (0, 4)
+    with pytest.raises(ValueError, match="reshape"):
+        index.search(np.zeros(3), 1)  # a 1-D vector is not a batch
+    with pytest.raises(ValueError, match="reshape"):
+        knn(np.zeros(3), b, 1)

@@ -138,3 +138,14 @@ def test_transform_bad_input(rng):
         pca.transform(np.full((2, 4), np.inf))
     with pytest.raises(ValueError, match="2 columns"):
         pca.inverse_transform(np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("offset", [1e4, 1e5])
+def test_transform_of_data_far_from_the_origin(isa, offset):
+    # x . C - mean . C (scikit-learn's order) cancels in float32 when x ~ 1e5 +- 1:
+    # errors of 0.1 on unit-spread coordinates. Centring first keeps the data's own precision.
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((400, 32)) * np.linspace(3, 0.2, 32) + offset).astype(np.float32)
+    pca = PCA().fit(X)
+    exact = (X.astype(np.float64) - pca.mean_) @ pca.components_.T.astype(np.float64)
+    assert np.abs(pca.transform(X) - exact).max() < 0.02 * (offset / 1e5) ** 0.5 + 1e-3

@@ -253,3 +253,54 @@ def test_bad_input(rng):
         SequentialClassifier().fit(X, y[:-1])
     with pytest.raises(TypeError):
         clf.predict(np.array([["a"] * 6]))
+
+
+# ---------------------------------------------------------------------------
+# Regressions: delta = inf on a query equal to a reference, one sample per
+# class, huge n_neighbors, continuous labels.
+
+@pytest.mark.parametrize("metric", ["l2", "l1"])
+def test_delta_inf_on_its_own_training_set_is_perfect(isa, metric):
+    # inf * 0 gave a NaN bound: every class was rejected and class_min_[-1] read.
+    X = np.random.default_rng(0).standard_normal((120, 20)).astype("f4")
+    y = np.arange(120) % 4
+    clf = SequentialClassifier(delta=np.inf, metric=metric).fit(X, y)
+    assert clf.score(X, y) == 1.0
+    d, i = clf.index_.predict(X[:5], math.inf, 1)[1:3]
+    assert list(i[:, 0]) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("delta", [None, 1.0, 1.5, np.inf])
+def test_one_sample_per_class_predicts_itself(isa, delta):
+    # delta=None picks inf when a class has one sample: IndexError with a garbage index.
+    X = np.random.default_rng(1).standard_normal((120, 20)).astype("f4")
+    clf = SequentialClassifier(delta=delta).fit(X, np.arange(120))
+    np.testing.assert_array_equal(clf.predict(X[:30]), np.arange(30))
+
+
+def test_the_leader_survives_delta_one_on_ties():
+    # Two classes at exactly the same distance: delta = 1 keeps both, and the
+    # leader (lower reference index) wins; no class is ever rejected by itself.
+    X = np.array([[1, 0], [-1, 0], [0, 5], [0, -5]], np.float32)
+    clf = SequentialClassifier(m=1, delta=1.0).fit(X, [0, 1, 2, 3])
+    assert clf.predict([[0, 0]]).tolist() == [0]
+
+
+def test_huge_n_neighbors_is_clamped_to_the_references():
+    X, y = blobs(np.random.default_rng(2), n_classes=4, per_class=30, dim=20)
+    clf = SequentialClassifier(n_neighbors=10 ** 6, delta=np.inf).fit(X, y)
+    out = clf.index_.predict(X[:3], math.inf, 10 ** 6)
+    assert out[1].shape == (3, 120) and out[2].shape == (3, 120)  # was 10**6 slots a query
+    assert sorted(out[2][0].tolist()) == list(range(120))
+    assert clf.predict_proba(X[:3]).shape == (3, 4)
+
+
+def test_continuous_labels_are_refused():
+    X = np.random.default_rng(3).standard_normal((20, 5))
+    with pytest.raises(ValueError, match="continuous"):
+        SequentialClassifier().fit(X, np.linspace(0, 1, 20))
+    from keensight.search import KNeighborsClassifier
+    with pytest.raises(ValueError, match="continuous"):
+        KNeighborsClassifier().fit(X, np.random.default_rng(0).random(20))
+    # Floats that are whole numbers are class labels, as in scikit-learn.
+    assert SequentialClassifier(delta=np.inf).fit(X, np.arange(20) % 2 * 1.0).predict(X[:2]).tolist() == [0.0, 1.0]

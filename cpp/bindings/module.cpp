@@ -55,6 +55,7 @@ PYBIND11_MODULE(_core, m) {
     d["compiled"] = isa_name(info.compiled);
     d["active"] = isa_name(info.active);
     d["forced"] = info.forced.empty() ? py::object(py::none()) : py::object(py::str(info.forced));
+    d["forced_valid"] = info.forced_valid;
     d["openmp"] = has_openmp();
     d["num_threads"] = get_num_threads();
     return d;

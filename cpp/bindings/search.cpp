@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -32,9 +33,12 @@ void check_vector(const f32_matrix& a, const char* name, std::int64_t size) {
 
 using KnnResult = std::pair<py::array_t<float>, py::array_t<std::int64_t>>;
 
-KnnResult knn_result(std::int64_t nq, std::int64_t k) {
+// nq x min(k, rows) results: never wider than the rows searched (k = 10**9 on
+// 500 rows allocates 500 slots per query, not 10**9).
+KnnResult knn_result(std::int64_t nq, std::int64_t k, std::int64_t rows) {
   if (k < 1) throw ValueError("k: expected a positive int, got " + std::to_string(k));
-  return {py::array_t<float>({nq, k}), py::array_t<std::int64_t>({nq, k})};
+  const std::int64_t width = std::max<std::int64_t>(1, std::min(k, rows));
+  return {py::array_t<float>({nq, width}), py::array_t<std::int64_t>({nq, width})};
 }
 
 }  // namespace
@@ -49,12 +53,13 @@ void bind_search(py::module_& m) {
           check_matrix(base, "base");
           check_matrix(queries, "queries", base.shape(1));
           const search::Metric mt = search::metric_from_name(metric);
-          KnnResult r = knn_result(queries.shape(0), k);
+          KnnResult r = knn_result(queries.shape(0), k, base.shape(0));
+          const std::int64_t width = r.first.shape(1);
           float* d = r.first.mutable_data();
           std::int64_t* i = r.second.mutable_data();
           {
             py::gil_scoped_release release;
-            search::knn(queries.data(), queries.shape(0), base.data(), base.shape(0), base.shape(1), k, mt, d, i);
+            search::knn(queries.data(), queries.shape(0), base.data(), base.shape(0), base.shape(1), width, mt, d, i);
           }
           return r;
         },
@@ -67,7 +72,7 @@ void bind_search(py::module_& m) {
            py::arg("dim"), py::arg("metric") = "l2")
       .def_property_readonly("dim", &search::FlatIndex::dim)
       .def_property_readonly("metric", [](const search::FlatIndex& f) { return std::string(search::metric_name(f.metric())); })
-      .def("__len__", &search::FlatIndex::size)
+      .def("__len__", &search::FlatIndex::size, py::call_guard<py::gil_scoped_release>())
       .def("add",
            [](search::FlatIndex& f, const f32_matrix& x) {
              check_matrix(x, "x", f.dim());
@@ -78,7 +83,10 @@ void bind_search(py::module_& m) {
       .def("search",
            [](const search::FlatIndex& f, const f32_matrix& queries, std::int64_t k) {
              check_matrix(queries, "queries", f.dim());
-             KnnResult r = knn_result(queries.shape(0), k);
+             // Rows may be added or reset meanwhile: the search fills slots past
+             // the rows it finds with -1 / inf.
+             KnnResult r = knn_result(queries.shape(0), k, f.size());
+             k = r.first.shape(1);
              float* d = r.first.mutable_data();
              std::int64_t* i = r.second.mutable_data();
              {
@@ -91,10 +99,15 @@ void bind_search(py::module_& m) {
       .def("rows",
            [](const search::FlatIndex& f) {
              py::array_t<float> out({f.size(), f.dim()});
-             std::copy(f.data(), f.data() + f.size() * f.dim(), out.mutable_data());
+             std::int64_t copied;
+             {
+               py::gil_scoped_release release;
+               copied = f.copy_rows(out.mutable_data(), out.shape(0));
+             }
+             if (copied < out.shape(0)) out.resize({copied, f.dim()}, false);  // reset meanwhile
              return out;
            })
-      .def("reset", &search::FlatIndex::reset)
+      .def("reset", &search::FlatIndex::reset, py::call_guard<py::gil_scoped_release>())
       .def("save", &search::FlatIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
       .def_static("load", &search::FlatIndex::load, py::arg("path"), py::call_guard<py::gil_scoped_release>());
 

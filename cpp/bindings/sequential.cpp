@@ -2,6 +2,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -76,6 +77,7 @@ void bind_sequential(py::module_& m) {
                throw ValueError("queries: expected " + std::to_string(self.input_dim()) + " columns, got " +
                                 std::to_string(queries.shape(1)));
              if (k <= 0) throw ValueError("k: expected a positive number of neighbours");
+             k = std::min(k, self.size());  // never wider than the references
              const std::int64_t nq = queries.shape(0), C = self.n_classes();
              py::array_t<float> class_d({nq, C}), nn_d({nq, k});
              py::array_t<std::int64_t> nn_i({nq, k}), levels(nq), comps(nq), evals(nq), terms(nq);

@@ -12,6 +12,7 @@ import os as _os
 from typing import Any, Dict
 
 from . import _core
+from . import _validate
 from . import filters
 from . import models, extract
 from .extract import Extractor
@@ -37,6 +38,19 @@ from .filters import (
 
 __version__ = "0.1.0"
 
+
+def _check_isa_variable() -> None:
+    info = _core.cpu_info()
+    if info["forced"] is not None and not info["forced_valid"]:
+        import warnings
+
+        warnings.warn(f"KEENSIGHT_ISA={info['forced']!r} names no SIMD level (expected 'scalar', 'avx2' or "
+                      f"'avx512', in any case); it is ignored and the kernels use {info['active']!r}",
+                      RuntimeWarning, stacklevel=3)
+
+
+_check_isa_variable()
+
 __all__ = [
     "models", "extract", "Extractor",
     "__version__", "cpu_info", "set_num_threads", "get_num_threads", "get_include",
@@ -55,7 +69,9 @@ def cpu_info() -> Dict[str, Any]:
         ``arch``, ``features`` (flag -> bool), ``detected`` (best level of this
         CPU), ``compiled`` (best level in this build), ``active`` (level in use:
         the lowest of those and ``KEENSIGHT_ISA``), ``forced`` (``KEENSIGHT_ISA``
-        or None), ``openmp`` and ``num_threads``.
+        or None), ``forced_valid`` (whether it names a level: ``scalar``,
+        ``avx2`` or ``avx512``, in any case; an unknown name forces nothing and
+        is warned about at import), ``openmp`` and ``num_threads``.
 
     Examples
     --------
@@ -69,11 +85,12 @@ def cpu_info() -> Dict[str, Any]:
 def set_num_threads(n: int) -> None:
     """Set the number of threads every kernel uses; ``n <= 0`` restores the default.
 
-    Results do not depend on the thread count.
+    ``n`` may be at most 256 (ValueError above). Results of the kernels do not
+    depend on the thread count (a multi-threaded HNSW build gives another, equally
+    good graph: see :class:`keensight.search.HNSWIndex`).
     """
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n: expected an int, got {type(n).__name__}")
-    _core.set_num_threads(n)
+    n = _validate.integer(n, "n", low=None, high=_validate.MAX_THREADS)
+    _core.set_num_threads(max(n, 0))
 
 
 def get_num_threads() -> int:

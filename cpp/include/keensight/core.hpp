@@ -44,6 +44,8 @@ struct CpuInfo {
   Isa compiled = Isa::scalar;  // best level this build contains
   Isa active = Isa::scalar;    // level the kernels use now
   std::string forced;          // value of KEENSIGHT_ISA at start-up, "" if unset
+  bool forced_valid = false;   // whether `forced` names a level (case-insensitive);
+                               // an unknown name forces nothing
 };
 
 // Detected once (thread-safe). active = min(detected, compiled, KEENSIGHT_ISA).
@@ -57,7 +59,9 @@ Isa active_isa();
 Isa set_isa(Isa isa);
 
 // ---------------------------------------------------------------------------
-// Threads (OpenMP). n <= 0 restores the default (OMP_NUM_THREADS or all cores).
+// Threads (OpenMP). n <= 0 restores the default (OMP_NUM_THREADS or all cores);
+// n above kMaxThreads is clamped to it.
+constexpr int kMaxThreads = 256;
 void set_num_threads(int n);
 int get_num_threads();
 bool has_openmp();

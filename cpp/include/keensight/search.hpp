@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -39,25 +41,40 @@ void knn(const float* queries, std::int64_t nq, const float* base, std::int64_t 
          std::int64_t k, Metric metric, float* distances, std::int64_t* indices);
 
 // A flat (brute-force) index: rows appended in order, ids are insertion order.
-// search() is knn() over the stored rows. Not safe to add() while searching.
+// search() is knn() over the stored rows.
+// Thread safety: every member may be called from many threads at once.
+// Searches (and size / copy_rows / save) share a reader lock and run
+// concurrently; add() and reset() take it exclusively and wait for the searches
+// in flight (a search sees the rows before or after an add, never a part).
 class FlatIndex {
  public:
   FlatIndex(std::int64_t dim, Metric metric);  // throws ValueError for dim < 1
+  FlatIndex(FlatIndex&& other) noexcept;
+  FlatIndex& operator=(FlatIndex&& other) noexcept;
+  FlatIndex(const FlatIndex&) = delete;
+  FlatIndex& operator=(const FlatIndex&) = delete;
 
   std::int64_t dim() const { return dim_; }
   Metric metric() const { return metric_; }
-  std::int64_t size() const { return size_; }
-  const float* data() const { return data_.data(); }  // size() x dim(), row-major
+  std::int64_t size() const;
+  // Copies rows [0, min(count, size())) into out (count x dim floats); returns
+  // how many were copied.
+  std::int64_t copy_rows(float* out, std::int64_t count) const;
 
-  void add(const float* rows, std::int64_t n);  // throws ValueError (chi2: negative values)
+  // Throws ValueError for NaN or infinity (every metric) and negative values
+  // (chi2); nothing is added then.
+  void add(const float* rows, std::int64_t n);
+  // knn() over the stored rows, with its k slots per query (-1 / inf past the
+  // rows stored). Throws ValueError if empty.
   void search(const float* queries, std::int64_t nq, std::int64_t k, float* distances,
-              std::int64_t* indices) const;  // throws ValueError if empty
+              std::int64_t* indices) const;
   void reset();
 
   // Binary file: magic "KSFLAT", format version, metric, dim, count, float32
   // rows, FNV-1a 64 checksum (search/index_io.hpp). Written atomically (temp
   // file + rename); load throws ValueError for a corrupt, truncated or
-  // wrong-version file.
+  // wrong-version file, and for contents add() would refuse (NaN, infinity,
+  // chi2 negatives).
   void save(const std::string& path) const;
   static FlatIndex load(const std::string& path);
 
@@ -66,6 +83,7 @@ class FlatIndex {
   Metric metric_;
   std::int64_t size_ = 0;
   std::vector<float> data_;
+  std::unique_ptr<std::shared_mutex> mutex_;
 };
 
 // ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 #include "keensight/core.hpp"
 
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
@@ -26,10 +27,12 @@ const char* isa_name(Isa isa) {
 }
 
 Isa isa_from_name(const std::string& name) {
-  if (name == "scalar") return Isa::scalar;
-  if (name == "avx2") return Isa::avx2;
-  if (name == "avx512") return Isa::avx512;
-  throw ValueError("isa: expected 'scalar', 'avx2' or 'avx512', got '" + name + "'");
+  std::string key;  // case does not matter: "AVX2" is avx2
+  for (const char ch : name) key += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (key == "scalar") return Isa::scalar;
+  if (key == "avx2") return Isa::avx2;
+  if (key == "avx512") return Isa::avx512;
+  throw ValueError("isa: expected 'scalar', 'avx2' or 'avx512' (any case), got '" + name + "'");
 }
 
 namespace {
@@ -113,13 +116,15 @@ CpuInfo detect() {
   if (const char* env = std::getenv("KEENSIGHT_ISA")) {
     info.forced = env;
     if (!info.forced.empty()) {
-      Isa want = Isa::scalar;
+      // An unknown name forces nothing (the Python package warns, naming the
+      // choices; cpu_info().forced_valid tells C++ callers).
       try {
-        want = isa_from_name(info.forced);
+        const Isa want = isa_from_name(info.forced);
+        info.forced_valid = true;
+        if (want < level) level = want;
       } catch (const ValueError&) {
-        want = Isa::scalar;  // an unknown value is the safe choice; reported via `forced`
+        info.forced_valid = false;
       }
-      if (want < level) level = want;
     }
   }
   info.active = level;

@@ -13,7 +13,9 @@ namespace {
 std::atomic<int> g_num_threads{0};
 }  // namespace
 
-void set_num_threads(int n) { g_num_threads.store(n > 0 ? n : 0, std::memory_order_relaxed); }
+void set_num_threads(int n) {
+  g_num_threads.store(n > 0 ? (n < kMaxThreads ? n : kMaxThreads) : 0, std::memory_order_relaxed);
+}
 
 int get_num_threads() {
   int n = g_num_threads.load(std::memory_order_relaxed);

@@ -44,16 +44,12 @@ void pack_panels(const float* src, std::int64_t ld, std::int64_t rows, std::int6
   }
 }
 
-namespace {
-
 // Equal coordinate slices of at most kGemmKC (784 = 4 x 196, not 3 x 256 + 16:
 // a short last slice would pay the tile's fixed cost for few FMAs).
-std::int64_t slice_length(std::int64_t k) {
+std::int64_t gemm_slice_length(std::int64_t k) {
   const std::int64_t slices = (k + kGemmKC - 1) / kGemmKC;
   return (k + slices - 1) / slices;
 }
-
-}  // namespace
 
 // Loop order (outer to inner): coordinate slice, B panel, A panel. One B panel
 // slice is reused from L1 by all A panels of the block; the A block's slice is
@@ -62,7 +58,7 @@ void gemm_packed(const GemmKernels& kern, const float* a, std::int64_t m, const 
                  std::int64_t k, float* c, std::int64_t ldc) {
   const int mr = kern.mr, nr = kern.nr;
   const std::int64_t a_panels = (m + mr - 1) / mr, b_panels = (n + nr - 1) / nr;
-  const std::int64_t slice = slice_length(k);
+  const std::int64_t slice = gemm_slice_length(k);
   for (std::int64_t pc = 0; pc < k; pc += slice) {
     const std::int64_t kc = std::min(slice, k - pc);
     for (std::int64_t jr = 0; jr < b_panels; ++jr) {
@@ -84,7 +80,7 @@ void gemm_rows(const GemmKernels& kern, const float* a, std::int64_t lda, std::i
     for (std::int64_t i = 0; i < rest; ++i)
       std::copy(a + (whole * mr + i) * lda, a + (whole * mr + i) * lda + k, tail.begin() + i * k);
   }
-  const std::int64_t slice = slice_length(k);
+  const std::int64_t slice = gemm_slice_length(k);
   for (std::int64_t pc = 0; pc < k; pc += slice) {
     const std::int64_t kc = std::min(slice, k - pc);
     for (std::int64_t jr = 0; jr < b_panels; ++jr) {

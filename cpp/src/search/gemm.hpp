@@ -84,6 +84,11 @@ void gemm_packed(const GemmKernels& kern, const float* a, std::int64_t m, const 
 void gemm_rows(const GemmKernels& kern, const float* a, std::int64_t lda, std::int64_t m, const float* b,
                std::int64_t n, std::int64_t k, float* c, std::int64_t ldc);
 
+// The coordinate slice gemm_packed and gemm_rows use for k coordinates: equal
+// slices of at most kGemmKC. Each product sums its slice's terms in sequence
+// and then adds the slices: a summation depth of slice + ceil(k / slice).
+std::int64_t gemm_slice_length(std::int64_t k);
+
 // Base rows per block of packed B for dim coordinates: about kGemmBlockBytes,
 // a multiple of nr.
 inline std::int64_t gemm_block_rows(std::int64_t dim, int nr) {

@@ -125,7 +125,7 @@ inline void transpose8(__m256& r0, __m256& r1, __m256& r2, __m256& r3, __m256& r
 // panel, rows 8-15 into lanes 8-15); a row's squared norm accumulates in its
 // own register lanes in coordinate blocks of 8, then a scalar tail, the same
 // whatever the row's slot.
-void pack_panel_b(const float* const* rows, std::int64_t k, float* dst, float* sq_norms) {
+void pack_panel_b(const float* const* rows, std::int64_t k, const float* offset, float* dst, float* sq_norms) {
   static_assert(kNR == 16, "two 8-row halves");
   const __m256 zero = _mm256_setzero_ps();
   __m256 norm[kNR];
@@ -136,7 +136,8 @@ void pack_panel_b(const float* const* rows, std::int64_t k, float* dst, float* s
       __m256 r[8];
       for (int i = 0; i < 8; ++i) {
         const float* row = rows[half * 8 + i];
-        r[i] = row ? _mm256_loadu_ps(row + j) : zero;
+        r[i] = !row ? zero : offset ? _mm256_sub_ps(_mm256_loadu_ps(row + j), _mm256_loadu_ps(offset + j))
+                                    : _mm256_loadu_ps(row + j);
         norm[half * 8 + i] = _mm256_fmadd_ps(r[i], r[i], norm[half * 8 + i]);
       }
       transpose8(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
@@ -147,7 +148,7 @@ void pack_panel_b(const float* const* rows, std::int64_t k, float* dst, float* s
   for (int i = 0; i < kNR; ++i) tail[i] = hsum(norm[i]);
   for (; j < k; ++j)
     for (int i = 0; i < kNR; ++i) {
-      const float v = rows[i] ? rows[i][j] : 0.f;
+      const float v = !rows[i] ? 0.f : offset ? rows[i][j] - offset[j] : rows[i][j];
       dst[j * kNR + i] = v;
       tail[i] = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(v), _mm_set_ss(v), _mm_set_ss(tail[i])));
     }

@@ -10,8 +10,10 @@
 //             2 q.b; ip / cosine: -q.b) and lets the top-k pass skip a row whose
 //             best value cannot enter the heap.
 //   pack_panel_b
-//             one B panel from nr rows (a transpose), with the rows' squared
-//             norms from the same read: the one pass over the base per search.
+//             one B panel from nr rows (a transpose), optionally shifted by an
+//             offset row (k-NN centres l2 data near the origin), with the packed
+//             rows' squared norms from the same read: the one pass over the
+//             base per search.
 //
 // Operators (search/gemm.hpp, knn.cpp, pca.cpp) pack panels, block and thread;
 // the kernels only compute. Each ISA variant is its own translation unit.
@@ -42,9 +44,12 @@ struct GemmKernels {
   float (*bias_scale_argmin)(const float* dots, const float* bias, float scale, std::int64_t n, float bound,
                              std::int64_t* index);
   // Packs nr rows (rows[i] null: a zero row) of k floats into one B panel
-  // dst[j * nr + i]; sq_norms (nullable) gets each row's sum of squares,
-  // computed the same way for a row whatever its slot.
-  void (*pack_panel_b)(const float* const* rows, std::int64_t k, float* dst, float* sq_norms);
+  // dst[j * nr + i] = rows[i][j] - offset[j] (offset nullable: 0); sq_norms
+  // (nullable) gets each packed row's sum of squares, computed the same way for
+  // a row whatever its slot, as eight partial sums (a summation depth of at
+  // most k / 8 + 8: k-NN's error bound relies on it). A zero row stays zero.
+  void (*pack_panel_b)(const float* const* rows, std::int64_t k, const float* offset, float* dst,
+                       float* sq_norms);
 };
 
 const GemmKernels& gemm_kernels_scalar();

@@ -48,16 +48,16 @@ float bias_scale_min(const float* dots, const float* bias, float scale, std::int
   return best;
 }
 
-void pack_panel_b(const float* const* rows, std::int64_t k, float* dst, float* sq_norms) {
+void pack_panel_b(const float* const* rows, std::int64_t k, const float* offset, float* dst, float* sq_norms) {
   for (int i = 0; i < kNR; ++i) {
     const float* row = rows[i];
-    float sum = 0.f;
+    float sum[8] = {};  // eight partial sums, as the SIMD tables: the error bound of k-NN assumes it
     for (std::int64_t j = 0; j < k; ++j) {
-      const float v = row ? row[j] : 0.f;
+      const float v = row ? (offset ? row[j] - offset[j] : row[j]) : 0.f;
       dst[j * kNR + i] = v;
-      sum += v * v;
+      sum[j % 8] += v * v;
     }
-    if (sq_norms) sq_norms[i] = sum;
+    if (sq_norms) sq_norms[i] = ((sum[0] + sum[1]) + (sum[2] + sum[3])) + ((sum[4] + sum[5]) + (sum[6] + sum[7]));
   }
 }
 

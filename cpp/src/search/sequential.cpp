@@ -39,6 +39,8 @@ constexpr std::int64_t kRefBlock = 512;
 // projection (0 * inf is NaN), so checking the projection checks the query.
 constexpr const char* kNotFinite =
     "queries: contain NaN or infinity (or project to values too large for float32)";
+constexpr const char* kOverflow =
+    "queries: distances to the references overflow float32 (values too large); rescale the features";
 
 // First float of `buffer` at a 64-byte boundary (buffers get 16 spare floats).
 float* aligned_start(std::vector<float>& buffer) {
@@ -113,12 +115,7 @@ SequentialIndex::SequentialIndex(const float* refs, std::int64_t n, std::int64_t
     if (input_dim <= 0) throw ValueError("components: expected at least one input coordinate");
     input_dim_ = input_dim;
     components_.assign(components, components + dim * input_dim);
-    centre_.resize(static_cast<std::size_t>(dim));
-    for (std::int64_t j = 0; j < dim; ++j) {  // as pca_transform
-      double sum = 0.0;
-      for (std::int64_t i = 0; i < input_dim; ++i) sum += static_cast<double>(mean[i]) * components[j * input_dim + i];
-      centre_[j] = static_cast<float>(sum);
-    }
+    mean_.assign(mean, mean + input_dim);
     if (scale) scale_.assign(scale, scale + dim);
     // The first granule's components in GEMM panels: the block of queries is
     // projected on them at once (gemm_rows, as pca_transform).
@@ -196,12 +193,17 @@ class SequentialQuery {
         class_min_[c] = v;
         best = v < best ? v : best;
       }
-      const float bound = static_cast<float>(delta * static_cast<double>(best));
+      // delta = inf never rejects (inf * 0 would be NaN, and every class would
+      // fail the test); the leader always survives its own test, whatever
+      // the rounding of delta * best.
+      const float bound = std::isinf(delta) ? inf : static_cast<float>(delta * static_cast<double>(best));
       std::int64_t kept = 0;
       for (std::int64_t c = 0; c < C; ++c) {
-        live_[c] = live_[c] && class_min_[c] <= bound;
+        live_[c] = live_[c] && (class_min_[c] <= bound || class_min_[c] == best);
         kept += live_[c];
       }
+      // Finite queries and references give a NaN distance only by overflow.
+      if (kept == 0) throw ValueError(kOverflow);
       if (kept <= 1 || level + 1 == L) break;
       if (!materialized_) materialize_live();
       project(ix.level_end_[level + 1]);
@@ -245,7 +247,7 @@ class SequentialQuery {
     if (!raw_ || projected_ >= end) return;
     const std::int64_t in = ix_.input_dim_;
     for (std::int64_t j = projected_; j < end; ++j) {
-      float v = sk_.dot(raw_, ix_.components_.data() + j * in, in) - ix_.centre_[j];
+      float v = sk_.dot(raw_, ix_.components_.data() + j * in, in);
       if (!ix_.scale_.empty()) v *= ix_.scale_[j];
       if (!std::isfinite(v)) throw ValueError(kNotFinite);
       z_[j] = v;
@@ -384,7 +386,7 @@ class SequentialQuery {
   search_detail::TopK heap_;
   const float* x_ = nullptr;  // the query's (projected) coordinates
   float* z_ = nullptr;        // the same, writable, with a projection
-  const float* raw_ = nullptr;  // the query's input row, with a projection
+  const float* raw_ = nullptr;  // the query's input row minus the PCA mean, with a projection
   std::int64_t projected_ = 0;  // coordinates of z_ computed so far
   std::int64_t work_ = 0, terms_ = 0;
   bool materialized_ = false;
@@ -403,6 +405,7 @@ void SequentialIndex::predict(const float* queries, std::int64_t nq, double delt
                               std::int64_t* terms) const {
   if (!(delta >= 1.0)) throw ValueError("delta: expected a number >= 1 (inf: never reject)");
   if (k <= 0) throw ValueError("k: expected a positive number of neighbours");
+  const std::int64_t kk = std::min(k, n_);  // slots that can hold a reference
   // The tile the references were packed for (the ISA level may have changed since).
   const search_detail::GemmKernels& gk = search_detail::gemm_kernels(packed_isa_);
   const search_detail::SearchKernels& sk = search_detail::search_kernels();
@@ -424,9 +427,10 @@ void SequentialIndex::predict(const float* queries, std::int64_t nq, double delt
     std::vector<float> class_min(static_cast<std::size_t>(block * C));
     std::vector<std::int64_t> class_arg(static_cast<std::size_t>(block * C));
     std::vector<float> projected(project ? static_cast<std::size_t>(block * dim_) : 0);
+    std::vector<float> centred(project ? static_cast<std::size_t>(block * input_dim_) : 0);  // queries - mean
     std::vector<float> qoffset(static_cast<std::size_t>(block));
     AlignedFloats packed_q, dots, products;
-    SequentialQuery query(*this, sk, k);
+    SequentialQuery query(*this, sk, kk);
     for (std::int64_t b = b0; b < b1; ++b) {
       const std::int64_t q0 = b * block, qn = std::min(block, nq - q0);
       // The block's coordinates (stride dim_): the queries themselves, or
@@ -436,11 +440,13 @@ void SequentialIndex::predict(const float* queries, std::int64_t nq, double delt
       if (project) {
         const std::int64_t ldc = search_detail::round_up(first_rows, gk.nr);
         products.resize(search_detail::round_up(qn, gk.mr) * ldc);
-        search_detail::gemm_rows(gk, queries + q0 * in, in, qn, packed_components(), first_rows, in,
+        for (std::int64_t i = 0; i < qn; ++i)  // centred first, as pca_transform
+          for (std::int64_t j = 0; j < in; ++j) centred[i * in + j] = queries[(q0 + i) * in + j] - mean_[j];
+        search_detail::gemm_rows(gk, centred.data(), in, qn, packed_components(), first_rows, in,
                                  products.get(), ldc);
         for (std::int64_t i = 0; i < qn; ++i)
           for (std::int64_t j = 0; j < first_rows; ++j) {
-            float v = products.get()[i * ldc + j] - centre_[j];
+            float v = products.get()[i * ldc + j];
             if (!scale_.empty()) v *= scale_[j];
             if (!std::isfinite(v)) throw ValueError(kNotFinite);
             projected[i * dim_ + j] = v;
@@ -490,10 +496,11 @@ void SequentialIndex::predict(const float* queries, std::int64_t nq, double delt
         const std::int64_t q = q0 + i;
         const bool gemm = metric_ == Metric::l2;
         const SequentialQuery::Result r =
-            query.run(z + i * dim_, project ? queries + q * in : nullptr,
+            query.run(z + i * dim_, project ? centred.data() + i * in : nullptr,
                       project ? projected.data() + i * dim_ : nullptr, project ? first_rows : dim_, gemm ? class_min.data() + i * C : nullptr,
                       gemm ? class_arg.data() + i * C : nullptr, gemm ? qoffset[i] : 0.f, delta,
                       class_distances + q * C, neighbor_distances + q * k, neighbor_indices + q * k);
+        for (std::int64_t j = kk; j < k; ++j) neighbor_distances[q * k + j] = inf, neighbor_indices[q * k + j] = -1;
         levels[q] = r.levels;
         components[q] = r.components;
         evaluations[q] = r.evaluations;

@@ -62,7 +62,8 @@ class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def kneighbors(self, X: Any, n_neighbors: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
-        """(distances, indices) of the nearest training rows, nearest first."""
+        """(distances, indices) of the nearest training rows, nearest first: at most
+        as many columns as there are training rows (``min(n_neighbors, n_samples)``)."""
         check_fitted(self, "index_")
         k = v.positive_int(self.n_neighbors if n_neighbors is None else n_neighbors, "n_neighbors")
         X = v.matrix(X, "X", dim=self.n_features_in_)
@@ -110,7 +111,7 @@ def aggregate(features: Any, groups: Any, method: str = "mean",
     X = v.matrix(features, "features")
     if method not in ("mean", "max"):
         raise ValueError(f"method: expected 'mean' or 'max', got {method!r}")
-    ids, index = labels_to_indices(groups, len(X))
+    ids, index = labels_to_indices(groups, len(X), classification=False)
     pooled = np.zeros((len(ids), X.shape[1]), np.float64)
     if method == "mean":
         np.add.at(pooled, index, X)

@@ -2,11 +2,13 @@
 encoding, neighbour voting, the fitted check."""
 from __future__ import annotations
 
+import warnings
 from typing import Any, Tuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: F401  (re-exported)
 from sklearn.exceptions import NotFittedError
+from sklearn.utils.multiclass import check_classification_targets
 
 __all__ = ["BaseEstimator", "ClassifierMixin", "check_fitted", "labels_to_indices", "vote"]
 
@@ -17,8 +19,10 @@ def check_fitted(estimator: Any, attribute: str) -> None:
                              "call 'fit' with appropriate arguments first.")
 
 
-def labels_to_indices(y: Any, n_samples: int) -> Tuple[np.ndarray, np.ndarray]:
-    """(classes_, index of each sample's class); y must be 1-D, one label per row."""
+def labels_to_indices(y: Any, n_samples: int, classification: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+    """(classes_, index of each sample's class); y must be 1-D, one label per row and,
+    with `classification`, hold class labels (scikit-learn's rule: continuous floats
+    such as 0.5 are refused)."""
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"y: expected a 1-D array of labels, got shape {y.shape}")
@@ -26,6 +30,16 @@ def labels_to_indices(y: Any, n_samples: int) -> Tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"y: expected {n_samples} labels (one per row of X), got {len(y)}")
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise ValueError("y: contains NaN or inf")
+    try:
+        if classification:
+            with warnings.catch_warnings():
+                # "more unique classes than half the samples": normal for 1-NN galleries
+                # with one photo per identity.
+                warnings.simplefilter("ignore", UserWarning)
+                check_classification_targets(y)
+    except ValueError as exc:
+        raise ValueError(f"y: expected class labels (ints, strings, or floats with integral values), "
+                         f"got continuous values ({exc})") from None
     classes, indices = np.unique(y, return_inverse=True)
     return classes, indices.astype(np.int64)
 

@@ -12,8 +12,8 @@ from typing import Any, Tuple, Union
 import numpy as np
 
 from .. import _core
+from .. import _validate
 from .._validate import matrix as _matrix
-from .._validate import integer, positive_int
 
 METRICS = ("l2", "ip", "cosine", "l1", "chi2")
 
@@ -36,8 +36,9 @@ def knn(queries: Any, base: Any, k: int, metric: str = "l2") -> Tuple[np.ndarray
     base : array-like of shape (n, dim)
         The vectors searched, n >= 1.
     k : int
-        Neighbours per query, >= 1. When ``k > n`` the slots past ``n`` hold
-        index -1 and distance +inf (-inf for ``"ip"``).
+        Neighbours per query, >= 1. At most ``n`` are returned: the result has
+        ``min(k, n)`` columns (as scikit-learn's ``kneighbors``, never wider
+        than the base).
     metric : {"l2", "ip", "cosine", "l1", "chi2"}
         ``"l2"``: squared Euclidean distance (as faiss IndexFlatL2);
         ``"ip"``: inner product, a similarity, sorted descending (as faiss
@@ -49,18 +50,30 @@ def knn(queries: Any, base: Any, k: int, metric: str = "l2") -> Tuple[np.ndarray
 
     Returns
     -------
-    distances : ndarray of float32, shape (nq, k)
+    distances : ndarray of float32, shape (nq, min(k, n))
         Best first: ascending distances, or descending similarities for ``"ip"``.
-    indices : ndarray of int64, shape (nq, k)
+    indices : ndarray of int64, shape (nq, min(k, n))
         Row numbers in `base`; ties are broken by the lower index.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, NaN or infinity in the input, negative values for
+        ``"chi2"``, or vectors so large that their distances overflow float32
+        (rescale them).
 
     Notes
     -----
-    ``l2``, ``ip`` and ``cosine`` use the expansion ``||q||^2 - 2 q.b + ||b||^2``
-    in float32 (clamped at 0), like faiss: distances carry an absolute error of
-    about 1e-7 x (``||q||^2 + ||b||^2``), so near-duplicates may swap order.
-    With fewer than 8 queries the distances are computed directly instead.
-    Results do not depend on the number of threads.
+    Every distance is computed directly from the two rows (for ``l2``,
+    ``sum((q - b)^2)``), and a query gets the same neighbours and distances
+    whatever the batch it comes in, the path taken or the number of threads.
+    From 8 queries on, ``l2``, ``ip`` and ``cosine`` first rank the rows by a
+    blocked GEMM (the expansion ``||q||^2 - 2 q.b + ||b||^2``, on rows shifted
+    by the mean of a sample of the base, so data far from the origin keeps its
+    precision) and keep a few more than `k` candidates; their distances are
+    then computed directly, and a floating-point error bound certifies that no
+    other row can be among the `k` nearest. A query it cannot certify (many
+    rows tied within rounding) is searched directly over the whole base.
 
     Examples
     --------
@@ -78,7 +91,7 @@ def knn(queries: Any, base: Any, k: int, metric: str = "l2") -> Tuple[np.ndarray
     q = _matrix(queries, "queries", allow_empty=True)
     if q.shape[1] != b.shape[1]:
         raise ValueError(f"queries: expected {b.shape[1]} columns (as base), got {q.shape[1]}")
-    return _core.knn(q, b, positive_int(k, "k"), metric)
+    return _core.knn(q, b, _validate.positive_int(k, "k", high=_validate.INT64_MAX), metric)
 
 
 class FlatIndex:
@@ -86,6 +99,11 @@ class FlatIndex:
 
     Vectors are appended by :meth:`add`; their ids are their insertion order
     (0, 1, 2, ...). :meth:`search` is :func:`knn` over the stored vectors.
+
+    Thread safety: any method may be called from several threads at once.
+    Searches run concurrently; :meth:`add` and :meth:`reset` wait for the
+    searches in flight and a search sees the vectors before or after them,
+    never a part.
 
     Parameters
     ----------
@@ -108,9 +126,7 @@ class FlatIndex:
     """
 
     def __init__(self, dim: int, metric: str = "l2") -> None:
-        dim = integer(dim, "dim")
-        if dim < 1:
-            raise ValueError(f"dim: expected a positive int, got {dim}")
+        dim = _validate.positive_int(dim, "dim")
         self._index = _core.FlatIndex(dim, _metric(metric))
 
     @property
@@ -130,18 +146,20 @@ class FlatIndex:
         return f"FlatIndex(dim={self.dim}, metric={self.metric!r}, n={len(self)})"
 
     def add(self, x: Any) -> None:
-        """Append the rows of `x` (shape (n, dim)); they get ids ``len(self) ... len(self) + n - 1``."""
-        self._index.add(_matrix(x, "x", allow_empty=True))
+        """Append the rows of `x` (shape (n, dim)); they get ids ``len(self) ... len(self) + n - 1``.
+
+        Raises ValueError for NaN or infinity (and negative values with ``"chi2"``).
+        """
+        self._index.add(_matrix(x, "x", dim=self.dim, allow_empty=True))
 
     def search(self, queries: Any, k: int) -> Tuple[np.ndarray, np.ndarray]:
-        """The `k` nearest stored vectors of every query row: (distances, ids), as :func:`knn`.
+        """The `k` nearest stored vectors of every query row: (distances, ids), as :func:`knn`
+        (``min(k, len(self))`` columns).
 
         Raises ValueError if the index is empty.
         """
-        q = _matrix(queries, "queries", allow_empty=True)
-        if q.shape[1] != self.dim:
-            raise ValueError(f"queries: expected {self.dim} columns (the index's dim), got {q.shape[1]}")
-        k = positive_int(k, "k")
+        q = _matrix(queries, "queries", dim=self.dim, allow_empty=True)
+        k = _validate.positive_int(k, "k", high=_validate.INT64_MAX)
         if len(self) == 0:
             raise ValueError("FlatIndex.search: the index is empty (add vectors first)")
         return self._index.search(q, k)
@@ -160,23 +178,19 @@ class FlatIndex:
         The file holds a magic number, the format version, the metric, dim and
         count, the float32 vectors and an FNV-1a 64 checksum.
         """
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"path: no such directory: {folder!r}")
-        self._index.save(path)
+        self._index.save(_validate.output_file(path, "path"))
 
     @classmethod
     def load(cls, path: PathLike) -> "FlatIndex":
         """Read an index written by :meth:`save`.
 
         Raises ValueError for a file that is not a FlatIndex file, is truncated
-        or corrupt (checksum mismatch), or has an unsupported format version.
+        or corrupt (checksum mismatch), has an unsupported format version or
+        holds vectors :meth:`add` would refuse (NaN, infinity, chi2 negatives);
+        FileNotFoundError, IsADirectoryError or PermissionError when `path`
+        cannot be read.
         """
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"path: no such file: {path!r}")
-        inner = _core.FlatIndex.load(path)
+        inner = _core.FlatIndex.load(_validate.input_file(path, "path"))
         index = cls.__new__(cls)
         index._index = inner
         return index

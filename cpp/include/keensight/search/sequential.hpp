@@ -81,12 +81,12 @@ class SequentialIndex {
                                            // from a 64-byte aligned offset (packed_first())
   const float* packed_first() const;
 
-  // The projection (empty without one): z_j = (x . components_j - mean .
-  // components_j) * scale_j, pca_transform's arithmetic for the first granule.
+  // The projection (empty without one): z_j = ((x - mean) . components_j) *
+  // scale_j, pca_transform's arithmetic for the first granule.
   std::int64_t input_dim_ = 0;
   std::vector<float> components_;          // dim x input_dim, row-major
   std::vector<float> components_packed_;   // the same in GEMM panels (first granule), aligned offset
-  std::vector<float> centre_;              // mean . components_j (computed in double)
+  std::vector<float> mean_;                // the PCA mean (input_dim); queries are centred first
   std::vector<float> scale_;               // empty: 1
   bool projects() const { return !components_.empty(); }
   const float* packed_components() const;
