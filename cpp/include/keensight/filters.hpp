@@ -12,6 +12,12 @@
 
 namespace keensight {
 
+// The largest kernel side, in taps, that any filter or kernel maker accepts, for
+// every depth and whether the size is given or derived from sigma (a Gaussian of
+// sigma ~ 128 already fills it). It bounds the time and memory one size argument
+// can ask for; larger sizes raise ValueError naming the argument.
+constexpr int kMaxKernelSize = 1023;
+
 // OpenCV's border modes; the numbers are cv::BorderTypes.
 enum class Border : int { constant = 0, replicate = 1, reflect = 2, wrap = 3, reflect101 = 4 };
 
