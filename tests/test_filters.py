@@ -1077,6 +1077,13 @@ def test_argument_sweep_messages():
     f = np.zeros((8, 8), np.float32)
     with pytest.raises(ValueError, match="operator"):
         ks.gradient_magnitude(f, [])  # unhashable: no "unhashable type" from a dict lookup
+    with pytest.raises(ValueError, match="norm"):
+        ks.gradient_magnitude(f, norm=np.array(["l1", "l2"]))  # no "truth value ... ambiguous"
+    for bad in (None, "4", [4.0]):  # checked before scales multiply them
+        with pytest.raises(TypeError, match="sigma"):
+            ks.gabor_kernels(sigma=bad)
+        with pytest.raises(TypeError, match="lambd"):
+            ks.gabor_bank(f, lambd=bad)
     with pytest.raises(TypeError, match=r"ddepth: .*np\.float32"):
         ks.sobel(f, 1, 0, ddepth=cv2.CV_32F)
     with pytest.raises(ValueError, match="ksize"):

@@ -266,6 +266,7 @@ def gabor_kernels(ksize: Union[int, Tuple[int, int]] = 21, sigma: float = 4.0, l
     `n_orientations` is 1 to ``MAX_ORIENTATIONS``; `scales` is a sequence of
     positive factors or a single number."""
     n = v.positive_int(n_orientations, "n_orientations", MAX_ORIENTATIONS)
+    sigma, lambd = v.real(sigma, "sigma"), v.real(lambd, "lambd")  # before they are multiplied
     out = []
     for s in _scales(scales):
         for k in range(n):
@@ -345,7 +346,8 @@ def prewitt(src: Any, dx: int, dy: int, scale: float = 1.0, delta: float = 0.0,
 def laplacian(src: Any, ksize: int = 1, scale: float = 1.0, delta: float = 0.0,
               ddepth: Any = None, border: v.BorderLike = "reflect101") -> np.ndarray:
     """Laplacian, as ``cv2.Laplacian``: ksize 1 is ``[[0,1,0],[1,-4,1],[0,1,0]]``,
-    ksize 3 is ``[[2,0,2],[0,-8,0],[2,0,2]]``, larger odd sizes sum second Sobel derivatives."""
+    ksize 3 is ``[[2,0,2],[0,-8,0],[2,0,2]]``, larger odd sizes sum second Sobel derivatives.
+    `scale` multiplies the finished sum, as in :func:`sobel`."""
     src = v.image(src)
     dst = _output(src, ddepth)
     _core.laplacian(src, dst, v.integer(ksize, "ksize"), v.real(scale, "scale"),
@@ -404,7 +406,7 @@ def gradient_magnitude(src: Any, operator: str = "sobel", ksize: int = 3, norm: 
     src = v.image(src)
     if not isinstance(operator, str) or operator not in _GRADIENT_OPERATORS:
         raise ValueError(f"operator: expected one of {sorted(_GRADIENT_OPERATORS)}, got {operator!r}")
-    if norm not in ("l1", "l2"):
+    if not isinstance(norm, str) or norm not in ("l1", "l2"):
         raise ValueError(f"norm: expected 'l1' or 'l2', got {norm!r}")
     dst = _output(src, ddepth)
     _core.gradient_magnitude(src, dst, _GRADIENT_OPERATORS[operator], v.integer(ksize, "ksize"),
