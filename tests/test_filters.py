@@ -9,6 +9,7 @@ keensight and OpenCV sum taps in different orders (and keensight pairs mirrored 
 from __future__ import annotations
 
 import math
+import warnings
 
 import cv2
 import numpy as np
@@ -354,7 +355,105 @@ def test_gaussian_blur_uint8_bit_exact(isa, rng):
         np.testing.assert_array_equal(got, as_cv(ref, got.shape))
 
 
-@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.float32])
+def opencv_bitexact_test_image(rows, cols, cn, dtype):
+    """The source image of OpenCV's GaussianBlur_Bitexact tests
+    (modules/imgproc/test/test_smooth_bitexact.cpp): a sine patch, a checkerboard,
+    ramps and a constant quarter, truncated to `dtype`."""
+    j, i = np.mgrid[0:rows, 0:cols]
+    sine = (np.sin((i + 1) * np.pi / 256) * np.sin((j + 1) * np.pi / 256) * np.sin((cn + 4) * np.pi / 8) + 1) * 128
+    checker = ((i // 128 + j // 128) % 2) * 250 + (j // 128) % 2
+    ramps = ((i // 128) * (85 - j // 256 * 40) * ((j // 128) % 2)
+             + (7 - i // 128) * (85 - j // 256 * 40) * ((j // 128 + 1) % 2))
+    # cv::RNG(0x123456789abcdef), one draw as uchar: the low byte of
+    # (uint32)state * 4164903690 + (state >> 32).
+    draw = ((0x123456789abcdef & 0xFFFFFFFF) * 4164903690 + (0x123456789abcdef >> 32)) & 0xFF
+    val = np.where(j < rows // 2, np.where(i < cols // 2, sine, checker), np.where(i < cols // 2, ramps, draw))
+    img = np.trunc(val).astype(dtype)
+    return np.repeat(img[:, :, None], cn, axis=2) if cn > 1 else img
+
+
+# (size (w, h), ksize, channels) of OpenCV's Linear16U bit-exact cases (sigma 0), and the
+# fixed-point kernels (units of 2^-16) that test states for each ksize.
+OPENCV_16U_CASES = [((1, 1), 3, 1), ((2, 2), 3, 1), ((3, 1), 3, 1), ((1, 3), 3, 1), ((3, 3), 3, 1),
+                    ((3, 3), 5, 1), ((3, 3), 7, 1), ((5, 5), 3, 1), ((5, 5), 5, 1), ((3, 5), 5, 1),
+                    ((5, 5), 5, 1), ((5, 5), 7, 1), ((7, 7), 7, 1), ((256, 128), 3, 1), ((256, 128), 3, 2),
+                    ((256, 128), 3, 3), ((256, 128), 3, 4), ((256, 128), 5, 1), ((256, 128), 7, 1),
+                    ((256, 128), 9, 1)]
+OPENCV_16U_KERNELS = {
+    1: [1 << 16],
+    3: [1 << 14, 1 << 15, 1 << 14],
+    5: [1 << 12, 1 << 14, 6 << 12, 1 << 14, 1 << 12],
+    7: [1 << 11, 7 << 10, 7 << 11, 9 << 11, 7 << 11, 7 << 10, 1 << 11],
+    9: [4 << 8, 13 << 8, 30 << 8, 51 << 8, 60 << 8, 51 << 8, 30 << 8, 13 << 8, 4 << 8],
+}
+
+
+def fixed_point_blur_reference(img, kernel, border):
+    """OpenCV's test formula for the fixed-point Gaussian: exact integer sum of the
+    border-extended window times kx[i] * ky[j] (units 2^-32), rounded half up, saturated.
+    The border comes from cv2.copyMakeBorder."""
+    k = np.asarray(kernel, np.int64)
+    r = len(k) // 2
+    a = img.reshape(img.shape[0], img.shape[1], -1)
+    pad = cv2.copyMakeBorder(a, r, r, r, r, BORDERS[border]).reshape(a.shape[0] + 2 * r, a.shape[1] + 2 * r, -1)
+    pad = pad.astype(np.int64)
+    rows = sum(k[i] * pad[:, i:i + a.shape[1]] for i in range(len(k)))
+    total = sum(k[j] * rows[j:j + a.shape[0]] for j in range(len(k)))
+    return np.minimum((total + (1 << 31)) >> 32, 65535).astype(np.uint16).reshape(img.shape)
+
+
+@pytest.mark.parametrize("border", list(BORDERS))
+def test_gaussian_blur_uint16_opencv_bitexact_cases(isa, border):
+    """The cases of OpenCV's own GaussianBlur_Bitexact.Linear16U test: its image, sizes,
+    kernel sizes and channel counts, every border (BORDER_ISOLATED: the image is a view
+    into a larger one), against that test's integer formula and against cv2."""
+    for (w, h), k, cn in OPENCV_16U_CASES:
+        src = opencv_bitexact_test_image(h + 20, w + 20, cn, np.uint16)
+        roi = src[10:10 + h, 10:10 + w]
+        got = ks.gaussian_blur(roi, k, 0, border=border)
+        what = f"{w}x{h}x{cn} k={k} {border}"
+        np.testing.assert_array_equal(got, fixed_point_blur_reference(roi, OPENCV_16U_KERNELS[k], border), what)
+        ref = cv2.GaussianBlur(np.ascontiguousarray(roi), (k, k), 0, borderType=BORDERS[border])
+        np.testing.assert_array_equal(got, as_cv(ref, got.shape), what)
+
+
+def test_gaussian_blur_uint16_bit_exact(isa, rng):
+    """uint16 is OpenCV's fixed-point path too (ufixedpoint32 taps): bit-exact for random
+    full-range images of any size, ksize, sigma (tiny and huge included), border and 1-4
+    channels. Before, a float path differed by 1 on ~15% of the pixels."""
+    img = rng.integers(0, 65536, (64, 80)).astype(np.uint16)
+    np.testing.assert_array_equal(ks.gaussian_blur(img, 5, 1.0), cv2.GaussianBlur(img, (5, 5), 1.0))
+    for trial in range(80):
+        shape = random_shape(rng) if trial % 4 else (int(rng.integers(20, 70)), int(rng.integers(40, 140)),
+                                                   int(rng.integers(1, 5)))
+        img = rng.integers(0, 65536, shape).astype(np.uint16)
+        if trial % 9 == 0:
+            img[:] = 65535  # the largest sums: nothing may overflow or round up past 65535
+        kx = int(rng.choice([0, 1, 3, 5, 7, 9, 11, 15, 21, 31]))
+        ky = int(rng.choice([kx, 0, 3, 5, 13]))
+        sigma = float(rng.choice([0, 1e-300, 0.1, 0.5, 0.8, 1.3, 2.5, 6.0, 1e300]))
+        sigma_y = float(rng.choice([0, sigma, 0.05, 2.2]))
+        if (kx == 0 and not 0 < sigma < 30) or (ky == 0 and not 0 < (sigma_y or sigma) < 30):
+            continue  # no size, or one OpenCV cannot derive
+        border = list(BORDERS)[rng.integers(0, 5)]
+        got = ks.gaussian_blur(img, (kx, ky), sigma, sigma_y, border=border)
+        ref = cv2.GaussianBlur(img, (kx, ky), sigma, sigmaY=sigma_y, borderType=BORDERS[border])
+        np.testing.assert_array_equal(got, as_cv(ref, got.shape), f"{shape} {kx}x{ky} {sigma} {sigma_y} {border}")
+
+
+def test_gaussian_blur_uint16_opencv_overflow_regressions(isa):
+    """OpenCV's overflow_20121 (flat 65535 stays 65535) and overflow_20792 (a peaky kernel,
+    sigma < 0.2, whose centre tap is exactly 1.0 = 2^16, must not vanish)."""
+    flat = np.full((100, 100), 65535, np.uint16)
+    np.testing.assert_array_equal(ks.gaussian_blur(flat, 9, 0.0), flat)
+    src = np.full((128, 128), 255, np.uint16)
+    for sigma in (0.01, 0.1, 0.19):
+        got = ks.gaussian_blur(src, 7, sigma, 0.9)
+        assert np.count_nonzero(got) > 0.9 * got.size
+        np.testing.assert_array_equal(got, cv2.GaussianBlur(src, (7, 7), sigma, sigmaY=0.9))
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
 def test_gaussian_blur_other_depths(isa, rng, dtype):
     for _ in range(15):
         img = random_image(rng, random_shape(rng), dtype)
@@ -548,6 +647,7 @@ def test_simd_levels_agree(rng):
         lambda: ks.filter2d(img8, k, ddepth=np.float32),
         lambda: ks.filter2d(f32, k),
         lambda: ks.gaussian_blur(img8, 7, 1.3),
+        lambda: ks.gaussian_blur(img8.astype(np.uint16) * 257, 9, 1.7),
         lambda: ks.gaussian_blur(f32, 9, 2.0),
         lambda: ks.sobel(img8, 1, 1, 5, ddepth=np.float32),
         lambda: ks.laplacian(f32, 5),
@@ -575,6 +675,7 @@ def test_results_do_not_depend_on_thread_count(rng):
     calls = [
         lambda: ks.filter2d(f32, k),
         lambda: ks.gaussian_blur(img8, 5, 1.2),
+        lambda: ks.gaussian_blur(img8.astype(np.uint16) * 250, 7, 1.2),
         lambda: ks.gaussian_blur(f32, 11, 2.5),
         lambda: ks.sobel(img8, 1, 0, ddepth=np.float32),
         lambda: ks.gradient_magnitude(img8),
@@ -728,6 +829,275 @@ def test_bad_kernels_and_parameters():
         ks.gabor_bank(GOOD, n_orientations=0)
     with pytest.raises(ValueError, match="scales"):
         ks.gabor_bank(GOOD, scales=(1.0, -1.0))
+
+
+# ---------------------------------------------------------------------------
+# one kernel-size cap (issue 10, item 5)
+
+TOO_BIG = [1025, 99999, 10**9 + 1]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernel_size_cap_gaussian_blur_every_dtype(dtype):
+    """uint8 took its own path past the size check: 99999 ran for minutes, 10**9 + 1
+    allocated 13.7 GB. Now every dtype stops at the one cap, before any allocation."""
+    img = np.zeros((64, 80), dtype)
+    for k in TOO_BIG:
+        for ksize in (k, (3, k), (k, 3)):
+            with pytest.raises(ValueError, match=r"ksize: .*1023"):
+                ks.gaussian_blur(img, ksize, 1.0)
+    for sigma in (200.0, 1e6, 1e300):  # sizes derived from sigma obey the same cap
+        with pytest.raises(ValueError, match=r"sigma: .*1023"):
+            ks.gaussian_blur(img, 0, sigma)
+        with pytest.raises(ValueError, match=r"sigma: .*1023"):
+            ks.gaussian_blur(img, (3, 0), 1.0, sigma)
+    assert ks.gaussian_blur(img, ks.filters.MAX_KERNEL_SIZE, 1.0).shape == img.shape
+
+
+def test_kernel_size_cap_every_filter():
+    f = np.zeros((16, 16), np.float32)
+    calls = {
+        "gaussian_kernel": lambda k: ks.gaussian_kernel(k | 1, 1.0),
+        "log_kernel": lambda k: ks.log_kernel(k | 1, 1.0),
+        "gabor_kernel": lambda k: ks.gabor_kernel(k, 2.0, 0.0, 5.0, 0.5),
+        "gabor_kernel_pair": lambda k: ks.gabor_kernel((5, k), 2.0, 0.0, 5.0, 0.5),
+        "gabor_bank": lambda k: ks.gabor_bank(f, ksize=k, n_orientations=1),
+        "log": lambda k: ks.log(f, 1.0, ksize=k | 1),
+        "dog": lambda k: ks.dog(f, 1.0, 2.0, ksize=k | 1),
+        "filter2d": lambda k: ks.filter2d(f, np.ones((1, min(k, 5000)))),
+        "convolve": lambda k: ks.convolve(f, np.ones((min(k, 5000), 1))),
+        "sep_filter2d": lambda k: ks.sep_filter2d(f, np.ones(min(k, 5000)), [1.0]),
+        "filter_bank": lambda k: ks.filter_bank(f, [np.ones((1, min(k, 5000)))]),
+    }
+    for name, call in calls.items():
+        for k in TOO_BIG:
+            with pytest.raises(ValueError, match="1023"):
+                call(k)
+    for call in (lambda k: ks.sobel(f, 1, 0, ksize=k), lambda k: ks.laplacian(f, ksize=k),
+                 lambda k: ks.gradient_magnitude(f, ksize=k)):  # apertures stop at 31
+        for k in [33] + TOO_BIG:
+            with pytest.raises(ValueError, match="ksize"):
+                call(k)
+    for sigma in (1e6, 1e300):  # sizes derived from sigma
+        with pytest.raises(ValueError, match=r"sigma: .*1023"):
+            ks.log(f, sigma)
+        with pytest.raises(ValueError, match=r"sigma: .*1023"):
+            ks.dog(f, 1.0, sigma)
+    assert ks.gaussian_kernel(1023, 0.0).shape == (1023,)
+    assert ks.gabor_kernel(1023, 2.0, 0.0, 5.0, 0.5).shape == (1023, 1023)
+
+
+def test_kernel_size_cap_in_the_cpp_entry_points():
+    """The C++ operators and kernel makers check the same cap themselves (for C++
+    callers, who skip the Python checks), before allocating."""
+    assert _core.max_kernel_size() == ks.filters.MAX_KERNEL_SIZE == 1023
+    img = np.zeros((64, 80), np.uint8)
+    for dtype in DTYPES:
+        src = img.astype(dtype)
+        dst = np.empty_like(src)
+        with pytest.raises(ValueError, match="1023"):
+            _core.gaussian_blur(src, dst, 99999, 99999, 1.0, 1.0)
+        with pytest.raises(ValueError, match="1023"):
+            _core.gaussian_blur(src, dst, 10**9 + 1, 3, 1.0, 1.0)
+        with pytest.raises(ValueError, match="1023"):
+            _core.gaussian_blur(src, dst, 0, 0, 1e300, 0.0)
+    f = np.zeros((16, 16), np.float32)
+    out = np.empty_like(f)
+    checks = [
+        lambda: _core.gaussian_kernel(10**9 + 1, 1.0),
+        lambda: _core.log_kernel(1025, 1.0),
+        lambda: _core.gabor_kernel(1025, 5, 2.0, 0.0, 5.0, 0.5, 0.0),
+        lambda: _core.gabor_kernel(0, 0, 1e300, 0.3, 5.0, 0.5, 0.0),  # size derived from sigma
+        lambda: _core.gabor_kernel(0, 0, 1.0, 0.3, 5.0, 1e-300, 0.0),  # sigma / gamma
+        lambda: _core.gaussian_ksize_for_sigma(1e6, True),
+        lambda: _core.laplacian_of_gaussian(f, out, 10**9 + 1, 1.0, 1.0),
+        lambda: _core.laplacian_of_gaussian(f, out, 0, 1e300, 1.0),
+        lambda: _core.difference_of_gaussians(f, out, 10**9 + 1, 1.0, 2.0),
+        lambda: _core.difference_of_gaussians(f, out, 0, 1.0, 1e300),
+        lambda: _core.filter2d(f, out, np.ones((1, 1025), np.float32)),
+        lambda: _core.sep_filter2d(f, out, np.ones(1025, np.float32), np.ones(1, np.float32)),
+    ]
+    for check in checks:
+        with pytest.raises(ValueError, match="1023"):
+            check()
+
+
+# ---------------------------------------------------------------------------
+# degenerate parameters (issue 10, items 13 and 14)
+
+@pytest.mark.parametrize("ksize", [1, 3, 5, 9, 11, 31])
+def test_gaussian_kernel_tiny_and_huge_sigma_match_opencv(ksize):
+    """sigma^2 underflowing gave 0 * -inf = NaN at the centre; OpenCV gives the identity
+    kernel. A huge sigma is the box filter; sigma <= 0 takes OpenCV's rule."""
+    for sigma in (1e-300, 1e-160, 1e-20, 0.01, 1e150, 1e300, 0.0, -1.0, -1e300):
+        got = ks.gaussian_kernel(ksize, sigma)
+        ref = cv2.getGaussianKernel(ksize, sigma).ravel()
+        assert np.all(np.isfinite(got))
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-15, err_msg=str(sigma))
+    identity = np.zeros(ksize)
+    identity[ksize // 2] = 1
+    np.testing.assert_array_equal(ks.gaussian_kernel(ksize, 1e-300), identity)
+    img = np.random.default_rng(ksize).uniform(0, 255, (9, 12)).astype(np.float32)
+    np.testing.assert_array_equal(ks.gaussian_blur(img, ksize, 1e-300), img)
+
+
+def test_derivative_scale_applies_to_the_result(isa, rng):
+    """scale=1e38 was folded into a kernel tap, so sums overflowed on the way and gave
+    inf - inf = NaN. Now outputs are inf exactly where the true value overflows float32
+    and 0 where the derivative is 0 (OpenCV itself gives NaN or -inf for some)."""
+    img = rng.uniform(-100, 100, (24, 30)).astype(np.float32)
+    img[:, :6] = 1.0  # a flat band: derivatives exactly 0
+    scale = 1e38
+    cases = {
+        "sobel3": (lambda s: ks.sobel(img, 1, 0, scale=s), lambda a: cv2.Sobel(a, cv2.CV_64F, 1, 0)),
+        "sobel5": (lambda s: ks.sobel(img, 1, 1, ksize=5, scale=s), lambda a: cv2.Sobel(a, cv2.CV_64F, 1, 1, ksize=5)),
+        "scharr": (lambda s: ks.scharr(img, 0, 1, scale=s), lambda a: cv2.Scharr(a, cv2.CV_64F, 0, 1)),
+        "laplacian1": (lambda s: ks.laplacian(img, 1, scale=s), lambda a: cv2.Laplacian(a, cv2.CV_64F, ksize=1)),
+        "laplacian5": (lambda s: ks.laplacian(img, 5, scale=s), lambda a: cv2.Laplacian(a, cv2.CV_64F, ksize=5)),
+    }
+    for name, (ours, reference) in cases.items():
+        unscaled = ours(1.0)
+        exact = reference(img.astype(np.float64))
+        assert_close(unscaled, exact.astype(np.float32), name, terms=100 * 256)
+        got = ours(scale)
+        assert not np.isnan(got).any(), name
+        np.testing.assert_array_equal(got[exact == 0], 0, name)
+        expected = unscaled.astype(np.float64) * scale  # the finished sum, scaled once
+        over = np.abs(expected) > np.finfo(np.float32).max
+        assert over.any(), name
+        np.testing.assert_array_equal(got[over], np.sign(expected[over]) * np.inf, name)
+        np.testing.assert_allclose(got[~over], expected[~over], rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(ours(0.25), unscaled.astype(np.float64) * 0.25, rtol=1e-6)
+    with pytest.raises(ValueError, match="scale"):
+        ks.sobel(img, 1, 0, scale=1e39)  # beyond float32: 0 * inf would be NaN
+
+
+def test_complex_kernels_are_refused():
+    """A complex kernel silently lost its imaginary part."""
+    f = np.zeros((8, 8), np.float32)
+    k = np.ones((3, 3)) * (1 + 1j)
+    with pytest.raises(TypeError, match="kernel: .*real"):
+        ks.filter2d(f, k)
+    with pytest.raises(TypeError, match="kernel: .*real"):
+        ks.convolve(f, k)
+    with pytest.raises(TypeError, match="kernel_x: .*real"):
+        ks.sep_filter2d(f, [1j, 1, 1], [1, 1, 1])
+    with pytest.raises(TypeError, match="kernel_y: .*real"):
+        ks.sep_filter2d(f, [1, 1, 1], np.array([1, 2, 1], np.complex64))
+    with pytest.raises(TypeError, match="kernels: .*real"):
+        ks.filter_bank(f, [np.ones((3, 3)), k])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a real part is an ordinary kernel: no ComplexWarning
+        ks.filter2d(f, np.ones((3, 3), np.complex128).real)
+
+
+def test_tiny_sigma_log_and_dog_are_defined():
+    """dog / log with a tiny sigma failed with "kernel_x: kernel values must be finite".
+    As in cv2.GaussianBlur, a Gaussian far narrower than a pixel is the identity; the
+    sampled LoG of it has nothing to curve and is exactly 0."""
+    img = np.random.default_rng(3).uniform(-50, 50, (20, 25)).astype(np.float32)
+    for tiny in (1e-300, 1e-100, 1e-5):
+        np.testing.assert_allclose(ks.dog(img, tiny, 2.0, 9), img - cv2.GaussianBlur(img, (9, 9), 2.0),
+                                   rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(ks.dog(img, 2.0, tiny, 9), cv2.GaussianBlur(img, (9, 9), 2.0) - img,
+                                   rtol=1e-5, atol=1e-4)
+        np.testing.assert_array_equal(ks.log(img, tiny, 5, delta=1.5), 1.5)
+        k = ks.log_kernel(7, tiny)
+        assert np.all(np.isfinite(k)) and np.all(k == 0)
+    # a small but resolvable sigma keeps the LoG's shape: zero sum, negative centre
+    k = ks.log_kernel(7, 0.5)
+    assert abs(k.sum()) < 1e-6 and k[3, 3] < 0
+
+
+def test_gabor_tiny_sigma_and_degenerate_parameters():
+    k = ks.gabor_kernel(5, 1e-300, 0.3, 5.0, 0.5, psi=0.0)
+    expected = np.zeros((5, 5))
+    expected[2, 2] = 1.0
+    np.testing.assert_array_equal(k, expected)
+    assert np.all(np.isfinite(ks.gabor_kernel(7, 1e-30, 0.3, 5.0, 1e300)))
+    with pytest.raises(ValueError, match="lambd"):
+        ks.gabor_kernel(5, 1.0, 0.3, 1e-320, 0.5)
+
+
+def test_gabor_scales_accept_a_single_number():
+    """gabor_kernels(scales=5) failed with "object of type 'int' has no len()"."""
+    one = ks.gabor_kernels(9, n_orientations=3, scales=5)
+    ref = ks.gabor_kernels(9, n_orientations=3, scales=(5.0,))
+    assert len(one) == 3
+    for a, b in zip(one, ref):
+        np.testing.assert_array_equal(a, b)
+    assert len(ks.gabor_kernels(9, n_orientations=2, scales=np.float32(2.0))) == 2
+    assert len(ks.gabor_kernels(9, n_orientations=2, scales=(s for s in (1.0, 2.0)))) == 4
+    assert ks.gabor_bank(np.zeros((12, 12), np.float32), ksize=5, n_orientations=2, scales=2).shape == (2, 12, 12)
+    with pytest.raises(TypeError, match="scales"):
+        ks.gabor_kernels(scales="2")
+    with pytest.raises(TypeError, match="scales"):
+        ks.gabor_kernels(scales=True)
+    with pytest.raises(TypeError, match="scales"):
+        ks.gabor_kernels(scales=None)
+    with pytest.raises(ValueError, match="scales"):
+        ks.gabor_kernels(scales=[])
+    with pytest.raises(ValueError, match="scales"):
+        ks.gabor_kernels(scales=[1.0, np.nan])
+
+
+def test_huge_ints_get_clear_errors():
+    """Ints of 2^31 and more are range-checked in Python (no pybind11 "incompatible
+    function arguments" dump), and counts are capped."""
+    f = np.zeros((8, 8), np.float32)
+    calls = [
+        lambda n: ks.gaussian_blur(f, n),
+        lambda n: ks.gaussian_blur(f, (3, n)),
+        lambda n: ks.gaussian_kernel(n),
+        lambda n: ks.log_kernel(n),
+        lambda n: ks.gabor_kernel(n, 2.0, 0.0, 5.0, 0.5),
+        lambda n: ks.sobel(f, n, 0),
+        lambda n: ks.sobel(f, 1, n),
+        lambda n: ks.sobel(f, 1, 0, ksize=n),
+        lambda n: ks.prewitt(f, n, 0),
+        lambda n: ks.laplacian(f, n),
+        lambda n: ks.log(f, 1.0, ksize=n),
+        lambda n: ks.dog(f, 1.0, 2.0, ksize=n),
+        lambda n: ks.gradient_magnitude(f, ksize=n),
+        lambda n: ks.filter2d(f, np.ones((3, 3)), anchor=(n, 1)),
+        lambda n: ks.sep_filter2d(f, [1.0], [1.0], anchor=(0, n)),
+        lambda n: ks.gabor_kernels(n_orientations=n),
+        lambda n: ks.filter2d(f, np.ones((3, 3)), border=n),
+    ]
+    for n in (2**31, 2**63, -2**31 - 1, 10**30):
+        for call in calls:
+            with pytest.raises(ValueError) as err:
+                call(n)
+            assert "incompatible" not in str(err.value)
+    with pytest.raises(ValueError, match="n_orientations: .*360"):
+        ks.gabor_kernels(n_orientations=10**6)  # would build a million kernels
+
+
+def test_argument_sweep_messages():
+    f = np.zeros((8, 8), np.float32)
+    with pytest.raises(ValueError, match="operator"):
+        ks.gradient_magnitude(f, [])  # unhashable: no "unhashable type" from a dict lookup
+    with pytest.raises(ValueError, match="norm"):
+        ks.gradient_magnitude(f, norm=np.array(["l1", "l2"]))  # no "truth value ... ambiguous"
+    for bad in (None, "4", [4.0]):  # checked before scales multiply them
+        with pytest.raises(TypeError, match="sigma"):
+            ks.gabor_kernels(sigma=bad)
+        with pytest.raises(TypeError, match="lambd"):
+            ks.gabor_bank(f, lambd=bad)
+    with pytest.raises(TypeError, match=r"ddepth: .*np\.float32"):
+        ks.sobel(f, 1, 0, ddepth=cv2.CV_32F)
+    with pytest.raises(ValueError, match="ksize"):
+        ks.gaussian_blur(f, -3, 1.0)  # negative sizes are not "derive from sigma"
+    with pytest.raises(TypeError, match="ksize"):
+        ks.gabor_kernel(None, 2.0, 0.0, 5.0, 0.5)
+    with pytest.raises(ValueError, match="sigma"):
+        ks.dog(f, np.nan, 1.0)
+    with pytest.raises(ValueError, match="sigma2"):
+        _core.difference_of_gaussians(f, np.empty_like(f), 5, 1.0, -1.0)
+    with pytest.raises(TypeError, match="sigma"):
+        ks.log(f, "1.0")
+    np.testing.assert_array_equal(ks.filter2d(f, np.ones((3, 3)), anchor=np.array([0, 2])),
+                                  ks.filter2d(f, np.ones((3, 3)), anchor=(0, 2)))
 
 
 def test_inputs_are_not_modified(rng):

@@ -31,8 +31,18 @@ FilterMethod method_from_name(const std::string& name) {
   throw ValueError("method: expected 'auto', 'direct' or 'fft', got '" + name + "'");
 }
 
+// Sizes are checked before the kernel is copied (and before a shape beyond int
+// could be narrowed).
+void check_kernel_shape(const f32_array& k, const char* name) {
+  for (py::ssize_t d = 0; d < k.ndim(); ++d)
+    if (k.shape(d) > kMaxKernelSize)
+      throw ValueError(std::string(name) + ": kernels larger than " + std::to_string(kMaxKernelSize) +
+                       " taps per side are not supported");
+}
+
 Kernel2D kernel_2d(const f32_array& k, const char* name) {
   if (k.ndim() != 2) throw ValueError(std::string(name) + ": expected a 2-D kernel");
+  check_kernel_shape(k, name);
   Kernel2D out;
   out.rows = static_cast<int>(k.shape(0));
   out.cols = static_cast<int>(k.shape(1));
@@ -42,6 +52,7 @@ Kernel2D kernel_2d(const f32_array& k, const char* name) {
 
 std::vector<float> kernel_1d(const f32_array& k, const char* name) {
   if (k.ndim() != 1) throw ValueError(std::string(name) + ": expected a 1-D kernel");
+  check_kernel_shape(k, name);
   return std::vector<float>(k.data(), k.data() + k.size());
 }
 
@@ -177,6 +188,8 @@ void bind_filters(py::module_& m) {
         py::arg("src"), py::arg("dst"), py::arg("op"), py::arg("ksize"), py::arg("l1"),
         KS_OPTION_ARGS);
 
+  m.def("max_kernel_size", [] { return kMaxKernelSize; },
+        "The largest kernel side (taps) any filter accepts, given or derived from sigma.");
   m.def("gaussian_kernel", [](int ksize, double sigma) { return to_array(gaussian_kernel(ksize, sigma)); },
         py::arg("ksize"), py::arg("sigma"));
   m.def("gabor_kernel",

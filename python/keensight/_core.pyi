@@ -9,7 +9,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['FlatIndex', 'HNSWIndex', 'SequentialIndex', 'active_isa', 'border_index', 'cpu_info', 'deriv_kernel', 'difference_of_gaussians', 'filter2d', 'filter_bank', 'gabor_kernel', 'gaussian_blur', 'gaussian_kernel', 'gaussian_ksize_for_sigma', 'get_num_threads', 'gradient_magnitude', 'knn', 'laplacian', 'laplacian_of_gaussian', 'log_kernel', 'metric_name', 'pca_transform', 'preprocess_batch', 'preprocess_geometry', 'prewitt', 'sep_filter2d', 'set_isa', 'set_num_threads', 'sobel']
+__all__: list[str] = ['FlatIndex', 'HNSWIndex', 'SequentialIndex', 'active_isa', 'border_index', 'cpu_info', 'deriv_kernel', 'difference_of_gaussians', 'filter2d', 'filter_bank', 'gabor_kernel', 'gaussian_blur', 'gaussian_kernel', 'gaussian_ksize_for_sigma', 'get_num_threads', 'gradient_magnitude', 'knn', 'laplacian', 'laplacian_of_gaussian', 'log_kernel', 'max_kernel_size', 'metric_name', 'pca_transform', 'preprocess_batch', 'preprocess_geometry', 'prewitt', 'sep_filter2d', 'set_isa', 'set_num_threads', 'sobel']
 class FlatIndex:
     @staticmethod
     def load(path: str) -> FlatIndex:
@@ -142,6 +142,10 @@ def laplacian_of_gaussian(src: numpy.ndarray, dst: numpy.ndarray, ksize: typing.
     ...
 def log_kernel(ksize: typing.SupportsInt | typing.SupportsIndex, sigma: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
     ...
+def max_kernel_size() -> int:
+    """
+    The largest kernel side (taps) any filter accepts, given or derived from sigma.
+    """
 def metric_name(metric: str) -> str:
     ...
 def pca_transform(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], components: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], scale: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:

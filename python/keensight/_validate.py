@@ -10,6 +10,8 @@ from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
+from . import _core
+
 IMAGE_DTYPES = (np.uint8, np.uint16, np.int16, np.float32)
 _DTYPE_NAMES = "uint8, uint16, int16 or float32"
 
@@ -56,10 +58,13 @@ def out_dtype(ddepth: Optional[DTypeLike], src: np.ndarray, name: str = "ddepth"
     """The output dtype: `src`'s for None or -1 (OpenCV's convention), else a NumPy dtype."""
     if ddepth is None or (isinstance(ddepth, numbers.Integral) and not isinstance(ddepth, bool) and ddepth == -1):
         return src.dtype
+    hint = ""
+    if isinstance(ddepth, numbers.Integral) and not isinstance(ddepth, bool):
+        hint = " (cv2.CV_* depth codes are not dtypes: pass e.g. np.float32)"
     try:
         dt = np.dtype(ddepth)
     except TypeError:
-        raise TypeError(f"{name}: expected None or a dtype ({_DTYPE_NAMES}), got {ddepth!r}") from None
+        raise TypeError(f"{name}: expected None or a dtype ({_DTYPE_NAMES}), got {ddepth!r}{hint}") from None
     if dt not in IMAGE_DTYPES:
         raise TypeError(f"{name}: expected None or a dtype ({_DTYPE_NAMES}), got {dt}")
     return dt
@@ -133,15 +138,37 @@ def real(value: Any, name: str, finite: bool = True) -> float:
     return v
 
 
-def ksize_pair(ksize: Any, name: str = "ksize") -> Tuple[int, int]:
-    """An int k -> (k, k); a (width, height) pair -> itself; None -> (0, 0)."""
-    if ksize is None:
+# The largest kernel side (taps) any filter accepts, for every dtype, whether the
+# size is given or derived from sigma: the C++ core's one cap (kMaxKernelSize).
+MAX_KERNEL_SIZE = _core.max_kernel_size()
+
+
+def kernel_size(value: Any, name: str = "ksize", allow_zero: bool = False) -> int:
+    """A kernel size in [1, MAX_KERNEL_SIZE] ([0, ...] with `allow_zero`, where 0
+    means "derive it from sigma"): TypeError for non-ints, ValueError naming the
+    argument and the limit otherwise. Oddness is the operator's business."""
+    low = 0 if allow_zero else 1
+    if type(value) is int and low <= value <= MAX_KERNEL_SIZE:
+        return value
+    k = integer(value, name, None, None)
+    if not low <= k <= MAX_KERNEL_SIZE:
+        raise ValueError(f"{name}: expected a kernel size in [{low}, {MAX_KERNEL_SIZE}] "
+                         f"(the largest kernel keensight accepts), got {k}")
+    return k
+
+
+def ksize_pair(ksize: Any, name: str = "ksize", allow_zero: bool = False) -> Tuple[int, int]:
+    """An int k -> (k, k); a (width, height) pair -> itself; each a :func:`kernel_size`.
+    None -> (0, 0) when `allow_zero` (sizes derived from sigma)."""
+    if ksize is None and allow_zero:
         return 0, 0
-    if isinstance(ksize, (tuple, list)):
+    if isinstance(ksize, (tuple, list, np.ndarray)) and np.ndim(ksize) == 1:
         if len(ksize) != 2:
             raise ValueError(f"{name}: expected an int or a (width, height) pair, got {ksize!r}")
-        return integer(ksize[0], name), integer(ksize[1], name)
-    k = integer(ksize, name)
+        return kernel_size(ksize[0], name, allow_zero), kernel_size(ksize[1], name, allow_zero)
+    if ksize is None:
+        raise TypeError(f"{name}: expected an int or a (width, height) pair, got None")
+    k = kernel_size(ksize, name, allow_zero)
     return k, k
 
 
@@ -149,7 +176,7 @@ def anchor(value: Any, kh: int, kw: int) -> Tuple[int, int]:
     """(x, y) anchor; None or (-1, -1) is the kernel centre."""
     if value is None:
         return -1, -1
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
+    if not isinstance(value, (tuple, list, np.ndarray)) or np.ndim(value) != 1 or len(value) != 2:
         raise ValueError(f"anchor: expected an (x, y) pair, got {value!r}")
     ax, ay = integer(value[0], "anchor"), integer(value[1], "anchor")
     if not (-1 <= ax < kw and -1 <= ay < kh):
@@ -158,19 +185,29 @@ def anchor(value: Any, kh: int, kw: int) -> Tuple[int, int]:
 
 
 def kernel(value: Any, ndim: int, name: str = "kernel") -> np.ndarray:
-    """A finite float32 kernel of `ndim` dimensions (a 1-D kernel may also be given as Nx1 or 1xN)."""
+    """A finite float32 kernel of `ndim` dimensions (a 1-D kernel may also be given as Nx1 or 1xN),
+    at most MAX_KERNEL_SIZE taps per side. Complex kernels raise TypeError (the imaginary part
+    would be dropped), as do non-numeric ones."""
     try:
-        k = np.asarray(value, dtype=np.float32)
+        k = np.asarray(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name}: expected a numeric array") from None
+    if k.dtype.kind == "c":
+        raise TypeError(f"{name}: expected a real kernel, got dtype {k.dtype} (filters are real: "
+                        "filter the real and imaginary parts separately)")
+    if k.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {k.dtype}")
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
+        k = k.astype(np.float32, copy=False)
     if ndim == 1 and k.ndim == 2 and 1 in k.shape:
         k = k.reshape(-1)
     if k.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D kernel, got shape {k.shape}")
     if k.size == 0:
         raise ValueError(f"{name}: expected a non-empty kernel")
-    if max(k.shape) > 1023:
-        raise ValueError(f"{name}: kernels larger than 1023 taps per side are not supported, got {k.shape}")
+    if max(k.shape) > MAX_KERNEL_SIZE:
+        raise ValueError(f"{name}: kernels larger than {MAX_KERNEL_SIZE} taps per side are not supported, "
+                         f"got {k.shape}")
     if not np.all(np.isfinite(k)):
         raise ValueError(f"{name}: kernel values must be finite")
     return np.ascontiguousarray(k)

@@ -6,6 +6,10 @@ integer outputs are rounded to nearest and saturated, as ``cv2`` does. Border
 modes are ``"constant"``, ``"replicate"``, ``"reflect"``, ``"reflect101"``
 (default, as OpenCV) and ``"wrap"``; ``cv2.BORDER_*`` integers work too.
 
+Every kernel size -- given, or derived from sigma -- is at most
+``MAX_KERNEL_SIZE`` (1023) taps per side, for every filter and dtype; larger
+ones raise ValueError naming the argument.
+
 Examples
 --------
 >>> import numpy as np
@@ -21,6 +25,8 @@ array([ 510.,    0., -510.], dtype=float32)
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Iterable
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -29,12 +35,17 @@ from . import _core
 from . import _validate as v
 
 __all__ = [
-    "filter2d", "convolve", "sep_filter2d", "filter_bank", "gaussian_kernel", "gabor_kernel",
+    "MAX_KERNEL_SIZE", "MAX_ORIENTATIONS", "filter2d", "convolve", "sep_filter2d", "filter_bank", "gaussian_kernel", "gabor_kernel",
     "gabor_kernels", "log_kernel", "gaussian_blur", "sobel", "scharr", "prewitt", "laplacian",
     "log", "dog", "gradient_magnitude", "gabor_bank",
 ]
 
 KSize = Union[int, Tuple[int, int], None]
+
+MAX_KERNEL_SIZE = v.MAX_KERNEL_SIZE
+# The most orientations one Gabor bank takes (steps of half a degree): the bank's
+# kernels and responses grow with it.
+MAX_ORIENTATIONS = 360
 
 
 def _options(anchor: Tuple[int, int], border: Any, border_value: Any, delta: Any) -> dict:
@@ -71,7 +82,8 @@ def filter2d(src: Any, kernel: Any, ddepth: Any = None, anchor: Optional[Tuple[i
     src : array_like
         HxW or HxWxC image (uint8, uint16, int16, float32); each channel is filtered.
     kernel : array_like
-        2-D kernel (any size up to 1023x1023, even sizes allowed).
+        Real 2-D kernel (any size up to 1023x1023, even sizes allowed; complex
+        kernels raise TypeError).
     ddepth : dtype, optional
         Output dtype; None keeps ``src.dtype``.
     anchor : (x, y), optional
@@ -178,14 +190,30 @@ def gaussian_kernel(ksize: int, sigma: float = 0.0) -> np.ndarray:
     """1-D Gaussian kernel summing to 1, as ``cv2.getGaussianKernel(ksize, sigma)``.
 
     ``sigma <= 0`` takes ``0.3 * ((ksize - 1) * 0.5 - 1) + 0.8``, except for ksize 1 to 9,
-    which use the fixed tables OpenCV 5 uses (multiples of 1/256).
+    which use the fixed tables OpenCV 5 uses (multiples of 1/256). The values are
+    OpenCV's to the last bit (its bit-exact arithmetic); a sigma so small that its
+    square underflows gives ``[0, ..., 0, 1, 0, ..., 0]`` and a huge one the box
+    filter, as in OpenCV.
+
+    Parameters
+    ----------
+    ksize : int
+        Odd size, 1 to ``MAX_KERNEL_SIZE``.
+    sigma : float
+        Standard deviation in pixels; ``<= 0`` derives it from `ksize`.
 
     Returns
     -------
     numpy.ndarray
         float64, shape ``(ksize,)``.
+
+    Examples
+    --------
+    >>> import keensight as ks
+    >>> ks.gaussian_kernel(5, 1e-300)
+    array([0., 0., 1., 0., 0.])
     """
-    return _core.gaussian_kernel(v.integer(ksize, "ksize"), v.real(sigma, "sigma"))
+    return _core.gaussian_kernel(v.kernel_size(ksize), v.real(sigma, "sigma"))
 
 
 def gabor_kernel(ksize: Union[int, Tuple[int, int]], sigma: float, theta: float, lambd: float,
@@ -195,7 +223,8 @@ def gabor_kernel(ksize: Union[int, Tuple[int, int]], sigma: float, theta: float,
     Parameters
     ----------
     ksize : int or (width, height)
-        Size; the kernel has ``2 * (k // 2) + 1`` taps per side (OpenCV's rule).
+        Size, 1 to ``MAX_KERNEL_SIZE``; the kernel has ``2 * (k // 2) + 1`` taps per
+        side (OpenCV's rule).
     sigma, theta, lambd, gamma, psi : float
         Gaussian envelope std, orientation (radians), wavelength, spatial aspect
         ratio and phase offset.
@@ -206,28 +235,40 @@ def gabor_kernel(ksize: Union[int, Tuple[int, int]], sigma: float, theta: float,
         float64 2-D kernel.
     """
     kw, kh = v.ksize_pair(ksize)
-    if kw <= 0 or kh <= 0:
-        raise ValueError(f"ksize: expected positive sizes, got {ksize!r}")
     k = _core.gabor_kernel(kw, kh, v.real(sigma, "sigma"), v.real(theta, "theta"),
                            v.real(lambd, "lambd"), v.real(gamma, "gamma"), v.real(psi, "psi"))
     return k.astype(np.float64)
 
 
-def gabor_kernels(ksize: Union[int, Tuple[int, int]] = 21, sigma: float = 4.0, lambd: float = 10.0,
-                  gamma: float = 0.5, psi: float = 0.0, n_orientations: int = 8,
-                  scales: Sequence[float] = (1.0,)) -> List[np.ndarray]:
-    """The kernels of :func:`gabor_bank`: for each scale s (sigma and lambd times s),
-    orientations ``theta = k * pi / n_orientations``; scale-major order."""
-    n = v.integer(n_orientations, "n_orientations")
-    if n <= 0:
-        raise ValueError(f"n_orientations: expected a positive int, got {n}")
-    if len(scales) == 0:
-        raise ValueError("scales: expected at least one scale")
+def _scales(scales: Any) -> List[float]:
+    """`scales` as a non-empty list of positive factors; a single number is one scale."""
+    if isinstance(scales, numbers.Real) and not isinstance(scales, bool):
+        scales = [scales]
+    elif isinstance(scales, (str, bytes)) or not isinstance(scales, Iterable):
+        raise TypeError(f"scales: expected a number or a sequence of numbers, got {type(scales).__name__}")
     out = []
     for s in scales:
         s = v.real(s, "scales")
         if s <= 0:
             raise ValueError(f"scales: expected positive scale factors, got {s}")
+        out.append(s)
+    if not out:
+        raise ValueError("scales: expected at least one scale")
+    return out
+
+
+def gabor_kernels(ksize: Union[int, Tuple[int, int]] = 21, sigma: float = 4.0, lambd: float = 10.0,
+                  gamma: float = 0.5, psi: float = 0.0, n_orientations: int = 8,
+                  scales: Union[float, Sequence[float]] = (1.0,)) -> List[np.ndarray]:
+    """The kernels of :func:`gabor_bank`: for each scale s (sigma and lambd times s),
+    orientations ``theta = k * pi / n_orientations``; scale-major order.
+
+    `n_orientations` is 1 to ``MAX_ORIENTATIONS``; `scales` is a sequence of
+    positive factors or a single number."""
+    n = v.positive_int(n_orientations, "n_orientations", MAX_ORIENTATIONS)
+    sigma, lambd = v.real(sigma, "sigma"), v.real(lambd, "lambd")  # before they are multiplied
+    out = []
+    for s in _scales(scales):
         for k in range(n):
             out.append(gabor_kernel(ksize, sigma * s, k * math.pi / n, lambd * s, gamma, psi))
     return out
@@ -238,9 +279,10 @@ def log_kernel(ksize: int, sigma: float = 0.0) -> np.ndarray:
 
     ``gxx (x) g + g (x) gxx`` with g the normalised sampled Gaussian and gxx its
     second derivative, corrected to sum to zero. ``sigma <= 0`` takes OpenCV's
-    rule from ksize.
+    rule from ksize. A sigma far below a pixel leaves nothing between the samples to
+    curve: the kernel is then all zeros. `ksize`: odd, 1 to ``MAX_KERNEL_SIZE``.
     """
-    return _core.log_kernel(v.integer(ksize, "ksize"), v.real(sigma, "sigma")).astype(np.float64)
+    return _core.log_kernel(v.kernel_size(ksize), v.real(sigma, "sigma")).astype(np.float64)
 
 
 # ---------------------------------------------------------------------------
@@ -250,11 +292,17 @@ def gaussian_blur(src: Any, ksize: KSize, sigma: float = 0.0, sigma_y: float = 0
                   border: v.BorderLike = "reflect101") -> np.ndarray:
     """Gaussian blur, as ``cv2.GaussianBlur(src, ksize, sigma, sigmaY=sigma_y)``.
 
-    Runs as a row pass and a column pass. `ksize` is an odd int, a (width, height)
-    pair, or 0/None to derive it from sigma; ``sigma_y <= 0`` takes `sigma`.
+    Runs as a column pass and a row pass. `ksize` is an odd int up to
+    ``MAX_KERNEL_SIZE``, a (width, height) pair, or 0/None to derive it from sigma
+    (``round(sigma * 6 + 1) | 1`` for uint8, ``* 8`` otherwise, which must not exceed
+    the limit either); ``sigma_y <= 0`` takes `sigma`.
+
+    uint8 and uint16 images give OpenCV's results bit for bit: OpenCV computes
+    them in fixed point (taps in units of 2^-8 and 2^-16) and so does keensight.
+    int16 and float32 run in float32 arithmetic.
     """
     src = v.image(src)
-    kw, kh = v.ksize_pair(ksize)
+    kw, kh = v.ksize_pair(ksize, allow_zero=True)
     dst = np.empty_like(src)
     _core.gaussian_blur(src, dst, kw, kh, v.real(sigma, "sigma"), v.real(sigma_y, "sigma_y"),
                         v.border(border))
@@ -267,7 +315,9 @@ def sobel(src: Any, dx: int, dy: int, ksize: int = 3, scale: float = 1.0, delta:
 
     `ksize` is 1 (3-tap derivative, no smoothing), 3, 5, 7, ... 31, or -1 for Scharr.
     Default output dtype is the input's, as in OpenCV: pass ``ddepth=np.float32``
-    (or int16) to keep negative derivatives of uint8 images.
+    (or int16) to keep negative derivatives of uint8 images. `scale` multiplies the
+    finished derivative (not a kernel tap, as OpenCV does): an output is inf only
+    when its true value overflows float32, and 0 where the derivative is 0.
     """
     src = v.image(src)
     dst = _output(src, ddepth)
@@ -296,7 +346,8 @@ def prewitt(src: Any, dx: int, dy: int, scale: float = 1.0, delta: float = 0.0,
 def laplacian(src: Any, ksize: int = 1, scale: float = 1.0, delta: float = 0.0,
               ddepth: Any = None, border: v.BorderLike = "reflect101") -> np.ndarray:
     """Laplacian, as ``cv2.Laplacian``: ksize 1 is ``[[0,1,0],[1,-4,1],[0,1,0]]``,
-    ksize 3 is ``[[2,0,2],[0,-8,0],[2,0,2]]``, larger odd sizes sum second Sobel derivatives."""
+    ksize 3 is ``[[2,0,2],[0,-8,0],[2,0,2]]``, larger odd sizes sum second Sobel derivatives.
+    `scale` multiplies the finished sum, as in :func:`sobel`."""
     src = v.image(src)
     dst = _output(src, ddepth)
     _core.laplacian(src, dst, v.integer(ksize, "ksize"), v.real(scale, "scale"),
@@ -310,13 +361,15 @@ def log(src: Any, sigma: float = 1.0, ksize: Optional[int] = None, scale: float 
     """Laplacian of Gaussian: ``filter2d(src, log_kernel(ksize, sigma))`` computed
     as two separable passes in one sweep over the image.
 
-    `ksize` None takes ``round(8 * sigma + 1) | 1``. Output float32 by default.
+    `ksize` None takes ``round(8 * sigma + 1) | 1``, at most ``MAX_KERNEL_SIZE``.
+    Output float32 by default. A sigma far below a pixel gives the zero kernel
+    (see :func:`log_kernel`).
     """
     src = v.image(src)
     sigma = v.real(sigma, "sigma")
     if sigma <= 0:
         raise ValueError(f"sigma: expected sigma > 0, got {sigma}")
-    k = _core.gaussian_ksize_for_sigma(sigma, False) if ksize is None else v.integer(ksize, "ksize")
+    k = _core.gaussian_ksize_for_sigma(sigma, False) if ksize is None else v.kernel_size(ksize)
     dst = _output(src, ddepth)
     _core.laplacian_of_gaussian(src, dst, k, sigma, v.real(scale, "scale"),
                                 **_derivative_options(border, delta))
@@ -327,13 +380,12 @@ def dog(src: Any, sigma1: float, sigma2: float, ksize: Optional[int] = None, del
         ddepth: Any = np.float32, border: v.BorderLike = "reflect101") -> np.ndarray:
     """Difference of Gaussians ``G(sigma1) * src - G(sigma2) * src`` in one pass.
 
-    Both Gaussians have `ksize` taps (None: derived from the larger sigma).
-    Output float32 by default.
+    Both Gaussians have `ksize` taps (None: derived from the larger sigma; at most
+    ``MAX_KERNEL_SIZE`` either way). Output float32 by default. A sigma far below
+    a pixel is the identity kernel, as in :func:`gaussian_kernel`.
     """
     src = v.image(src)
-    k = 0 if ksize is None else v.integer(ksize, "ksize")
-    if ksize is not None and k <= 0:
-        raise ValueError(f"ksize: expected a positive odd size, got {k}")
+    k = 0 if ksize is None else v.kernel_size(ksize)
     dst = _output(src, ddepth)
     _core.difference_of_gaussians(src, dst, k, v.real(sigma1, "sigma1"), v.real(sigma2, "sigma2"),
                                   **_derivative_options(border, delta))
@@ -352,9 +404,9 @@ def gradient_magnitude(src: Any, operator: str = "sobel", ksize: int = 3, norm: 
     for the default arguments.
     """
     src = v.image(src)
-    if operator not in _GRADIENT_OPERATORS:
+    if not isinstance(operator, str) or operator not in _GRADIENT_OPERATORS:
         raise ValueError(f"operator: expected one of {sorted(_GRADIENT_OPERATORS)}, got {operator!r}")
-    if norm not in ("l1", "l2"):
+    if not isinstance(norm, str) or norm not in ("l1", "l2"):
         raise ValueError(f"norm: expected 'l1' or 'l2', got {norm!r}")
     dst = _output(src, ddepth)
     _core.gradient_magnitude(src, dst, _GRADIENT_OPERATORS[operator], v.integer(ksize, "ksize"),
@@ -364,7 +416,7 @@ def gradient_magnitude(src: Any, operator: str = "sobel", ksize: int = 3, norm: 
 
 def gabor_bank(src: Any, ksize: Union[int, Tuple[int, int]] = 21, sigma: float = 4.0,
                lambd: float = 10.0, gamma: float = 0.5, psi: float = 0.0,
-               n_orientations: int = 8, scales: Sequence[float] = (1.0,),
+               n_orientations: int = 8, scales: Union[float, Sequence[float]] = (1.0,),
                ddepth: Any = np.float32, border: v.BorderLike = "reflect101",
                method: str = "auto") -> np.ndarray:
     """Responses of a Gabor filter bank, computed in one pass over the image.
@@ -375,7 +427,7 @@ def gabor_bank(src: Any, ksize: Union[int, Tuple[int, int]] = 21, sigma: float =
     Returns
     -------
     numpy.ndarray
-        Shape ``(len(scales) * n_orientations,) + src.shape``, float32 by default.
+        Shape ``(n_scales * n_orientations,) + src.shape``, float32 by default.
     """
     kernels = gabor_kernels(ksize, sigma, lambd, gamma, psi, n_orientations, scales)
     return filter_bank(src, kernels, ddepth=ddepth, border=border, method=method)

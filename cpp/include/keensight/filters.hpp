@@ -12,6 +12,12 @@
 
 namespace keensight {
 
+// The largest kernel side, in taps, that any filter or kernel maker accepts, for
+// every depth and whether the size is given or derived from sigma (a Gaussian of
+// sigma ~ 128 already fills it). It bounds the time and memory one size argument
+// can ask for; larger sizes raise ValueError naming the argument.
+constexpr int kMaxKernelSize = 1023;
+
 // OpenCV's border modes; the numbers are cv::BorderTypes.
 enum class Border : int { constant = 0, replicate = 1, reflect = 2, wrap = 3, reflect101 = 4 };
 
@@ -43,23 +49,28 @@ struct FilterOptions {
 
 // ---------------------------------------------------------------------------
 // Kernel makers (double precision, as OpenCV returns CV_64F).
-// cv::getGaussianKernel: sigma <= 0 -> 0.3*((ksize-1)*0.5-1)+0.8, small fixed
-// tables for ksize <= 7 with sigma <= 0. Sums to 1.
+// cv::getGaussianKernel, with its bit-exact arithmetic: sigma <= 0 ->
+// 0.3*((ksize-1)*0.5-1)+0.8, fixed tables for ksize <= 9 with sigma <= 0; a sigma
+// whose square underflows gives the identity kernel. Odd ksize up to
+// kMaxKernelSize. Sums to 1.
 std::vector<double> gaussian_kernel(int ksize, double sigma);
 // cv::getGaborKernel(ksize, sigma, theta, lambd, gamma, psi); size is
-// (2*(ksize_y/2)+1) x (2*(ksize_x/2)+1).
+// (2*(ksize_y/2)+1) x (2*(ksize_x/2)+1), or derived from sigma for ksize <= 0
+// (within kMaxKernelSize either way).
 Kernel2D gabor_kernel(int ksize_x, int ksize_y, double sigma, double theta, double lambd,
                       double gamma, double psi);
 // Laplacian of Gaussian: gxx (x) g + g (x) gxx with g the sampled normalised
 // Gaussian and gxx its second derivative, corrected to sum to zero; so the 2-D
-// kernel sums to zero and runs as two separable passes.
+// kernel sums to zero and runs as two separable passes. A sigma far below a pixel
+// gives the zero kernel.
 Kernel2D log_kernel(int ksize, double sigma);
 void log_kernel_factors(int ksize, double sigma, std::vector<double>& g, std::vector<double>& gxx);
 // cv::getDerivKernels (unnormalised): derivative of order `order` with aperture
 // ksize (1, 3, 5, 7; ksize 1 gives [1] for order 0 and the 3-tap kernel otherwise;
 // -1 is Scharr).
 std::vector<double> deriv_kernel(int order, int ksize);
-// The ksize OpenCV's GaussianBlur uses when it is not given.
+// The ksize OpenCV's GaussianBlur uses when it is not given (ValueError naming
+// sigma beyond kMaxKernelSize).
 int gaussian_ksize_for_sigma(double sigma, Depth depth);
 
 // ---------------------------------------------------------------------------
@@ -90,11 +101,14 @@ void sep_filter2d_terms(const ImageView& src, const ImageView& dst,
                         const FilterOptions& opt = {});
 
 // cv::GaussianBlur. ksize_x/ksize_y <= 0 are derived from sigma as OpenCV does;
-// sigma_y <= 0 takes sigma_x.
+// sigma_y <= 0 takes sigma_x. uint8 -> uint8 and uint16 -> uint16 are OpenCV's
+// fixed-point results bit for bit; other depths run in float32.
 void gaussian_blur(const ImageView& src, const ImageView& dst, int ksize_x, int ksize_y,
                    double sigma_x, double sigma_y, Border border = Border::reflect101);
 
-// cv::Sobel (ksize 1, 3, 5, 7; -1 = Scharr), cv::Scharr, Prewitt (3x3).
+// cv::Sobel (ksize 1, 3, 5, 7; -1 = Scharr), cv::Scharr, Prewitt (3x3). The
+// output is scale * derivative + delta, the scale applied to the finished sum
+// (|scale| at most float32's largest value).
 void sobel(const ImageView& src, const ImageView& dst, int dx, int dy, int ksize, double scale,
            const FilterOptions& opt = {});
 void scharr(const ImageView& src, const ImageView& dst, int dx, int dy, double scale,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -212,13 +213,13 @@ void apply_plan(const FilterKernels& k, const TapPlan& plan, RowOf&& row_of, std
 // Writes the float row `acc` to destination row y (acc may already be that row
 // when the destination is float32).
 void store_output(const FilterKernels& k, const ImageView& dst, std::int64_t y, const float* acc,
-                  float delta) {
+                  float scale, float delta) {
   void* out = dst.row(y);
   if (dst.depth == Depth::f32 && acc == static_cast<const float*>(out)) {
-    if (delta != 0.f) k.store_row(acc, dst.row_elems(), delta, Depth::f32, out);
+    if (scale != 1.f || delta != 0.f) k.store_row(acc, dst.row_elems(), scale, delta, Depth::f32, out);
     return;
   }
-  k.store_row(acc, dst.row_elems(), delta, dst.depth, out);
+  k.store_row(acc, dst.row_elems(), scale, delta, dst.depth, out);
 }
 
 // Float32 outputs at least this large are written with non-temporal stores by
@@ -226,11 +227,11 @@ void store_output(const FilterKernels& k, const ImageView& dst, std::int64_t y, 
 // caches anyway, and skipping the read-for-ownership of every destination line
 // saves a third of the memory traffic (1080p float32 on Zen 4, interleaved A/B:
 // Laplacian 3x3 0.83 -> 1.07-1.33 x OpenCV, 11x11 Gaussian 0.88 -> 0.94, 3x3
-// filter2D 1.25-1.33 -> 1.51-1.55). With a delta the row is read back, so no.
+// filter2D 1.25-1.33 -> 1.51-1.55). With a scale or delta the row is read back, so no.
 constexpr std::int64_t kStreamBytes = std::int64_t{4} << 20;
 
-bool stream_output(const ImageView& dst, float delta) {
-  return dst.depth == Depth::f32 && delta == 0.f &&
+bool stream_output(const ImageView& dst, float scale, float delta) {
+  return dst.depth == Depth::f32 && scale == 1.f && delta == 0.f &&
          dst.rows * dst.row_elems() * static_cast<std::int64_t>(sizeof(float)) >= kStreamBytes;
 }
 
@@ -343,7 +344,7 @@ int fft_tile_size(int kh, int kw, std::int64_t rows, std::int64_t cols) {
 }
 
 void run_fft(const ImageView& src_in, const std::vector<ImageView>& dsts,
-             const std::vector<Kernel2D>& kernels, const FilterOptions& opt) {
+             const std::vector<Kernel2D>& kernels, const FilterOptions& opt, float scale) {
   const int kh = kernels.front().rows, kw = kernels.front().cols;
   const std::pair<int, int> anchor = resolve_anchor(opt, kh, kw);
   const int ax = anchor.first, ay = anchor.second;
@@ -447,10 +448,11 @@ void run_fft(const ImageView& src_in, const std::vector<ImageView>& dsts,
                                         : band_out[f].get() + y * W * C;
                 out += x0 * C + c;
                 const float* in = plane + y * T;
+                const float mul = direct_out ? scale : 1.f;
                 if (C == 1)
-                  for (std::int64_t x = 0; x < vcols; ++x) out[x] = in[x] + add;
+                  for (std::int64_t x = 0; x < vcols; ++x) out[x] = in[x] * mul + add;
                 else
-                  for (std::int64_t x = 0; x < vcols; ++x) out[x * C] = in[x] + add;
+                  for (std::int64_t x = 0; x < vcols; ++x) out[x * C] = in[x] * mul + add;
               }
             }
           }
@@ -458,7 +460,8 @@ void run_fft(const ImageView& src_in, const std::vector<ImageView>& dsts,
       for (std::size_t f = 0; f < dsts.size(); ++f)
         if (dsts[f].depth != Depth::f32)
           for (std::int64_t y = 0; y < vrows; ++y)
-            k.store_row(band_out[f].get() + y * W * C, W * C, delta, dsts[f].depth, dsts[f].row(y0 + y));
+            k.store_row(band_out[f].get() + y * W * C, W * C, scale, delta, dsts[f].depth,
+                        dsts[f].row(y0 + y));
     }
   });
 }
@@ -499,10 +502,23 @@ void check_options(const FilterOptions& opt, int kh, int kw) {
   if (!std::isfinite(opt.border_value)) throw ValueError("border_value: expected a finite number");
 }
 
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+void check_kernel_size(std::int64_t ksize, const char* name, bool odd) {
+  if (ksize >= 1 && ksize <= kMaxKernelSize && (!odd || ksize % 2 == 1)) return;
+  throw ValueError(std::string(name) + ": expected " + (odd ? "an odd" : "a") + " kernel size in [1, " +
+                   std::to_string(kMaxKernelSize) + "] (the largest kernel keensight accepts), got " +
+                   std::to_string(ksize));
+}
+
 namespace {
 
 void run_direct_rows(const ImageView& src_in, const std::vector<ImageView>& dsts,
-                     const std::vector<Kernel2D>& kernels, const FilterOptions& opt) {
+                     const std::vector<Kernel2D>& kernels, const FilterOptions& opt, float scale) {
   const int kh = kernels.front().rows, kw = kernels.front().cols;
   const std::pair<int, int> anchor = resolve_anchor(opt, kh, kw);
   const int ax = anchor.first, ay = anchor.second;
@@ -528,7 +544,7 @@ void run_direct_rows(const ImageView& src_in, const std::vector<ImageView>& dsts
   for (const Kernel2D& kern : kernels) sym3.push_back(ax == 1 && ay == 1 && is_symmetric3x3(kern));
   // Kernel f over `count` elements into out, from rows whose padded index 0 is output 0.
   std::vector<char> stream;
-  for (const ImageView& d : dsts) stream.push_back(stream_output(d, delta));
+  for (const ImageView& d : dsts) stream.push_back(stream_output(d, scale, delta));
   const bool any_stream = std::find(stream.begin(), stream.end(), 1) != stream.end();
   const auto run_kernel = [&](std::size_t f, const auto& rows_of, std::int64_t count, float* out,
                               std::vector<const float*>& p, std::vector<const float*>& q) {
@@ -584,7 +600,7 @@ void run_direct_rows(const ImageView& src_in, const std::vector<ImageView>& dsts
           float* acc = accumulator_row(dsts[f], y, scratch.get() + f * n);
           if (ax > 0) run_kernel(f, left_of, ax * C, acc, p, q);
           if (rpad > 0) run_kernel(f, right_of, rpad * C, acc + (W - rpad) * C, p, q);
-          store_output(k, dsts[f], y, acc, delta);
+          store_output(k, dsts[f], y, acc, scale, delta);
         }
         continue;
       }
@@ -594,7 +610,7 @@ void run_direct_rows(const ImageView& src_in, const std::vector<ImageView>& dsts
       for (std::size_t f = 0; f < kernels.size(); ++f) {
         float* acc = accumulator_row(dsts[f], y, scratch.get());
         run_kernel(f, row_of, n, acc, p, q);
-        store_output(k, dsts[f], y, acc, delta);
+        store_output(k, dsts[f], y, acc, scale, delta);
       }
     }
     if (any_stream) stream_fence();
@@ -604,19 +620,19 @@ void run_direct_rows(const ImageView& src_in, const std::vector<ImageView>& dsts
 }  // namespace
 
 void run_direct(const ImageView& src, const std::vector<ImageView>& dsts,
-                const std::vector<Kernel2D>& kernels, const FilterOptions& opt) {
+                const std::vector<Kernel2D>& kernels, const FilterOptions& opt, double scale) {
   const bool fft = opt.method == FilterMethod::fft ||
                    (opt.method == FilterMethod::automatic && fft_pays(kernels, src.rows, src.cols));
   if (fft)
-    run_fft(src, dsts, kernels, opt);
+    run_fft(src, dsts, kernels, opt, static_cast<float>(scale));
   else
-    run_direct_rows(src, dsts, kernels, opt);
+    run_direct_rows(src, dsts, kernels, opt, static_cast<float>(scale));
 }
 
 void run_separable(const ImageView& src_in, const ImageView& dst,
                    const std::vector<std::vector<float>>& kx,
                    const std::vector<std::vector<float>>& ky, Combine combine,
-                   const FilterOptions& opt) {
+                   const FilterOptions& opt, double scale_in) {
   const int kw = static_cast<int>(kx.front().size()), kh = static_cast<int>(ky.front().size());
   const std::pair<int, int> anchor = resolve_anchor(opt, kh, kw);
   const int ax = anchor.first, ay = anchor.second;
@@ -645,7 +661,8 @@ void run_separable(const ImageView& src_in, const ImageView& dst,
   }
 
   // Stream the row pass's output when it is the only write of each destination row.
-  const bool stream = R == 1 && combine == Combine::sum && stream_output(dst, delta);
+  const float scale = static_cast<float>(scale_in);
+  const bool stream = R == 1 && combine == Combine::sum && stream_output(dst, scale, delta);
 
   // Two output rows per column pass when every column plan is a full mirrored
   // kernel (kernels.hpp: column_pairs_x2): each source row is then loaded once for both.
@@ -695,7 +712,7 @@ void run_separable(const ImageView& src_in, const ImageView& dst,
           apply_plan(k, hplans[r], column_row, n, out, accumulate, p, q, stream && out == acc);
         }
         if (combine != Combine::sum) k.magnitude(acc, term_b.get(), n, combine == Combine::magnitude_l1, acc);
-        store_output(k, dst, yy, acc, delta);
+        store_output(k, dst, yy, acc, scale, delta);
       }
       y += count;
     }
@@ -720,7 +737,7 @@ bool integer_kernels_fit_u8(const std::vector<float>& kx, const std::vector<floa
 void run_separable_u8(const ImageView& src_in, const ImageView& dst,
                       const std::vector<std::vector<std::int16_t>>& kx,
                       const std::vector<std::vector<std::int16_t>>& ky, Combine combine,
-                      bool fixed_point, const FilterOptions& opt) {
+                      bool fixed_point, const FilterOptions& opt, double scale_in) {
   const int kw = static_cast<int>(kx.front().size()), kh = static_cast<int>(ky.front().size());
   const std::pair<int, int> anchor = resolve_anchor(opt, kh, kw);
   const int ax = anchor.first, ay = anchor.second;
@@ -749,7 +766,7 @@ void run_separable_u8(const ImageView& src_in, const ImageView& dst,
     // 2^15 to round the final >> 16 (OpenCV's ufixedpoint32 -> uint8 cast).
     t.bias = fixed_point ? 32768 * sum_ky + 32768 : 0;
   }
-  const float delta = static_cast<float>(opt.delta);
+  const float delta = static_cast<float>(opt.delta), scale = static_cast<float>(scale_in);
 
   detail::parallel_chunks(src.rows, kMinRowsPerThread, [&](std::int64_t y0, std::int64_t y1) {
     PaddedRowLoader<std::uint8_t> loader(src, opt, ax, kw - 1 - ax, k);
@@ -782,7 +799,39 @@ void run_separable_u8(const ImageView& src_in, const ImageView& dst,
       else
         k.vpass_s16_magnitude(rows[0].data(), terms[0].vcoef.data(), nv(0), rows[1].data(),
                               terms[1].vcoef.data(), nv(1), n, combine == Combine::magnitude_l1, acc);
-      store_output(k, dst, y, acc, delta);
+      store_output(k, dst, y, acc, scale, delta);
+    }
+  });
+}
+
+void run_gaussian_u16(const ImageView& src_in, const ImageView& dst, const std::vector<std::int32_t>& kx,
+                      const std::vector<std::int32_t>& ky, const FilterOptions& opt) {
+  const int kw = static_cast<int>(kx.size()), kh = static_cast<int>(ky.size());
+  const int ax = kw / 2, ay = kh / 2;
+  const FilterKernels& k = filter_kernels();
+  SourceCopy copy;
+  const ImageView src = detach_source(src_in, {dst}, copy);
+  const std::int64_t n = src.row_elems(), C = src.channels;
+  // Taps 0 .. k/2 of each symmetric kernel (the last one is the centre).
+  const std::vector<std::uint32_t> cy(ky.begin(), ky.begin() + ay + 1);
+  const std::vector<double> cx(kx.begin(), kx.begin() + ax + 1);
+
+  detail::parallel_chunks(src.rows, kMinRowsPerThread, [&](std::int64_t y0, std::int64_t y1) {
+    const std::vector<std::uint16_t> zero_row(static_cast<std::size_t>(n), 0);  // Border::constant
+    std::vector<const std::uint16_t*> rows(static_cast<std::size_t>(kh));
+    std::vector<double> column(static_cast<std::size_t>((src.cols + kw - 1) * C));
+    for (std::int64_t y = y0; y < y1; ++y) {
+      // Columns first, straight from the source rows; then the row pass over the
+      // column sums, extended by the border rule (the order does not change an
+      // exact sum).
+      for (int i = 0; i < kh; ++i) {
+        const std::int64_t sy = border_index(y - ay + i, src.rows, opt.border);
+        rows[static_cast<std::size_t>(i)] =
+            sy < 0 ? zero_row.data() : reinterpret_cast<const std::uint16_t*>(src.row(sy));
+      }
+      k.gauss_column_u16(rows.data(), kh, cy.data(), n, column.data() + ax * C);
+      extend_row_border(column.data(), src.cols, C, ax, kw - 1 - ax, opt.border, 0.0);
+      k.gauss_row_u16(column.data(), kw, C, cx.data(), n, reinterpret_cast<std::uint16_t*>(dst.row(y)));
     }
   });
 }

@@ -1,14 +1,19 @@
 // The filter operators: argument checks, kernel construction with OpenCV's
 // conventions, then one of the two passes in engine.cpp.
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "filters/engine.hpp"
 
 namespace keensight {
 
+using filters_detail::check_kernel_size;
 using filters_detail::check_options;
 using filters_detail::check_pair;
+using filters_detail::gaussian_kernel_fixed;
+using filters_detail::number_text;
 using filters_detail::run_direct;
 using filters_detail::run_separable;
 using filters_detail::run_separable_u8;
@@ -19,21 +24,24 @@ void check_kernel(const Kernel2D& k, const char* name) {
   if (k.rows <= 0 || k.cols <= 0 ||
       k.values.size() != static_cast<std::size_t>(k.rows) * static_cast<std::size_t>(k.cols))
     throw ValueError(std::string(name) + ": expected a non-empty 2-D kernel");
-  if (k.rows > 1023 || k.cols > 1023)
-    throw ValueError(std::string(name) + ": kernels larger than 1023 taps per side are not supported");
+  check_kernel_size(k.rows, name, false);
+  check_kernel_size(k.cols, name, false);
   for (float v : k.values)
     if (!std::isfinite(v)) throw ValueError(std::string(name) + ": kernel values must be finite");
 }
 
 void check_kernel_1d(const std::vector<float>& k, const char* name) {
-  if (k.empty() || k.size() > 1023)
-    throw ValueError(std::string(name) + ": expected a 1-D kernel of 1 to 1023 taps");
+  check_kernel_size(static_cast<std::int64_t>(k.size()), name, false);
   for (float v : k)
     if (!std::isfinite(v)) throw ValueError(std::string(name) + ": kernel values must be finite");
 }
 
+// Outputs are scale * sum in float32: a scale beyond float32's range would turn a
+// zero response into 0 * inf = NaN.
 void check_scale(double scale) {
-  if (!std::isfinite(scale)) throw ValueError("scale: expected a finite number");
+  if (!std::isfinite(scale) || std::fabs(scale) > std::numeric_limits<float>::max())
+    throw ValueError("scale: expected a finite number within float32 range (|scale| <= 3.4e38), got " +
+                     number_text(scale));
 }
 
 std::vector<float> to_float(const std::vector<double>& v, double scale = 1.0) {
@@ -55,70 +63,66 @@ void check_order(int dx, int dy) {
   if (dx + dy == 0) throw ValueError("dx, dy: expected at least one derivative (dx + dy > 0)");
 }
 
-// The x and y factors of a derivative filter (cv::getDerivKernels), with
-// `scale` folded into the factor that smooths (OpenCV does the same).
-void deriv_pair(int dx, int dy, int ksize, double scale, std::vector<float>& kx,
-                std::vector<float>& ky) {
+// The x and y factors of a derivative filter (cv::getDerivKernels). Unlike
+// OpenCV, the caller's scale is not folded into a factor but applied to the
+// finished sum (engine.hpp).
+void deriv_pair(int dx, int dy, int ksize, std::vector<float>& kx, std::vector<float>& ky) {
   check_order(dx, dy);
-  check_scale(scale);
   if (ksize != -1 && (ksize <= 0 || ksize % 2 == 0 || ksize > 31))
     throw ValueError("ksize: expected 1, 3, 5, 7, ... 31 (or -1 for Scharr), got " +
                      std::to_string(ksize));
   if (ksize == -1 && dx + dy != 1)
     throw ValueError("Scharr: expected dx + dy == 1, got dx=" + std::to_string(dx) +
                      " dy=" + std::to_string(dy));
-  std::vector<double> fx = deriv_kernel(dx, ksize), fy = deriv_kernel(dy, ksize);
-  if (dx == 0) {
-    kx = to_float(fx, scale);
-    ky = to_float(fy);
-  } else {
-    kx = to_float(fx);
-    ky = to_float(fy, scale);
-  }
-}
-
-// OpenCV's uint8 Gaussian taps: the kernel in units of 1/256 (ufixedpoint16). The arithmetic follows cv::getGaussianKernel's
-// bit-exact variant: doubled coordinates, multiplication by 1/sum.
-std::vector<std::int16_t> gaussian_kernel_fixed_u8(int ksize, double sigma) {
-  std::vector<double> g;
-  if (sigma <= 0 && ksize <= 9) {
-    g = gaussian_kernel(ksize, 0.0);  // OpenCV's exact tables
-  } else {
-    const double s = sigma > 0 ? sigma : std::fma(ksize, 0.15, 0.35);
-    const double scale2 = -0.125 / (s * s);
-    double sum = 0;
-    g.resize(static_cast<std::size_t>(ksize));
-    for (int i = 0, x = 1 - ksize; i < ksize; ++i, x += 2) {
-      g[i] = std::exp(static_cast<double>(x * x) * scale2);
-      sum += g[i];
-    }
-    const double inv = 1.0 / sum;
-    for (double& v : g) v *= inv;
-  }
-  // Quantise with error diffusion from the outside in, symmetric, and give the
-  // centre tap the rest so the taps sum to exactly 256 (a flat image stays flat).
-  const std::size_t n = g.size();
-  std::vector<std::int16_t> q(n);
-  double err = 0;
-  int sum = 0;
-  for (std::size_t i = 0; i < n / 2; ++i) {
-    const double adj = g[i] * 256.0 + err;
-    const double v = std::nearbyint(adj);
-    err = adj - v;
-    q[i] = q[n - 1 - i] = static_cast<std::int16_t>(v);
-    sum += 2 * static_cast<int>(v);
-  }
-  q[n / 2] = static_cast<std::int16_t>(256 - sum);
-  return q;
+  kx = to_float(deriv_kernel(dx, ksize));
+  ky = to_float(deriv_kernel(dy, ksize));
 }
 
 std::vector<std::int16_t> to_int16(const std::vector<float>& v) {
   return std::vector<std::int16_t>(v.begin(), v.end());
 }
 
+std::vector<std::int16_t> to_int16(const std::vector<std::int32_t>& v) {
+  return std::vector<std::int16_t>(v.begin(), v.end());
+}
+
 std::vector<float> prewitt_factor(int order) {
   if (order == 0) return {1.f, 1.f, 1.f};
   return {-1.f, 0.f, 1.f};
+}
+
+// One separable term, validated by the caller: uint8 sources with kernels that
+// are exact in integers take the 16-bit integer path, others the float one.
+void run_one_separable(const ImageView& src, const ImageView& dst, const std::vector<float>& kx,
+                       const std::vector<float>& ky, const FilterOptions& opt, double scale) {
+  if (src.depth == Depth::u8 && filters_detail::integer_kernels_fit_u8(kx, ky))
+    run_separable_u8(src, dst, {to_int16(kx)}, {to_int16(ky)}, Combine::sum, false, opt, scale);
+  else
+    run_separable(src, dst, {kx}, {ky}, Combine::sum, opt, scale);
+}
+
+void check_separable(const ImageView& src, const ImageView& dst, const std::vector<float>& kx,
+                     const std::vector<float>& ky, const FilterOptions& opt) {
+  check_pair(src, dst);
+  check_kernel_1d(kx, "kernel_x");
+  check_kernel_1d(ky, "kernel_y");
+  check_options(opt, static_cast<int>(ky.size()), static_cast<int>(kx.size()));
+}
+
+void check_terms(const ImageView& src, const ImageView& dst, const std::vector<std::vector<float>>& kx,
+                 const std::vector<std::vector<float>>& ky, Combine combine, const FilterOptions& opt) {
+  check_pair(src, dst);
+  if (kx.empty() || kx.size() != ky.size())
+    throw ValueError("kernels: expected as many x factors as y factors, at least one");
+  if (combine != Combine::sum && kx.size() != 2)
+    throw ValueError("combine: a magnitude needs exactly two terms");
+  for (std::size_t r = 0; r < kx.size(); ++r) {
+    check_kernel_1d(kx[r], "kernel_x");
+    check_kernel_1d(ky[r], "kernel_y");
+    if (kx[r].size() != kx[0].size() || ky[r].size() != ky[0].size())
+      throw ValueError("kernels: expected terms of one size");
+  }
+  check_options(opt, static_cast<int>(ky[0].size()), static_cast<int>(kx[0].size()));
 }
 
 }  // namespace
@@ -147,32 +151,15 @@ void filter_bank(const ImageView& src, const std::vector<ImageView>& dsts,
 
 void sep_filter2d(const ImageView& src, const ImageView& dst, const std::vector<float>& kx,
                   const std::vector<float>& ky, const FilterOptions& opt) {
-  check_pair(src, dst);
-  check_kernel_1d(kx, "kernel_x");
-  check_kernel_1d(ky, "kernel_y");
-  check_options(opt, static_cast<int>(ky.size()), static_cast<int>(kx.size()));
-  if (src.depth == Depth::u8 && filters_detail::integer_kernels_fit_u8(kx, ky))
-    run_separable_u8(src, dst, {to_int16(kx)}, {to_int16(ky)}, Combine::sum, false, opt);  // exact, 16-bit lanes
-  else
-    run_separable(src, dst, {kx}, {ky}, Combine::sum, opt);
+  check_separable(src, dst, kx, ky, opt);
+  run_one_separable(src, dst, kx, ky, opt, 1.0);
 }
 
 void sep_filter2d_terms(const ImageView& src, const ImageView& dst,
                         const std::vector<std::vector<float>>& kx,
                         const std::vector<std::vector<float>>& ky, Combine combine,
                         const FilterOptions& opt) {
-  check_pair(src, dst);
-  if (kx.empty() || kx.size() != ky.size())
-    throw ValueError("kernels: expected as many x factors as y factors, at least one");
-  if (combine != Combine::sum && kx.size() != 2)
-    throw ValueError("combine: a magnitude needs exactly two terms");
-  for (std::size_t r = 0; r < kx.size(); ++r) {
-    check_kernel_1d(kx[r], "kernel_x");
-    check_kernel_1d(ky[r], "kernel_y");
-    if (kx[r].size() != kx[0].size() || ky[r].size() != ky[0].size())
-      throw ValueError("kernels: expected terms of one size");
-  }
-  check_options(opt, static_cast<int>(ky[0].size()), static_cast<int>(kx[0].size()));
+  check_terms(src, dst, kx, ky, combine, opt);
   run_separable(src, dst, kx, ky, combine, opt);
 }
 
@@ -184,29 +171,43 @@ void gaussian_blur(const ImageView& src, const ImageView& dst, int ksize_x, int 
   if (sigma_y <= 0) sigma_y = sigma_x;
   if (ksize_x <= 0 && sigma_x > 0) ksize_x = gaussian_ksize_for_sigma(sigma_x, src.depth);
   if (ksize_y <= 0 && sigma_y > 0) ksize_y = gaussian_ksize_for_sigma(sigma_y, src.depth);
-  if (ksize_x <= 0 || ksize_y <= 0 || ksize_x % 2 == 0 || ksize_y % 2 == 0)
+  if (ksize_x <= 0 || ksize_y <= 0)
     throw ValueError("ksize: expected odd positive kernel sizes (or sigma > 0 to derive them), got " +
                      std::to_string(ksize_x) + "x" + std::to_string(ksize_y));
+  check_kernel_size(ksize_x, "ksize", true);
+  check_kernel_size(ksize_y, "ksize", true);
+  sigma_x = std::max(sigma_x, 0.0);
+  sigma_y = std::max(sigma_y, 0.0);
   FilterOptions opt;
   opt.border = border;
+  check_options(opt, ksize_y, ksize_x);
   if (src.depth == Depth::u8 && dst.depth == Depth::u8) {
-    // OpenCV's uint8 Gaussian is integer fixed point; run the same arithmetic
-    // so that results are bit-exact.
-    check_options(opt, ksize_y, ksize_x);
-    run_separable_u8(src, dst, {gaussian_kernel_fixed_u8(ksize_x, std::max(sigma_x, 0.0))},
-                     {gaussian_kernel_fixed_u8(ksize_y, std::max(sigma_y, 0.0))}, Combine::sum, true,
-                     opt);
+    // OpenCV's uint8 Gaussian is integer fixed point (ufixedpoint16: taps in
+    // units of 2^-8, saturating 16-bit row sums); run the same arithmetic so that
+    // results are bit-exact.
+    run_separable_u8(src, dst, {to_int16(gaussian_kernel_fixed(ksize_x, sigma_x, 8))},
+                     {to_int16(gaussian_kernel_fixed(ksize_y, sigma_y, 8))}, Combine::sum, true, opt);
     return;
   }
-  sep_filter2d(src, dst, to_float(gaussian_kernel(ksize_x, std::max(sigma_x, 0.0))),
-               to_float(gaussian_kernel(ksize_y, std::max(sigma_y, 0.0))), opt);
+  if (src.depth == Depth::u16 && dst.depth == Depth::u16) {
+    // OpenCV's uint16 Gaussian is fixed point too (ufixedpoint32: taps in units
+    // of 2^-16), and OpenCV 4.x / 5.x take that path for every kernel size, sigma
+    // and border (it has no float fallback for 16U): exact integer sums.
+    filters_detail::run_gaussian_u16(src, dst, gaussian_kernel_fixed(ksize_x, sigma_x, 16),
+                                     gaussian_kernel_fixed(ksize_y, sigma_y, 16), opt);
+    return;
+  }
+  run_one_separable(src, dst, to_float(gaussian_kernel(ksize_x, sigma_x)),
+                    to_float(gaussian_kernel(ksize_y, sigma_y)), opt, 1.0);
 }
 
 void sobel(const ImageView& src, const ImageView& dst, int dx, int dy, int ksize, double scale,
            const FilterOptions& opt) {
+  check_scale(scale);
   std::vector<float> kx, ky;
-  deriv_pair(dx, dy, ksize, scale, kx, ky);
-  sep_filter2d(src, dst, kx, ky, opt);
+  deriv_pair(dx, dy, ksize, kx, ky);
+  check_separable(src, dst, kx, ky, opt);
+  run_one_separable(src, dst, kx, ky, opt, scale);
 }
 
 void scharr(const ImageView& src, const ImageView& dst, int dx, int dy, double scale,
@@ -219,9 +220,9 @@ void prewitt(const ImageView& src, const ImageView& dst, int dx, int dy, double 
   check_order(dx, dy);
   check_scale(scale);
   if (dx + dy != 1) throw ValueError("Prewitt: expected dx + dy == 1");
-  std::vector<float> kx = prewitt_factor(dx), ky = prewitt_factor(dy);
-  for (float& v : (dx == 0 ? kx : ky)) v *= static_cast<float>(scale);
-  sep_filter2d(src, dst, kx, ky, opt);
+  const std::vector<float> kx = prewitt_factor(dx), ky = prewitt_factor(dy);
+  check_separable(src, dst, kx, ky, opt);
+  run_one_separable(src, dst, kx, ky, opt, scale);
 }
 
 void laplacian(const ImageView& src, const ImageView& dst, int ksize, double scale,
@@ -235,14 +236,16 @@ void laplacian(const ImageView& src, const ImageView& dst, int ksize, double sca
     static const float k3[9] = {2, 0, 2, 0, -8, 0, 2, 0, 2};
     Kernel2D k;
     k.rows = k.cols = 3;
-    const float* src_k = ksize == 1 ? k1 : k3;
-    for (int i = 0; i < 9; ++i) k.values.push_back(src_k[i] * static_cast<float>(scale));
-    filter2d(src, dst, k, opt);
+    k.values.assign(ksize == 1 ? k1 : k3, (ksize == 1 ? k1 : k3) + 9);
+    check_pair(src, dst);
+    check_options(opt, 3, 3);
+    run_direct(src, {dst}, {k}, opt, scale);
     return;
   }
   // d2/dx2 + d2/dy2 with Sobel factors, one pass over the image.
-  std::vector<float> d2 = to_float(deriv_kernel(2, ksize)), s = to_float(deriv_kernel(0, ksize), scale);
-  sep_filter2d_terms(src, dst, {d2, s}, {s, d2}, Combine::sum, opt);
+  const std::vector<float> d2 = to_float(deriv_kernel(2, ksize)), s = to_float(deriv_kernel(0, ksize));
+  check_terms(src, dst, {d2, s}, {s, d2}, Combine::sum, opt);
+  run_separable(src, dst, {d2, s}, {s, d2}, Combine::sum, opt, scale);
 }
 
 void laplacian_of_gaussian(const ImageView& src, const ImageView& dst, int ksize, double sigma,
@@ -250,19 +253,21 @@ void laplacian_of_gaussian(const ImageView& src, const ImageView& dst, int ksize
   check_scale(scale);
   std::vector<double> g, gxx;
   log_kernel_factors(ksize, sigma, g, gxx);
-  std::vector<float> fg = to_float(g), fgs = to_float(g, scale), fxx = to_float(gxx),
-                     fxxs = to_float(gxx, scale);
-  sep_filter2d_terms(src, dst, {fxx, fg}, {fgs, fxxs}, Combine::sum, opt);
+  const std::vector<float> fg = to_float(g), fxx = to_float(gxx);
+  check_terms(src, dst, {fxx, fg}, {fg, fxx}, Combine::sum, opt);
+  run_separable(src, dst, {fxx, fg}, {fg, fxx}, Combine::sum, opt, scale);
 }
 
 void difference_of_gaussians(const ImageView& src, const ImageView& dst, int ksize,
                              double sigma1, double sigma2, const FilterOptions& opt) {
-  if (!std::isfinite(sigma1) || !std::isfinite(sigma2) || sigma1 <= 0 || sigma2 <= 0)
-    throw ValueError("sigma1, sigma2: expected positive finite numbers");
+  if (!std::isfinite(sigma1) || sigma1 <= 0)
+    throw ValueError("sigma1: expected a positive finite number, got " + number_text(sigma1));
+  if (!std::isfinite(sigma2) || sigma2 <= 0)
+    throw ValueError("sigma2: expected a positive finite number, got " + number_text(sigma2));
   if (ksize <= 0) ksize = gaussian_ksize_for_sigma(std::max(sigma1, sigma2), Depth::f32);
-  std::vector<float> g1 = to_float(gaussian_kernel(ksize, sigma1));
-  std::vector<float> g2 = to_float(gaussian_kernel(ksize, sigma2));
-  std::vector<float> g2neg = to_float(gaussian_kernel(ksize, sigma2), -1.0);
+  const std::vector<float> g1 = to_float(gaussian_kernel(ksize, sigma1));
+  const std::vector<float> g2 = to_float(gaussian_kernel(ksize, sigma2));
+  const std::vector<float> g2neg = to_float(gaussian_kernel(ksize, sigma2), -1.0);
   sep_filter2d_terms(src, dst, {g1, g2}, {g1, g2neg}, Combine::sum, opt);
 }
 
@@ -271,12 +276,12 @@ void gradient_magnitude(const ImageView& src, const ImageView& dst, GradientOper
   std::vector<float> xx, xy, yx, yy;  // term x: (xx, xy), term y: (yx, yy)
   switch (op) {
     case GradientOperator::sobel:
-      deriv_pair(1, 0, ksize, 1.0, xx, xy);
-      deriv_pair(0, 1, ksize, 1.0, yx, yy);
+      deriv_pair(1, 0, ksize, xx, xy);
+      deriv_pair(0, 1, ksize, yx, yy);
       break;
     case GradientOperator::scharr:
-      deriv_pair(1, 0, -1, 1.0, xx, xy);
-      deriv_pair(0, 1, -1, 1.0, yx, yy);
+      deriv_pair(1, 0, -1, xx, xy);
+      deriv_pair(0, 1, -1, yx, yy);
       break;
     case GradientOperator::prewitt:
       xx = prewitt_factor(1), xy = prewitt_factor(0), yx = prewitt_factor(0), yy = prewitt_factor(1);
@@ -288,15 +293,14 @@ void gradient_magnitude(const ImageView& src, const ImageView& dst, GradientOper
   const std::vector<std::vector<float>> kx = {pad_center(xx, w), pad_center(yx, w)};
   const std::vector<std::vector<float>> ky = {pad_center(xy, h), pad_center(yy, h)};
   const Combine combine = l1 ? Combine::magnitude_l1 : Combine::magnitude_l2;
+  check_terms(src, dst, kx, ky, combine, opt);
   if (src.depth == Depth::u8 && filters_detail::integer_kernels_fit_u8(kx[0], ky[0]) &&
       filters_detail::integer_kernels_fit_u8(kx[1], ky[1])) {
-    check_pair(src, dst);
-    check_options(opt, static_cast<int>(h), static_cast<int>(w));
     run_separable_u8(src, dst, {to_int16(kx[0]), to_int16(kx[1])},
                      {to_int16(ky[0]), to_int16(ky[1])}, combine, false, opt);  // exact derivatives
     return;
   }
-  sep_filter2d_terms(src, dst, kx, ky, combine, opt);
+  run_separable(src, dst, kx, ky, combine, opt);
 }
 
 }  // namespace keensight

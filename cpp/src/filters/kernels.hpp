@@ -2,7 +2,8 @@
 //
 // Every filter reduces to a few row operations on float32 rows:
 //   load_row        a source row of any depth -> float32
-//   store_row       float32 + delta -> destination depth (round to nearest even, saturate)
+//   store_row       float32 * scale + delta -> destination depth (round to nearest even,
+//                   saturate); scale 1 skips the multiply
 //   accumulate_taps dst[x] (+)= sum_t c[t] * p[t][x]: one output row as a weighted sum of
 //                   shifted input rows. A horizontal pass points every p[t] into the same
 //                   padded row at offset t*channels; a vertical pass points p[t] at ring rows;
@@ -37,6 +38,18 @@
 //   vpass_s16_f32   dst[x] = float(sum_i k[i] * h_i[x]) * scale + delta
 //   vpass_s16_magnitude  dst[x] = |(a[x], b[x])| (L2 or L1) of two such column sums
 //
+// OpenCV's bit-exact uint16 Gaussian (run_gaussian_u16; ufixedpoint32 taps, units
+// of 2^-16), columns first. The kernels are odd and symmetric: coeffs hold taps
+// 0 .. ksize/2, the last one the centre, and tap i also weighs row/column
+// ksize-1-i. Both passes are exact integer sums, so any order (SIMD lanes, FMA or
+// not) gives the same bits:
+//   gauss_column_u16 dst[x] = sum_i c[i] * rows[i][x] as a double. Summed in uint32,
+//                   which may wrap on the way but not at the end: the taps sum to 2^16,
+//                   so the sum is at most 65535 * 2^16 < 2^32.
+//   gauss_row_u16   dst[x] = min(65535, floor(sum_j c[j] * src[x + j*step] / 2^32 + 1/2)),
+//                   summed in double: every term and partial sum is an integer below
+//                   2^49, exact in a double's 53 bits.
+//
 // The FFT path for large kernels (run_fft in engine.cpp), on split re/im planes:
 //   fft_columns     one radix-2 FFT of length `rows` down every column of a rows x cols
 //                   plane (rows already in bit-reversed order); columns are independent, so
@@ -46,6 +59,7 @@
 //                   of a complex tile (n a multiple of 8)
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "keensight/core.hpp"
@@ -54,7 +68,8 @@ namespace keensight::filters_detail {
 
 struct FilterKernels {
   void (*load_row)(const void* src, Depth depth, std::int64_t n, float* dst);
-  void (*store_row)(const float* src, std::int64_t n, float delta, Depth depth, void* dst);
+  void (*store_row)(const float* src, std::int64_t n, float scale, float delta, Depth depth,
+                    void* dst);
   void (*accumulate_taps)(const float* const* ptrs, const float* coeffs, int ntaps,
                           std::int64_t n, float* dst, bool accumulate, bool stream);
   void (*accumulate_pairs)(const float* const* p, const float* const* q, const float* coeffs,
@@ -82,7 +97,54 @@ struct FilterKernels {
   void (*symmetric3x3)(const float* up, const float* mid, const float* down, std::int64_t n,
                        std::int64_t step, float corner, float edge, float center, float* dst,
                        bool stream);
+  void (*gauss_column_u16)(const std::uint16_t* const* rows, int ksize, const std::uint32_t* coeffs,
+                           std::int64_t n, double* dst);
+  void (*gauss_row_u16)(const double* src, int ksize, std::int64_t step, const double* coeffs,
+                        std::int64_t n, std::uint16_t* dst);
 };
+
+// One element of gauss_column_u16 / gauss_row_u16: the scalar reference, and the
+// tails of the SIMD kernels.
+inline double gauss_column_u16_at(const std::uint16_t* const* rows, int ksize,
+                                  const std::uint32_t* coeffs, std::int64_t x) {
+  const int half = ksize / 2;
+  std::uint32_t acc = coeffs[half] * rows[half][x];
+  for (int i = 0; i < half; ++i)
+    acc += coeffs[i] * (static_cast<std::uint32_t>(rows[i][x]) + rows[ksize - 1 - i][x]);
+  return static_cast<double>(acc);
+}
+
+inline std::uint16_t gauss_row_u16_at(const double* src, int ksize, std::int64_t step,
+                                      const double* coeffs, std::int64_t x) {
+  const int half = ksize / 2;
+  double acc = coeffs[half] * src[x + half * step];
+  for (int j = 0; j < half; ++j) acc += coeffs[j] * (src[x + j * step] + src[x + (ksize - 1 - j) * step]);
+  const double r = std::floor(acc * 0x1p-32 + 0.5);
+  return static_cast<std::uint16_t>(r < 65535.0 ? r : 65535.0);
+}
+
+// Fills every field of table t, by name, from the functions of the same names in
+// the translation unit that expands it (the scalar and AVX2 files define the whole
+// set; the AVX-512 table starts from the AVX2 one and replaces some).
+#define KEENSIGHT_FILL_FILTER_KERNELS(t) \
+  (t).load_row = load_row; \
+  (t).store_row = store_row; \
+  (t).accumulate_taps = accumulate_taps; \
+  (t).accumulate_pairs = accumulate_pairs; \
+  (t).magnitude = magnitude; \
+  (t).hpass_u8 = hpass_u8; \
+  (t).vpass_s16_u8 = vpass_s16_u8; \
+  (t).vpass_s16_f32 = vpass_s16_f32; \
+  (t).vpass_s16_magnitude = vpass_s16_magnitude; \
+  (t).fft_columns = fft_columns; \
+  (t).complex_multiply = complex_multiply; \
+  (t).transpose_planes = transpose_planes; \
+  (t).column_pairs_x2 = column_pairs_x2; \
+  (t).symmetric3x3 = symmetric3x3; \
+  (t).gauss_column_u16 = gauss_column_u16; \
+  (t).gauss_row_u16 = gauss_row_u16
+// A field added to FilterKernels must be added to the list above too.
+static_assert(sizeof(FilterKernels) == 16 * sizeof(void (*)()), "KEENSIGHT_FILL_FILTER_KERNELS lists every field");
 
 // One table per ISA; the *_avx2 / *_avx512 tables exist only when the build has them.
 const FilterKernels& filter_kernels_scalar();

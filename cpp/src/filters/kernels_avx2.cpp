@@ -56,65 +56,75 @@ inline __m256i round_clamped(__m256 v, __m256 lo, __m256 hi) {
   return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi));
 }
 
+// x * scale + delta (two roundings, as the scalar reference), x + delta for scale 1.
+inline float scaled(float x, float scale, float delta) { return scale == 1.f ? x + delta : x * scale + delta; }
+
 template <class T>
-void store_tail(const float* src, std::int64_t i, std::int64_t n, float delta, float lo, float hi,
-                T* d) {
+void store_tail(const float* src, std::int64_t i, std::int64_t n, float scale, float delta, float lo,
+                float hi, T* d) {
   for (; i < n; ++i) {
-    float v = src[i] + delta;
+    float v = scaled(src[i], scale, delta);
     v = (v >= lo) ? v : lo;
     v = (v <= hi) ? v : hi;
     d[i] = static_cast<T>(std::nearbyint(v));
   }
 }
 
-void store_row(const float* src, std::int64_t n, float delta, Depth depth, void* dst) {
+void store_row(const float* src, std::int64_t n, float scale, float delta, Depth depth, void* dst) {
   float lo_s, hi_s;
   depth_bounds(depth, lo_s, hi_s);
   const __m256 vd = _mm256_set1_ps(delta), lo = _mm256_set1_ps(lo_s), hi = _mm256_set1_ps(hi_s);
+  const __m256 vs = _mm256_set1_ps(scale);
+  const bool unit = scale == 1.f;
+  // The value to store from the 8 floats at p.
+  const auto value = [&](const float* p) {
+    const __m256 v = _mm256_loadu_ps(p);
+    return _mm256_add_ps(unit ? v : _mm256_mul_ps(v, vs), vd);
+  };
   std::int64_t i = 0;
   switch (depth) {
     case Depth::u8: {
       std::uint8_t* d = static_cast<std::uint8_t*>(dst);
       const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
       for (; i + 32 <= n; i += 32) {
-        __m256i a = round_clamped(_mm256_add_ps(_mm256_loadu_ps(src + i), vd), lo, hi);
-        __m256i b = round_clamped(_mm256_add_ps(_mm256_loadu_ps(src + i + 8), vd), lo, hi);
-        __m256i c = round_clamped(_mm256_add_ps(_mm256_loadu_ps(src + i + 16), vd), lo, hi);
-        __m256i e = round_clamped(_mm256_add_ps(_mm256_loadu_ps(src + i + 24), vd), lo, hi);
+        __m256i a = round_clamped(value(src + i), lo, hi);
+        __m256i b = round_clamped(value(src + i + 8), lo, hi);
+        __m256i c = round_clamped(value(src + i + 16), lo, hi);
+        __m256i e = round_clamped(value(src + i + 24), lo, hi);
         __m256i ab = _mm256_packs_epi32(a, b);   // lanes: a0 b0 | a1 b1
         __m256i ce = _mm256_packs_epi32(c, e);   // lanes: c0 e0 | c1 e1
         __m256i p = _mm256_packus_epi16(ab, ce);  // a0 b0 c0 e0 | a1 b1 c1 e1 (4-byte groups)
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + i), _mm256_permutevar8x32_epi32(p, perm));
       }
-      store_tail(src, i, n, delta, lo_s, hi_s, d);
+      store_tail(src, i, n, scale, delta, lo_s, hi_s, d);
       return;
     }
     case Depth::u16: {
       std::uint16_t* d = static_cast<std::uint16_t*>(dst);
       for (; i + 16 <= n; i += 16) {
-        __m256i a = round_clamped(_mm256_add_ps(_mm256_loadu_ps(src + i), vd), lo, hi);
-        __m256i b = round_clamped(_mm256_add_ps(_mm256_loadu_ps(src + i + 8), vd), lo, hi);
+        __m256i a = round_clamped(value(src + i), lo, hi);
+        __m256i b = round_clamped(value(src + i + 8), lo, hi);
         __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xD8);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + i), p);
       }
-      store_tail(src, i, n, delta, lo_s, hi_s, d);
+      store_tail(src, i, n, scale, delta, lo_s, hi_s, d);
       return;
     }
     case Depth::s16: {
       std::int16_t* d = static_cast<std::int16_t*>(dst);
       for (; i + 16 <= n; i += 16) {
-        __m256i a = round_clamped(_mm256_add_ps(_mm256_loadu_ps(src + i), vd), lo, hi);
-        __m256i b = round_clamped(_mm256_add_ps(_mm256_loadu_ps(src + i + 8), vd), lo, hi);
+        __m256i a = round_clamped(value(src + i), lo, hi);
+        __m256i b = round_clamped(value(src + i + 8), lo, hi);
         __m256i p = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xD8);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + i), p);
       }
-      store_tail(src, i, n, delta, lo_s, hi_s, d);
+      store_tail(src, i, n, scale, delta, lo_s, hi_s, d);
       return;
     }
     case Depth::f32: {
       float* d = static_cast<float*>(dst);
-      for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, _mm256_add_ps(_mm256_loadu_ps(src + i), vd));
-      for (; i < n; ++i) d[i] = src[i] + delta;
+      for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, value(src + i));
+      for (; i < n; ++i) d[i] = scaled(src[i], scale, delta);
       return;
     }
   }
@@ -622,13 +632,89 @@ void column_pairs_x2(const float* const* rows, int ksize, const float* coeffs, b
   column_pairs_x2_by_rows(filter_kernels_avx2(), rows, ksize, coeffs, subtract, n, dst0, dst1);
 }
 
-const FilterKernels kTable = {load_row,  store_row,    accumulate_taps, accumulate_pairs,
-                              magnitude, hpass_u8,     vpass_s16_u8,    vpass_s16_f32,
-                              vpass_s16_magnitude, fft_columns, complex_multiply,
-                              transpose_planes, column_pairs_x2, symmetric3x3};
+// ---------------------------------------------------------------------------
+// OpenCV's bit-exact uint16 Gaussian (kernels.hpp: gauss_column_u16, gauss_row_u16).
+
+// 8 uint32 -> 8 doubles at d. AVX2 converts only signed int32: flip the top bit
+// (v - 2^31 as int32), convert, add 2^31 back (exact in a double).
+inline void store_u32_as_f64(__m256i v, double* d) {
+  const __m256i s = _mm256_xor_si256(v, _mm256_set1_epi32(INT32_MIN));
+  const __m256d bias = _mm256_set1_pd(2147483648.0);
+  _mm256_storeu_pd(d, _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(s)), bias));
+  _mm256_storeu_pd(d + 4, _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(s, 1)), bias));
+}
+
+inline __m256i load_u16_as_u32(const std::uint16_t* p) {
+  return _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// 16 pixels per step in two registers of 8 uint32 lanes; each mirrored pair of
+// rows costs one add and one 32-bit multiply per register.
+void gauss_column_u16(const std::uint16_t* const* rows, int ksize, const std::uint32_t* coeffs,
+                      std::int64_t n, double* dst) {
+  const int half = ksize / 2;
+  std::int64_t x = 0;
+  for (; x + 16 <= n; x += 16) {
+    const __m256i kc = _mm256_set1_epi32(static_cast<int>(coeffs[half]));
+    __m256i a = _mm256_mullo_epi32(load_u16_as_u32(rows[half] + x), kc);
+    __m256i b = _mm256_mullo_epi32(load_u16_as_u32(rows[half] + x + 8), kc);
+    for (int i = 0; i < half; ++i) {
+      const __m256i k = _mm256_set1_epi32(static_cast<int>(coeffs[i]));
+      const std::uint16_t* p = rows[i] + x;
+      const std::uint16_t* q = rows[ksize - 1 - i] + x;
+      a = _mm256_add_epi32(a, _mm256_mullo_epi32(_mm256_add_epi32(load_u16_as_u32(p), load_u16_as_u32(q)), k));
+      b = _mm256_add_epi32(b, _mm256_mullo_epi32(_mm256_add_epi32(load_u16_as_u32(p + 8), load_u16_as_u32(q + 8)), k));
+    }
+    store_u32_as_f64(a, dst + x);
+    store_u32_as_f64(b, dst + x + 8);
+  }
+  for (; x < n; ++x) dst[x] = gauss_column_u16_at(rows, ksize, coeffs, x);
+}
+
+// 16 outputs per step in four registers of 4 doubles (four independent FMA
+// chains keep both FMA ports busy); then floor(sum / 2^32 + 1/2), both steps exact.
+void gauss_row_u16(const double* src, int ksize, std::int64_t step, const double* coeffs,
+                   std::int64_t n, std::uint16_t* dst) {
+  const int half = ksize / 2;
+  const __m256d unit = _mm256_set1_pd(0x1p-32), round_half = _mm256_set1_pd(0.5);
+  const __m256d top = _mm256_set1_pd(65535.0);
+  const auto to_u32 = [&](__m256d v) {
+    return _mm256_cvttpd_epi32(_mm256_min_pd(_mm256_floor_pd(_mm256_fmadd_pd(v, unit, round_half)), top));
+  };
+  std::int64_t x = 0;
+  for (; x + 16 <= n; x += 16) {
+    const double* c = src + x + half * step;
+    const __m256d kc = _mm256_set1_pd(coeffs[half]);
+    __m256d a0 = _mm256_mul_pd(_mm256_loadu_pd(c), kc), a1 = _mm256_mul_pd(_mm256_loadu_pd(c + 4), kc);
+    __m256d a2 = _mm256_mul_pd(_mm256_loadu_pd(c + 8), kc), a3 = _mm256_mul_pd(_mm256_loadu_pd(c + 12), kc);
+    for (int j = 0; j < half; ++j) {
+      const __m256d k = _mm256_set1_pd(coeffs[j]);
+      const double* p = src + x + j * step;
+      const double* q = src + x + (ksize - 1 - j) * step;
+      a0 = _mm256_fmadd_pd(_mm256_add_pd(_mm256_loadu_pd(p), _mm256_loadu_pd(q)), k, a0);
+      a1 = _mm256_fmadd_pd(_mm256_add_pd(_mm256_loadu_pd(p + 4), _mm256_loadu_pd(q + 4)), k, a1);
+      a2 = _mm256_fmadd_pd(_mm256_add_pd(_mm256_loadu_pd(p + 8), _mm256_loadu_pd(q + 8)), k, a2);
+      a3 = _mm256_fmadd_pd(_mm256_add_pd(_mm256_loadu_pd(p + 12), _mm256_loadu_pd(q + 12)), k, a3);
+    }
+    const __m128i lo = _mm_packus_epi32(to_u32(a0), to_u32(a1));
+    const __m128i hi = _mm_packus_epi32(to_u32(a2), to_u32(a3));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + x), lo);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + x + 8), hi);
+  }
+  for (; x < n; ++x) dst[x] = gauss_row_u16_at(src, ksize, step, coeffs, x);
+}
+
+FilterKernels make_table() {
+  FilterKernels t{};
+  KEENSIGHT_FILL_FILTER_KERNELS(t);
+  return t;
+}
 
 }  // namespace
 
-const FilterKernels& filter_kernels_avx2() { return kTable; }
+const FilterKernels& filter_kernels_avx2() {
+  static const FilterKernels table = make_table();
+  return table;
+}
 
 }  // namespace keensight::filters_detail

@@ -360,6 +360,104 @@ void load_row(const void* src, Depth depth, std::int64_t n, float* dst) {
   filter_kernels_avx2().load_row(src, depth, n, dst);
 }
 
+// ---------------------------------------------------------------------------
+// OpenCV's bit-exact uint16 Gaussian (kernels.hpp: gauss_column_u16, gauss_row_u16);
+// masked tails instead of scalar ones. Exact sums, so the same bits as AVX2.
+
+// 16 pixels per register of uint32 lanes, two registers per step.
+inline __m512i load_u16_as_u32(const std::uint16_t* p, __mmask16 m) {
+  return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
+}
+
+inline void store_u32_as_f64(__m512i v, double* d, __mmask16 m) {
+  _mm512_mask_storeu_pd(d, static_cast<__mmask8>(m), _mm512_cvtepu32_pd(_mm512_castsi512_si256(v)));
+  _mm512_mask_storeu_pd(d + 8, static_cast<__mmask8>(m >> 8), _mm512_cvtepu32_pd(_mm512_extracti64x4_epi64(v, 1)));
+}
+
+inline __m512i column_u16_16(const std::uint16_t* const* rows, int ksize, const std::uint32_t* coeffs,
+                             std::int64_t x, __mmask16 m) {
+  const int half = ksize / 2;
+  __m512i a = _mm512_mullo_epi32(load_u16_as_u32(rows[half] + x, m),
+                                 _mm512_set1_epi32(static_cast<int>(coeffs[half])));
+  for (int i = 0; i < half; ++i) {
+    const __m512i pq = _mm512_add_epi32(load_u16_as_u32(rows[i] + x, m), load_u16_as_u32(rows[ksize - 1 - i] + x, m));
+    a = _mm512_add_epi32(a, _mm512_mullo_epi32(pq, _mm512_set1_epi32(static_cast<int>(coeffs[i]))));
+  }
+  return a;
+}
+
+void gauss_column_u16(const std::uint16_t* const* rows, int ksize, const std::uint32_t* coeffs,
+                      std::int64_t n, double* dst) {
+  const int half = ksize / 2;
+  const __mmask16 all = 0xFFFF;
+  std::int64_t x = 0;
+  for (; x + 32 <= n; x += 32) {  // two independent chains
+    const __m512i kc = _mm512_set1_epi32(static_cast<int>(coeffs[half]));
+    __m512i a = _mm512_mullo_epi32(load_u16_as_u32(rows[half] + x, all), kc);
+    __m512i b = _mm512_mullo_epi32(load_u16_as_u32(rows[half] + x + 16, all), kc);
+    for (int i = 0; i < half; ++i) {
+      const __m512i k = _mm512_set1_epi32(static_cast<int>(coeffs[i]));
+      const std::uint16_t* p = rows[i] + x;
+      const std::uint16_t* q = rows[ksize - 1 - i] + x;
+      a = _mm512_add_epi32(a, _mm512_mullo_epi32(_mm512_add_epi32(load_u16_as_u32(p, all), load_u16_as_u32(q, all)), k));
+      b = _mm512_add_epi32(b, _mm512_mullo_epi32(_mm512_add_epi32(load_u16_as_u32(p + 16, all), load_u16_as_u32(q + 16, all)), k));
+    }
+    store_u32_as_f64(a, dst + x, all);
+    store_u32_as_f64(b, dst + x + 16, all);
+  }
+  for (; x < n; x += 16) {
+    const __mmask16 m = n - x >= 16 ? all : tail_mask(n - x);
+    store_u32_as_f64(column_u16_16(rows, ksize, coeffs, x, m), dst + x, m);
+  }
+}
+
+// 8 outputs per register of doubles; floor(sum / 2^32 + 1/2), clamped, to uint16.
+inline __m128i round_fixed_u16(__m512d v) {
+  const __m512d r = _mm512_floor_pd(_mm512_fmadd_pd(v, _mm512_set1_pd(0x1p-32), _mm512_set1_pd(0.5)));
+  return _mm256_cvtusepi32_epi16(_mm512_cvttpd_epu32(_mm512_min_pd(r, _mm512_set1_pd(65535.0))));
+}
+
+inline __m512d row_u16_8(const double* src, int ksize, std::int64_t step, const double* coeffs,
+                         std::int64_t x, __mmask8 m) {
+  const int half = ksize / 2;
+  __m512d a = _mm512_mul_pd(_mm512_maskz_loadu_pd(m, src + x + half * step), _mm512_set1_pd(coeffs[half]));
+  for (int j = 0; j < half; ++j) {
+    const __m512d pq = _mm512_add_pd(_mm512_maskz_loadu_pd(m, src + x + j * step),
+                                     _mm512_maskz_loadu_pd(m, src + x + (ksize - 1 - j) * step));
+    a = _mm512_fmadd_pd(pq, _mm512_set1_pd(coeffs[j]), a);
+  }
+  return a;
+}
+
+void gauss_row_u16(const double* src, int ksize, std::int64_t step, const double* coeffs,
+                   std::int64_t n, std::uint16_t* dst) {
+  const int half = ksize / 2;
+  std::int64_t x = 0;
+  for (; x + 32 <= n; x += 32) {  // four independent FMA chains
+    const double* c = src + x + half * step;
+    const __m512d kc = _mm512_set1_pd(coeffs[half]);
+    __m512d a0 = _mm512_mul_pd(_mm512_loadu_pd(c), kc), a1 = _mm512_mul_pd(_mm512_loadu_pd(c + 8), kc);
+    __m512d a2 = _mm512_mul_pd(_mm512_loadu_pd(c + 16), kc), a3 = _mm512_mul_pd(_mm512_loadu_pd(c + 24), kc);
+    for (int j = 0; j < half; ++j) {
+      const __m512d k = _mm512_set1_pd(coeffs[j]);
+      const double* p = src + x + j * step;
+      const double* q = src + x + (ksize - 1 - j) * step;
+      a0 = _mm512_fmadd_pd(_mm512_add_pd(_mm512_loadu_pd(p), _mm512_loadu_pd(q)), k, a0);
+      a1 = _mm512_fmadd_pd(_mm512_add_pd(_mm512_loadu_pd(p + 8), _mm512_loadu_pd(q + 8)), k, a1);
+      a2 = _mm512_fmadd_pd(_mm512_add_pd(_mm512_loadu_pd(p + 16), _mm512_loadu_pd(q + 16)), k, a2);
+      a3 = _mm512_fmadd_pd(_mm512_add_pd(_mm512_loadu_pd(p + 24), _mm512_loadu_pd(q + 24)), k, a3);
+    }
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + x), round_fixed_u16(a0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + x + 8), round_fixed_u16(a1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + x + 16), round_fixed_u16(a2));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + x + 24), round_fixed_u16(a3));
+  }
+  for (; x < n; x += 8) {
+    const __mmask8 m = n - x >= 8 ? 0xFF : static_cast<__mmask8>(tail_mask(n - x));
+    _mm_mask_storeu_epi16(dst + x, m, round_fixed_u16(row_u16_8(src, ksize, step, coeffs, x, m)));
+  }
+}
+
 FilterKernels make_table() {
   FilterKernels t = filter_kernels_avx2();
   t.load_row = load_row;
@@ -367,6 +465,8 @@ FilterKernels make_table() {
   t.accumulate_pairs = accumulate_pairs;
   t.column_pairs_x2 = column_pairs_x2;
   t.symmetric3x3 = symmetric3x3;
+  t.gauss_column_u16 = gauss_column_u16;
+  t.gauss_row_u16 = gauss_row_u16;
   return t;
 }
 

@@ -25,27 +25,31 @@ void load_row(const void* src, Depth depth, std::int64_t n, float* dst) {
 
 // Saturate in float, then round half to even (what cvRound / cvtps2dq do).
 // NaN goes to the lower bound, as the SIMD max/min sequence does.
+// The value stored for x: x * scale + delta (two roundings, as the SIMD kernels),
+// x + delta when scale is 1.
+inline float scaled(float x, float scale, float delta) { return scale == 1.f ? x + delta : x * scale + delta; }
+
 template <class T>
-void store_typed(const float* src, std::int64_t n, float delta, Depth depth, void* dst) {
+void store_typed(const float* src, std::int64_t n, float scale, float delta, Depth depth, void* dst) {
   float lo, hi;
   depth_bounds(depth, lo, hi);
   T* d = static_cast<T*>(dst);
   for (std::int64_t i = 0; i < n; ++i) {
-    float v = src[i] + delta;
+    float v = scaled(src[i], scale, delta);
     v = (v >= lo) ? v : lo;  // NaN -> lo
     v = (v <= hi) ? v : hi;
     d[i] = static_cast<T>(std::nearbyint(v));
   }
 }
 
-void store_row(const float* src, std::int64_t n, float delta, Depth depth, void* dst) {
+void store_row(const float* src, std::int64_t n, float scale, float delta, Depth depth, void* dst) {
   switch (depth) {
-    case Depth::u8: store_typed<std::uint8_t>(src, n, delta, depth, dst); return;
-    case Depth::u16: store_typed<std::uint16_t>(src, n, delta, depth, dst); return;
-    case Depth::s16: store_typed<std::int16_t>(src, n, delta, depth, dst); return;
+    case Depth::u8: store_typed<std::uint8_t>(src, n, scale, delta, depth, dst); return;
+    case Depth::u16: store_typed<std::uint16_t>(src, n, scale, delta, depth, dst); return;
+    case Depth::s16: store_typed<std::int16_t>(src, n, scale, delta, depth, dst); return;
     case Depth::f32: {
       float* d = static_cast<float*>(dst);
-      for (std::int64_t i = 0; i < n; ++i) d[i] = src[i] + delta;
+      for (std::int64_t i = 0; i < n; ++i) d[i] = scaled(src[i], scale, delta);
       return;
     }
   }
@@ -191,13 +195,27 @@ void column_pairs_x2(const float* const* rows, int ksize, const float* coeffs, b
   column_pairs_x2_by_rows(filter_kernels_scalar(), rows, ksize, coeffs, subtract, n, dst0, dst1);
 }
 
-const FilterKernels kTable = {load_row,  store_row,    accumulate_taps, accumulate_pairs,
-                              magnitude, hpass_u8,     vpass_s16_u8,    vpass_s16_f32,
-                              vpass_s16_magnitude, fft_columns, complex_multiply,
-                              transpose_planes, column_pairs_x2, symmetric3x3};
+void gauss_column_u16(const std::uint16_t* const* rows, int ksize, const std::uint32_t* coeffs,
+                      std::int64_t n, double* dst) {
+  for (std::int64_t x = 0; x < n; ++x) dst[x] = gauss_column_u16_at(rows, ksize, coeffs, x);
+}
+
+void gauss_row_u16(const double* src, int ksize, std::int64_t step, const double* coeffs,
+                   std::int64_t n, std::uint16_t* dst) {
+  for (std::int64_t x = 0; x < n; ++x) dst[x] = gauss_row_u16_at(src, ksize, step, coeffs, x);
+}
+
+FilterKernels make_table() {
+  FilterKernels t{};
+  KEENSIGHT_FILL_FILTER_KERNELS(t);
+  return t;
+}
 
 }  // namespace
 
-const FilterKernels& filter_kernels_scalar() { return kTable; }
+const FilterKernels& filter_kernels_scalar() {
+  static const FilterKernels table = make_table();
+  return table;
+}
 
 }  // namespace keensight::filters_detail
