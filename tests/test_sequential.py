@@ -304,3 +304,18 @@ def test_continuous_labels_are_refused():
         KNeighborsClassifier().fit(X, np.random.default_rng(0).random(20))
     # Floats that are whole numbers are class labels, as in scikit-learn.
     assert SequentialClassifier(delta=np.inf).fit(X, np.arange(20) % 2 * 1.0).predict(X[:2]).tolist() == [0.0, 1.0]
+
+
+def test_concurrent_predictions_match_serial():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(5)
+    X, y = blobs(rng, n_classes=6, per_class=100, dim=32)
+    Q, _ = blobs(rng, n_classes=6, per_class=50, dim=32, spread=1.5)
+    clf = SequentialClassifier(m=8, delta=1.2, n_neighbors=3).fit(X, y)
+    serial = [clf._run(Q[j::4]) for j in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda j: clf._run(Q[j % 4::4]), range(16)))
+    for j, got in enumerate(results):
+        for a, b in zip(got, serial[j % 4]):
+            np.testing.assert_array_equal(a, b)

@@ -92,6 +92,12 @@ class SequentialClassifier(ClassifierMixin, BaseEstimator):
     random_state : int
         Seed of the validation split.
 
+    Notes
+    -----
+    Thread safety: a fitted classifier may predict from several threads at
+    once (the C++ index is read-only; each call has its own buffers); `fit`
+    must not run while another thread uses the same object.
+
     Attributes
     ----------
     classes_ : ndarray
