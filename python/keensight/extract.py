@@ -450,7 +450,8 @@ class BatchFeatures:
     indices : ndarray of int
         Positions (in the input sequence) of the images this batch holds features for.
     features : dict of str to ndarray
-        Each requested output, float32, one row per index.
+        Each requested output, float32, one row per index: shape
+        ``(len(indices),) + Extractor.feature_shapes_[name]`` (also when empty).
     errors : list of (int, str)
         Inputs of this batch that could not be read: (position, message).
     """
@@ -467,7 +468,8 @@ class Extraction:
     Attributes
     ----------
     features : ndarray or dict of str to ndarray
-        float32, one row per image read (an array for one output, a dict for several).
+        float32, one row per image read (an array for one output, a dict for several),
+        shape ``(n,) + Extractor.feature_shapes_[name]``, n = 0 included.
     indices : ndarray of int
         Positions in the input of the rows of `features` (inputs that failed are absent).
     errors : list of (int, str)
