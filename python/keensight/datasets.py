@@ -32,6 +32,16 @@ FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def _write_image(file: Path, img: np.ndarray, params: Sequence[int] = ()) -> None:
+    """Encode a gray or BGR image by the file's suffix and write it."""
+    import cv2
+
+    ok, buf = cv2.imencode(file.suffix, img, list(params))
+    if not ok:  # pragma: no cover
+        raise OSError(f"could not encode {file}")
+    buf.tofile(os.fspath(file))
+
+
 def digits_images(size: int = 224) -> Tuple[np.ndarray, np.ndarray]:
     """scikit-learn's handwritten digits as `size` x `size` uint8 images of dark ink on white.
 
@@ -87,8 +97,6 @@ def make_digits_folder(path: PathLike, *, size: int = 224, n_per_class: Optional
     >>> len(files), sorted({f.parent.name for f in files})[:3]
     (20, ['0', '1', '2'])
     """
-    import cv2
-
     if n_per_class is not None:
         n_per_class = positive_int(n_per_class, "n_per_class")
     images, labels = digits_images(size)
@@ -104,10 +112,7 @@ def make_digits_folder(path: PathLike, *, size: int = 224, n_per_class: Optional
         folder = root / str(digit)
         folder.mkdir(exist_ok=True)
         file = folder / f"{digit}_{k:04d}.png"
-        ok, buf = cv2.imencode(".png", img)
-        if not ok:  # pragma: no cover
-            raise OSError(f"could not encode {file}")
-        buf.tofile(os.fspath(file))
+        _write_image(file, img)
         written.append(file)
     return sorted(written)
 
@@ -219,11 +224,7 @@ def make_demo_folder(path: PathLike, n_per_class: int = 3, *, classes: Optional[
             img = _augment(photos[name], rng, size)
             as_png = rng.random() < png_fraction
             file = folder / f"{name}_{k:03d}.{'png' if as_png else 'jpg'}"
-            params = [] if as_png else [cv2.IMWRITE_JPEG_QUALITY, 90]
-            ok, buf = cv2.imencode(file.suffix, img[:, :, ::-1], params)
-            if not ok:  # pragma: no cover
-                raise OSError(f"could not encode {file}")
-            buf.tofile(os.fspath(file))
+            _write_image(file, img[:, :, ::-1], [] if as_png else [cv2.IMWRITE_JPEG_QUALITY, 90])
             written.append(file)
     return sorted(written)
 
