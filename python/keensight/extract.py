@@ -58,7 +58,7 @@ import numpy as np
 
 from . import _core
 from ._image_header import read_header
-from ._validate import MAX_THREADS, INT64_MAX, input_file, integer, num_threads, positive_int
+from ._validate import MAX_THREADS, input_file, integer, num_threads, positive_int
 from . import models as _models
 
 __all__ = [
@@ -294,7 +294,7 @@ def _read_file(path: Any) -> bytes:
 
 
 def _check_max_pixels(value: Any) -> int:
-    return integer(value, "max_pixels", 1, INT64_MAX)
+    return integer(value, "max_pixels", 1, None)
 
 
 def _decode(path: Any, min_side: Optional[int], max_pixels: int = MAX_IMAGE_PIXELS) -> Tuple[np.ndarray, bool]:
