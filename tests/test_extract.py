@@ -731,6 +731,7 @@ def test_config_records_what_determines_the_features(model_cache):
     assert cfg["model_sha256"] == hashlib.sha256(models.get_model_path().read_bytes()).hexdigest()
     assert cfg["input_spec"]["input_size"] == [224, 224] and cfg["jpeg_draft"] is None
     assert cfg["normalize"] == {"embedding": False}
+    assert PreprocessSpec.coerce(cfg["input_spec"]) == base.spec_  # a recorded spec can be reused
     # Options that never change features leave it alone; the others change it.
     assert Extractor(batch_size=3, threads=1, streams=1, max_pixels=10).config == cfg
     for kw in (dict(normalize=True), dict(jpeg_draft=2.0), dict(outputs=["embedding", "logits"]),
