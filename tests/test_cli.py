@@ -174,3 +174,21 @@ def test_evaluate_needs_classes(env, tmp_path):
     make_demo_folder(tmp_path / "one", n_per_class=3, classes=["cat"])
     p = run(env, "evaluate", tmp_path / "one", "--no-progress", check=False)
     assert p.returncode == 2 and "two classes" in p.stderr
+
+
+def test_demo_runs_on_handwritten_digits(env, tmp_path):
+    # A real labelled task (scikit-learn's digits), so the classifiers' accuracies differ
+    # and fall short of 100%; the sample photos still feed the interest profile.
+    import re
+
+    p = run(env, "demo", "--per-class", "20", "--repeats", "1", "--skip-filters", "--dir", tmp_path / "demo")
+    assert "[1/4]" in p.stdout and "[4/4]" in p.stdout and "handwritten digits" in p.stdout
+    assert "200 images of 224x224 pixels in 10 classes" in p.stdout
+    rows = re.findall(r"^\| ([^|]+?) \| ([\d.]+) ±", p.stdout, re.M)  # classifier | accuracy % ± std | ...
+    assert len(rows) == 5, p.stdout
+    accuracy = [float(a) for _, a in rows]
+    assert max(accuracy) < 100 and len(set(accuracy)) > 1 and min(accuracy) > 30, rows
+    assert "interest profile of 14 photo(s)" in p.stdout
+    assert sorted(d.name for d in (tmp_path / "demo" / "digits").iterdir()) == [str(d) for d in range(10)]
+    p = run(env, "demo", "--per-class", "1", check=False)
+    assert p.returncode == 2 and "--per-class" in p.stderr

@@ -149,6 +149,11 @@ def test_preprocess_bad_inputs():
         preprocess([np.zeros((10, 10, 3), np.uint8)], spec, out=np.zeros((1, 3, 10, 10), np.float32))
     with pytest.raises(ValueError, match="resize"):
         PreprocessSpec((224, 224), resize=200)
+    # Sizes are bounded where they are given, not by a failed allocation later.
+    with pytest.raises(ValueError, match=r"input_size: expected sizes in \[1, 8192\]"):
+        PreprocessSpec((10 ** 6, 224))
+    with pytest.raises(ValueError, match="resize: expected at most 65536"):
+        PreprocessSpec((224, 224), resize=2 ** 63)
     with pytest.raises(ValueError, match="layout"):
         PreprocessSpec((224, 224), layout="CHW")
     with pytest.raises(ValueError, match="std"):
@@ -364,3 +369,373 @@ def test_extractor_bad_arguments(model_cache):
         ex([3])
     with pytest.raises(TypeError):
         ex(42)
+
+
+# ---------------------------------------------------------------------------------------
+# Decompression bombs: the declared size is checked before anything is decoded
+# ---------------------------------------------------------------------------------------
+
+def _png_chunk(tag: bytes, payload: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", zlib.crc32(tag + payload))
+
+
+def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
+    """A valid 8-bit gray PNG of zeros, ~0.4 MB for 20000 x 20000 (400 MB decoded).
+
+    Deflate after a full flush starts with an empty history, so the compressed form of 32
+    zero rows is the same every time: it is computed once and repeated. The zlib trailer
+    is the Adler-32 of n zero bytes, ((n mod 65521) << 16) | 1 (RFC 1950 section 8.2)."""
+    import struct
+    import zlib
+
+    assert height % 32 == 0
+    raw = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = raw.compress(bytes((width + 1) * 32)) + raw.flush(zlib.Z_FULL_FLUSH)
+    final = raw.compress(b"") + raw.flush(zlib.Z_FINISH)
+    n = (width + 1) * height
+    idat = b"\x78\xda" + block * (height // 32) + final + struct.pack(">I", ((n % 65521) << 16) | 1)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat)
+            + _png_chunk(b"IEND", b""))
+
+
+def jpeg_bomb(width: int = 20000, height: int = 20000, junk: bytes = b"") -> bytes:
+    """A 16 x 16 JPEG whose frame header (SOF0) declares `width` x `height`: libjpeg
+    decodes the data there is and fills the rest (1.2 GB of RGB for 20000 x 20000).
+    `junk` goes before the second marker segment (libjpeg skips it with a warning)."""
+    import struct
+
+    ok, buf = cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8))
+    data = bytearray(buf.tobytes())
+    i = 2
+    while data[i + 1] != 0xC0:
+        i += 2 + ((data[i + 2] << 8) | data[i + 3])
+    struct.pack_into(">HH", data, i + 5, height, width)
+    first = 4 + ((data[4] << 8) | data[5])  # end of APP0
+    return bytes(data[:first] + junk + data[first:])
+
+
+def tiff_bytes(fields):
+    """A little-endian classic TIFF holding one directory of (tag, LONG value) fields."""
+    import struct
+
+    entries = b"".join(struct.pack("<HHII", tag, 4, 1, value) for tag, value in sorted(fields.items()))
+    return b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", len(fields)) + entries + b"\0\0\0\0" + bytes(16)
+
+
+def webp_canvas_bomb(width: int, height: int) -> bytes:
+    """A small extended WebP (VP8X) whose canvas says `width` x `height`."""
+    pytest.importorskip("PIL")
+    import io
+
+    from PIL import Image
+
+    f = io.BytesIO()
+    Image.new("RGBA", (16, 16), (9, 9, 9, 128)).save(f, format="WEBP")  # alpha: extended format
+    data = bytearray(f.getvalue())
+    assert data[12:16] == b"VP8X"
+    data[24:27] = (width - 1).to_bytes(3, "little")
+    data[27:30] = (height - 1).to_bytes(3, "little")
+    return bytes(data)
+
+
+def bmp_bomb(width: int, height: int) -> bytes:
+    import struct
+
+    ok, buf = cv2.imencode(".bmp", np.zeros((4, 4, 3), np.uint8))
+    data = bytearray(buf.tobytes())
+    struct.pack_into("<ii", data, 18, width, -height)  # top-down rows: a negative height
+    return bytes(data)
+
+
+BOMBS = {
+    "png": (png_bomb, "PNG header declares 20000x20000"),
+    "jpeg": (jpeg_bomb, "JPEG header declares 20000x20000"),
+    "jpeg-junk-before-sof": (lambda: jpeg_bomb(junk=b"\x00garbage\xff\x00"), "JPEG header declares 20000x20000"),
+    "webp-vp8x": (lambda: webp_canvas_bomb(16000, 16000), "WebP header declares 16000x16000"),
+    "tiff-tile": (lambda: tiff_bytes({256: 16, 257: 16, 322: 16384, 323: 16384}),
+                  "TIFF header declares 16x16 with a 268,435,456-pixel tile"),
+    "tiff-strip": (lambda: tiff_bytes({256: 40000, 257: 16, 278: 4000}), "TIFF header declares 40000x16 with a"),
+    "bmp": (lambda: bmp_bomb(30000, 30000), "BMP header declares 30000x30000"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BOMBS))
+def test_decompression_bombs_are_refused_before_decoding(tmp_path, monkeypatch, kind):
+    import time
+
+    make, declared = BOMBS[kind]
+    path = tmp_path / f"bomb.{kind}"
+    path.write_bytes(make())
+    calls = []
+    real = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda buf, flags: calls.append(len(buf)) or real(buf, flags))
+    start = time.perf_counter()
+    with pytest.raises(extract.ImageTooLargeError, match="max_pixels=89,478,485") as info:
+        read_image(path)
+    assert declared in str(info.value)
+    assert calls == []  # refused on the header: the decoder never saw the file
+    assert time.perf_counter() - start < 1.0
+    assert isinstance(info.value, ValueError)
+
+
+def test_decompression_bombs_cost_no_memory(tmp_path):
+    # The peak memory of a fresh process reading the two bombs (each 0.4-1.2 GB decoded).
+    import subprocess
+    import sys
+
+    (tmp_path / "bomb.png").write_bytes(png_bomb())
+    (tmp_path / "bomb.jpg").write_bytes(jpeg_bomb())
+    script = (
+        "import resource, sys, cv2\n"
+        "from keensight.extract import read_image\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "for p in sys.argv[1:]:\n"
+        "    try:\n"
+        "        read_image(p)\n"
+        "        print('decoded', p)\n"
+        "    except ValueError as e:\n"
+        "        print('refused', p, e)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)\n")
+    p = subprocess.run([sys.executable, "-c", script, str(tmp_path / "bomb.png"), str(tmp_path / "bomb.jpg")],
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    lines = p.stdout.strip().splitlines()
+    assert p.returncode == 0, p.stderr
+    assert [line.split()[0] for line in lines[:2]] == ["refused", "refused"], p.stdout
+    assert int(lines[-1]) < 50, f"peak memory grew by {lines[-1]} MB"
+
+
+def test_extractor_reports_bombs_as_failed_files(tmp_path, lite0):
+    import time
+
+    (tmp_path / "bomb.png").write_bytes(png_bomb())
+    (tmp_path / "bomb.jpg").write_bytes(jpeg_bomb())
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), skdata.coffee()[:, :, ::-1])
+    start = time.perf_counter()
+    res = lite0.extract([tmp_path / "bomb.png", good, tmp_path / "bomb.jpg"])
+    assert time.perf_counter() - start < 10
+    assert list(res.indices) == [1]
+    assert [i for i, _ in res.errors] == [0, 2]
+    for _, msg in res.errors:
+        assert msg.startswith("ImageTooLargeError:") and "20000x20000" in msg and "max_pixels=89,478,485" in msg
+
+
+def test_max_pixels_is_configurable(tmp_path, model_cache):
+    path = tmp_path / "p.jpg"
+    cv2.imwrite(str(path), np.full((200, 300, 3), 90, np.uint8))
+    assert read_image(path, max_pixels=60_000).shape == (200, 300, 3)
+    with pytest.raises(extract.ImageTooLargeError, match="300x200 pixels .60,000., more than max_pixels=59,999"):
+        read_image(path, max_pixels=59_999)
+    assert len(Extractor(max_pixels=60_000).extract([path]).indices) == 1
+    res = Extractor(max_pixels=59_999).extract([path, np.zeros((400, 400, 3), np.uint8)])
+    assert list(res.indices) == [1] and "max_pixels=59,999" in res.errors[0][1]  # arrays are not limited
+    for bad, exc in ((0, ValueError), (-5, ValueError), (1.5e6, TypeError), (True, TypeError)):
+        with pytest.raises(exc, match="max_pixels"):
+            read_image(path, max_pixels=bad)
+        with pytest.raises(exc, match="max_pixels"):
+            Extractor(max_pixels=bad)
+
+
+def test_image_headers_give_the_decoded_size(tmp_path):
+    from keensight._image_header import read_header
+
+    img = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    encoded = [cv2.imencode(ext, img, params)[1].tobytes() for ext, params in [
+        (".png", []), (".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]), (".bmp", []),
+        (".webp", [cv2.IMWRITE_WEBP_QUALITY, 80]), (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]), (".tiff", [])]]
+    pil = pytest.importorskip("PIL.Image")
+    import io
+
+    for mode, kw in (("RGBA", dict(format="WEBP")), ("RGB", dict(format="TIFF", big_tiff=True)),
+                     ("RGB", dict(format="TIFF", compression="tiff_lzw"))):
+        f = io.BytesIO()
+        pil.fromarray(np.dstack([img, img[:, :, :1]]) if mode == "RGBA" else img).save(f, **kw)
+        encoded.append(f.getvalue())
+    assert encoded[7][12:16] == b"VP8X"
+    formats = set()
+    for data in encoded:
+        h = read_header(data)
+        formats.add(h.format)
+        assert (h.height, h.width) == cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).shape[:2]
+    assert formats == {"PNG", "JPEG", "BMP", "WebP", "TIFF"}
+    # Formats whose header is not checked are not decoded at all.
+    f = io.BytesIO()
+    pil.fromarray(img).save(f, format="GIF")
+    for name, data in (("gif", f.getvalue()), ("ppm", cv2.imencode(".ppm", img)[1].tobytes()),
+                       ("text", b"hello, not an image")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match="unsupported image format"):
+            read_image(tmp_path / name)
+    for data, what in ((b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDX", "IHDR"), (b"\xff\xd8\xff\xd9", "no frame header"),
+                       (tiff_bytes({256: 16}), "ImageLength"), (b"II*\0\xff\xff\0\0", "outside the file"),
+                       (jpeg_bomb(0, 16), "empty")):
+        with pytest.raises(ValueError, match=what):
+            read_header(data)
+
+
+# ---------------------------------------------------------------------------------------
+# Sizes and thread counts follow the work, inputs say what they expected
+# ---------------------------------------------------------------------------------------
+
+def test_batch_buffers_are_sized_by_the_images_given(model_cache):
+    import tracemalloc
+
+    ex = Extractor(batch_size=1024)
+    img = skdata.coffee()
+    tracemalloc.start()
+    try:
+        ex([img])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # One image's input tensor is 0.6 MB; 1024 rows per batch tensor would be 616 MB each.
+    assert peak < 30 * 2 ** 20, f"peak {peak / 2 ** 20:.0f} MB"
+    with pytest.raises(ValueError, match=r"batch_size: expected an int in \[1, 1024\], got 10000"):
+        Extractor(batch_size=10 ** 4)
+
+
+def test_thread_counts_are_bounded(model_cache):
+    for name in ("threads", "decode_threads", "streams"):
+        with pytest.raises(ValueError, match=rf"{name}: expected an int in \[1, 256\]"):
+            Extractor(**{name: 10 ** 6})
+        with pytest.raises(TypeError, match=name):
+            Extractor(**{name: True})
+
+
+def test_results_have_the_feature_shape_when_nothing_is_read(tmp_path, model_cache):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff not a jpeg")
+    one = Extractor(batch_size=2)
+    for images in ([], [bad], [bad, bad, bad], np.zeros((0, 32, 32, 3), np.uint8)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnreadableImageWarning)
+            assert one(images).shape == (0, 1280)
+        assert one.extract(images).features.shape == (0, 1280)
+    assert one.feature_shapes_ == {"embedding": (1280,)}
+    both = Extractor(outputs=["embedding", "logits"], batch_size=2)
+    res = both.extract([bad, bad, skdata.coffee(), bad])
+    assert res.features["embedding"].shape == (1, 1280) and res.features["logits"].shape == (1, 1000)
+    batches = list(both.iter_batches([bad, bad, skdata.coffee()]))
+    assert {o: f.shape for o, f in batches[0].features.items()} == {"embedding": (0, 1280), "logits": (0, 1000)}
+    assert {o: f.shape for o, f in both.extract([bad]).features.items()} == {"embedding": (0, 1280),
+                                                                           "logits": (0, 1000)}
+    assert list(both.iter_batches([])) == []
+
+
+def test_inputs_are_taken_for_what_they_are(tmp_path, lite0):
+    path = tmp_path / "coffee.png"
+    cv2.imwrite(str(path), skdata.coffee()[:, :, ::-1])
+    ref = lite0([str(path)])["embedding"]
+    # A path as bytes, pathlib.Path, a 1-D array of paths, a generator: all the same image.
+    for images in (os.fsencode(str(path)), [os.fsencode(str(path))], path, np.array([str(path)]),
+                   (p for p in [path])):
+        np.testing.assert_array_equal(lite0(images)["embedding"], ref)
+    res = lite0.extract([os.fsencode(str(tmp_path / "missing.jpg"))])
+    assert "missing.jpg" in res.errors[0][1]
+    np.testing.assert_array_equal(lite0.extract(iter([skdata.coffee()])).indices, [0])
+    for bad, exc, what in ((bytearray(b"abc"), TypeError, "images: .* got bytearray"),
+                           ({"a": str(path)}, TypeError, "images: .* got dict"),
+                           ({str(path)}, TypeError, "images: .* got set"),
+                           (np.array(5, np.uint8), ValueError, r"images: .* shape \(\)"),
+                           (np.zeros(7, np.uint8), ValueError, r"images: .* shape \(7,\)"),
+                           ([[skdata.coffee()]], TypeError, r"images\[0\]: .* got list"),
+                           (3.5, TypeError, "images: .* got float")):
+        with pytest.raises(exc, match=what):
+            lite0(bad)
+    # preprocess takes any iterable of arrays, not a str or a lone image.
+    imgs = [skdata.coffee(), skdata.camera()]
+    np.testing.assert_array_equal(preprocess(iter(imgs), "efficientnet-lite0"),
+                                  preprocess(imgs, "efficientnet-lite0"))
+    with pytest.raises(TypeError, match="images: expected a sequence of arrays, got str"):
+        preprocess("a.jpg", "efficientnet-lite0")
+    # read_image names its argument and says what a non-file is.
+    with pytest.raises(TypeError, match="path: expected a path"):
+        read_image(5)
+    with pytest.raises(IsADirectoryError, match="path: .* is a directory"):
+        read_image(tmp_path)
+    assert read_image(os.fsencode(str(path))).shape == skdata.coffee().shape
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path, lite0):
+    import threading
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    result = {}
+
+    def read():
+        try:
+            read_image(fifo)
+        except Exception as exc:
+            result["error"] = exc
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(10)
+    if t.is_alive():  # unblock the reader before failing
+        with open(fifo, "wb"):
+            pass
+        pytest.fail("read_image blocked on a FIFO")
+    assert isinstance(result["error"], ValueError) and "not a regular file" in str(result["error"])
+    assert "not a regular file" in lite0.extract([fifo]).errors[0][1]
+
+
+def test_normalize_is_checked_at_construction(model_cache):
+    with pytest.raises(ValueError, match="normalize: .'yes'. are not among the outputs"):
+        Extractor(normalize="yes")
+    with pytest.raises(TypeError, match="normalize"):
+        Extractor(normalize=1)
+    ex = Extractor(outputs=["embedding", "logits"], normalize="embedding")
+    f = ex([skdata.coffee()])
+    np.testing.assert_allclose(np.linalg.norm(f["embedding"], axis=1), 1, rtol=1e-5)
+    assert abs(np.linalg.norm(f["logits"]) - 1) > 0.5
+
+
+def _fixed_batch_model(path, batch: int) -> None:
+    """An ONNX model with a fixed batch dimension: per-channel means of NCHW 8x8 inputs."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("GlobalAveragePool", ["x"], ["y"])
+    graph = helper.make_graph([node], "means", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3, 1, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def test_fixed_batch_models_run_partial_batches(tmp_path, rng):
+    path = tmp_path / "fixed.onnx"
+    _fixed_batch_model(path, 2)
+    spec = {"input_size": 8}
+    imgs = [rng.integers(0, 256, (8 + k, 8, 3), dtype=np.uint8) for k in range(5)]
+    expected = preprocess(imgs, spec).mean(axis=(2, 3))
+    for batch_size in (1, 3, 5):
+        ex = Extractor(path, input_spec=spec, batch_size=batch_size)
+        np.testing.assert_allclose(ex(imgs), expected, rtol=1e-5, atol=1e-4)
+        assert ex.feature_shapes_ == {"y": (3,)}
+
+
+def test_config_records_what_determines_the_features(model_cache):
+    import hashlib
+    import json
+
+    base = Extractor()
+    cfg = base.config
+    assert json.loads(json.dumps(cfg)) == cfg
+    assert cfg["model"] == "efficientnet-lite0" and cfg["outputs"] == ["embedding"]
+    assert cfg["model_sha256"] == hashlib.sha256(models.get_model_path().read_bytes()).hexdigest()
+    assert cfg["input_spec"]["input_size"] == [224, 224] and cfg["jpeg_draft"] is None
+    assert cfg["normalize"] == {"embedding": False}
+    assert PreprocessSpec.coerce(cfg["input_spec"]) == base.spec_  # a recorded spec can be reused
+    # Options that never change features leave it alone; the others change it.
+    assert Extractor(batch_size=3, threads=1, streams=1, max_pixels=10).config == cfg
+    for kw in (dict(normalize=True), dict(jpeg_draft=2.0), dict(outputs=["embedding", "logits"]),
+               dict(input_spec={"input_size": 224, "resize": 256, "mean": 127.0, "std": 64.0})):
+        assert Extractor(**kw).config != cfg, kw
+    other = Extractor(models.get_model_path(), input_spec=base.spec_)
+    assert other.config["model_sha256"] == cfg["model_sha256"] and other.config["model"] != cfg["model"]

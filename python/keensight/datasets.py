@@ -1,10 +1,14 @@
 """Small image datasets that exist offline, for demos, tests and benchmarks.
 
+:func:`make_digits_folder` writes scikit-learn's 1,797 handwritten digits (installed with
+scikit-learn) as a folder-per-class image set at a CNN's input size: a real labelled set
+on which classifiers differ, used by ``keensight demo``.
 :func:`make_demo_folder` writes a folder-per-class photo collection built from the sample
 photos that ship with scikit-image (``skimage.data``) and scikit-learn
 (``load_sample_images``), each class a few augmented copies (random crop, horizontal
 flip, brightness / contrast / saturation jitter, resize) of one photo, so that
 ``keensight extract`` and ``keensight profile`` have something real to run on.
+Both create the folder they are given and its class folders, never missing parents of it.
 :func:`load_fashion_mnist` reads Fashion-MNIST from the IDX files of the Debian package
 ``dataset-fashion-mnist`` (benchmarks of the classifiers and the ANN index).
 """
@@ -18,11 +22,99 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ["demo_photos", "make_demo_folder", "read_idx", "load_fashion_mnist"]
+from ._validate import integer, positive_int
+
+__all__ = ["digits_images", "make_digits_folder", "demo_photos", "make_demo_folder", "read_idx",
+           "load_fashion_mnist"]
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _write_image(file: Path, img: np.ndarray, params: Sequence[int] = ()) -> None:
+    """Encode a gray or BGR image by the file's suffix and write it."""
+    import cv2
+
+    ok, buf = cv2.imencode(file.suffix, img, list(params))
+    if not ok:  # pragma: no cover
+        raise OSError(f"could not encode {file}")
+    buf.tofile(os.fspath(file))
+
+
+def digits_images(size: int = 224) -> Tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's handwritten digits as `size` x `size` uint8 images of dark ink on white.
+
+    The UCI "optical recognition of handwritten digits" set (Alpaydin and Kaynak 1998,
+    :func:`sklearn.datasets.load_digits`): 1,797 digits written by 43 people, 8 x 8
+    pixels of 17 grey levels (0-16), about 180 per class. Each is scaled to 0-255,
+    inverted (dark ink on white paper, as a scan or photo of a digit would be) and
+    enlarged by bicubic interpolation (smooth strokes rather than 8 x 8 blocks).
+
+    Returns
+    -------
+    images : ndarray of uint8, shape (1797, size, size)
+    labels : ndarray of int, shape (1797,)
+        The digit 0-9 of each image.
+    """
+    import cv2
+    from sklearn.datasets import load_digits
+
+    size = integer(size, "size", 8, 4096)
+    digits = load_digits()
+    ink = np.clip(digits.images * (255.0 / 16.0) + 0.5, 0, 255).astype(np.uint8)
+    images = np.empty((len(ink), size, size), np.uint8)
+    for k, small in enumerate(ink):
+        images[k] = cv2.resize(255 - small, (size, size), interpolation=cv2.INTER_CUBIC)  # saturates
+    return images, digits.target.astype(np.int64)
+
+
+def make_digits_folder(path: PathLike, *, size: int = 224, n_per_class: Optional[int] = None) -> List[Path]:
+    """Write scikit-learn's handwritten digits as a folder-per-class set of PNG images.
+
+    Parameters
+    ----------
+    path : path-like
+        Root folder (created if missing; its parent must exist). Images go to
+        ``<path>/<digit>/<digit>_<index>.png``, `index` being the position in
+        :func:`sklearn.datasets.load_digits`.
+    size : int
+        Side of the square images (default 224, EfficientNet-Lite0's input); see
+        :func:`digits_images`.
+    n_per_class : int, optional
+        The first this many images of each digit; default all (about 180 each).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, sorted.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from keensight.datasets import make_digits_folder
+    >>> files = make_digits_folder(tempfile.mkdtemp(), size=32, n_per_class=2)
+    >>> len(files), sorted({f.parent.name for f in files})[:3]
+    (20, ['0', '1', '2'])
+    """
+    if n_per_class is not None:
+        n_per_class = positive_int(n_per_class, "n_per_class")
+    images, labels = digits_images(size)
+    root = Path(path)
+    root.mkdir(exist_ok=True)
+    written = []
+    taken = {digit: 0 for digit in range(10)}
+    for k, (img, digit) in enumerate(zip(images, labels)):
+        digit = int(digit)
+        if n_per_class is not None and taken[digit] >= n_per_class:
+            continue
+        taken[digit] += 1
+        folder = root / str(digit)
+        folder.mkdir(exist_ok=True)
+        file = folder / f"{digit}_{k:04d}.png"
+        _write_image(file, img)
+        written.append(file)
+    return sorted(written)
 
 
 def demo_photos() -> Dict[str, np.ndarray]:
@@ -80,7 +172,8 @@ def make_demo_folder(path: PathLike, n_per_class: int = 3, *, classes: Optional[
     Parameters
     ----------
     path : path-like
-        Root folder (created); images go to ``<path>/<class>/<class>_<k>.jpg`` (or ``.png``).
+        Root folder (created if missing; its parent must exist); images go to
+        ``<path>/<class>/<class>_<k>.jpg`` (or ``.png``).
     n_per_class : int
         Images per class.
     classes : sequence of str, optional
@@ -108,8 +201,7 @@ def make_demo_folder(path: PathLike, n_per_class: int = 3, *, classes: Optional[
     """
     import cv2
 
-    if isinstance(n_per_class, bool) or not isinstance(n_per_class, int) or n_per_class <= 0:
-        raise ValueError(f"n_per_class: expected a positive int, got {n_per_class!r}")
+    n_per_class = positive_int(n_per_class, "n_per_class")
     if not 0.0 <= png_fraction <= 1.0:
         raise ValueError(f"png_fraction: expected a number in [0, 1], got {png_fraction!r}")
     photos = demo_photos()
@@ -119,10 +211,11 @@ def make_demo_folder(path: PathLike, n_per_class: int = 3, *, classes: Optional[
         raise ValueError(f"classes: unknown {unknown}; known: {list(photos)}")
     rng = np.random.default_rng(seed)
     root = Path(path)
+    root.mkdir(exist_ok=True)
     written = []
     for name in names:
         folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(exist_ok=True)
         for k in range(n_per_class):
             size = None
             if sizes:
@@ -131,11 +224,7 @@ def make_demo_folder(path: PathLike, n_per_class: int = 3, *, classes: Optional[
             img = _augment(photos[name], rng, size)
             as_png = rng.random() < png_fraction
             file = folder / f"{name}_{k:03d}.{'png' if as_png else 'jpg'}"
-            params = [] if as_png else [cv2.IMWRITE_JPEG_QUALITY, 90]
-            ok, buf = cv2.imencode(file.suffix, img[:, :, ::-1], params)
-            if not ok:  # pragma: no cover
-                raise OSError(f"could not encode {file}")
-            buf.tofile(os.fspath(file))
+            _write_image(file, img[:, :, ::-1], [] if as_png else [cv2.IMWRITE_JPEG_QUALITY, 90])
             written.append(file)
     return sorted(written)
 

@@ -9,18 +9,29 @@ labels), including intermediate tensors that the published graph does not output
 The pipeline, per batch of ``batch_size`` images:
 
 1. **decode** (paths only) on a thread pool with OpenCV, which releases the GIL, while
-   the network runs on earlier batches. JPEGs honour their EXIF orientation and, with
-   ``jpeg_draft``, are decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling
-   whenever the reduced image still has a shorter side of at least the model's resize
-   length times a reducing gap (as Pillow's ``draft`` and ``thumbnail(reducing_gap=)``
-   do; a 4000x3000 photo decodes about 4x faster).
+   the network runs on earlier batches. The size a file declares in its header is
+   checked first: an image above ``max_pixels`` (default :data:`MAX_IMAGE_PIXELS`, as
+   Pillow's limit) is refused before any decoding, as are formats other than JPEG, PNG,
+   BMP, WebP and TIFF (a "decompression bomb", a small file declaring a huge image,
+   would otherwise cost its full decoded size). JPEGs honour their EXIF orientation
+   and, with ``jpeg_draft``, are decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT
+   scaling whenever the reduced image still has a shorter side of at least the model's
+   resize length times a reducing gap (as Pillow's ``draft`` and
+   ``thumbnail(reducing_gap=)`` do; a 4000x3000 photo decodes about 4x faster).
    Files that cannot be read are skipped and reported, never raised.
-2. **preprocess** in C++ (:func:`preprocess`): resize (area averaging when shrinking,
-   bilinear when enlarging, as ``cv2.resize`` with INTER_AREA / INTER_LINEAR), centre
-   crop, channel order, ``(pixel - mean) / std`` and layout, fused into one pass that
-   writes straight into the batch tensor.
+2. **preprocess** in C++ (:func:`preprocess`), on the same thread right after decoding:
+   resize (area averaging when shrinking, bilinear when enlarging, as ``cv2.resize``
+   with INTER_AREA / INTER_LINEAR), centre crop, channel order, ``(pixel - mean) / std``
+   and layout, fused into one pass that writes the image's row of the batch tensor. A
+   decoded image is dropped as soon as its row is written, so decoding holds at most
+   ``decode_threads`` decoded images at a time, whatever the batch size.
 3. **run** the network once for the batch, with up to ``streams`` batches running side by
    side; optionally L2-normalise each output.
+
+Memory is sized by the work actually given: batch tensors hold
+``min(batch_size, number of images)`` rows (``batch_size`` is at most
+:data:`MAX_BATCH_SIZE`), one per running stream plus one being filled, and thread
+counts are at most :data:`keensight._validate.MAX_THREADS` (256).
 
 Colour conventions: arrays are RGB (HxWx3 uint8), gray (HxW or HxWx1) or RGBA (HxWx4);
 gray is copied to the three channels, RGBA is composited on a white background (the
@@ -32,10 +43,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import hashlib
 import math
 import numbers
 import os
 import queue
+import stat
 import warnings
 from collections import deque
 from pathlib import Path
@@ -44,15 +57,17 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 
 from . import _core
-from ._validate import positive_int
+from ._image_header import read_header
+from ._validate import MAX_THREADS, input_file, integer, num_threads, positive_int
 from . import models as _models
 
 __all__ = [
     "PreprocessSpec", "Extractor", "Extraction", "BatchFeatures", "UnreadableImageWarning",
-    "preprocess", "read_image", "IMAGE_EXTENSIONS",
+    "ImageTooLargeError", "preprocess", "read_image", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS",
+    "MAX_BATCH_SIZE", "MAX_INPUT_SIDE",
 ]
 
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = Union[str, bytes, "os.PathLike[str]"]
 ImageLike = Union[PathLike, np.ndarray]
 
 # Files `keensight extract` and friends pick up in a folder (lower-case suffixes).
@@ -63,8 +78,28 @@ _ORDERS = ("RGB", "BGR")
 _INTERPOLATIONS = ("area", "bilinear")
 
 
+# The default limit on the pixels an image file may declare: Pillow's MAX_IMAGE_PIXELS
+# (2**30 / 12, about 9459 x 9459; a 24-megapixel photo is well below it). Decoding a
+# file costs up to 8 bytes per declared pixel (16-bit RGBA) before it is reduced, so the
+# limit bounds one decode at about 0.7 GB; pass ``max_pixels`` for larger photos.
+MAX_IMAGE_PIXELS = 89_478_485
+
+# The largest ``batch_size``: a CPU runs no faster beyond a few dozen images per batch,
+# and every stream's activations grow with it (EfficientNet-Lite0 needs several MB per
+# image), so larger values are far more likely a slip than a wish.
+MAX_BATCH_SIZE = 1024
+
+# The largest side of a network input: one 8192 x 8192 RGB float32 input is 0.8 GB, far
+# beyond any CNN's input, while a typo of a few digits would ask for terabytes.
+MAX_INPUT_SIDE = 8192
+
+
 class UnreadableImageWarning(UserWarning):
     """Some inputs could not be read or decoded and were skipped."""
+
+
+class ImageTooLargeError(ValueError):
+    """An image file declares more pixels than the limit (``max_pixels``); it was not decoded."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -78,11 +113,11 @@ class PreprocessSpec:
     Parameters
     ----------
     input_size : (int, int)
-        (height, width) of the network input.
+        (height, width) of the network input, each at most :data:`MAX_INPUT_SIDE`.
     resize : int or None
         Length the shorter side is resized to (aspect kept) before the centred
-        ``input_size`` crop; must be >= both sides of ``input_size``. None stretches the
-        whole image to ``input_size`` (no crop).
+        ``input_size`` crop; must be >= both sides of ``input_size`` (and at most 8 times
+        :data:`MAX_INPUT_SIDE`). None stretches the whole image to ``input_size`` (no crop).
     color_order : {"RGB", "BGR"}
     mean, std : tuple of 3 floats
         ``input = (pixel - mean) / std`` per channel, pixel units (0..255), in
@@ -116,12 +151,14 @@ class PreprocessSpec:
                 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)):
             raise TypeError(f"input_size: expected an int or an (height, width) pair of ints, got {self.input_size!r}")
         size = (int(size[0]), int(size[1]))
-        if min(size) <= 0:
-            raise ValueError(f"input_size: expected positive sizes, got {size}")
+        if not (0 < min(size) and max(size) <= MAX_INPUT_SIDE):
+            raise ValueError(f"input_size: expected sizes in [1, {MAX_INPUT_SIDE}], got {size}")
         object.__setattr__(self, "input_size", size)
         if self.resize is not None:
             if isinstance(self.resize, bool) or not isinstance(self.resize, (int, np.integer)):
                 raise TypeError(f"resize: expected an int or None, got {type(self.resize).__name__}")
+            if self.resize > 8 * MAX_INPUT_SIDE:
+                raise ValueError(f"resize: expected at most {8 * MAX_INPUT_SIDE}, got {self.resize}")
             if self.resize < max(size):
                 raise ValueError(f"resize: the shorter side ({self.resize}) must be at least the crop "
                                  f"{size[0]}x{size[1]}")
@@ -229,32 +266,6 @@ def _as_image(a: np.ndarray, name: str) -> np.ndarray:
     return a
 
 
-def _jpeg_size(buf: np.ndarray) -> Optional[Tuple[int, int]]:
-    """(height, width) from a JPEG's SOF marker, or None if the header cannot be parsed."""
-    data = buf.tobytes()[: 1 << 20] if buf.size > (1 << 20) else buf.tobytes()
-    i, n = 2, len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        seg = (data[i + 2] << 8) | data[i + 3]
-        # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) carry the frame size.
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if i + 9 > n:
-                return None
-            return (data[i + 5] << 8) | data[i + 6], (data[i + 7] << 8) | data[i + 8]
-        if marker == 0xDA:  # start of scan before any frame header
-            return None
-        i += 2 + seg
-    return None
-
-
 def _draft_gap(value: Any) -> Optional[float]:
     """`jpeg_draft` as a reducing gap (None: decode at full size)."""
     if value is None or value is False or value is np.False_:
@@ -269,34 +280,56 @@ def _draft_gap(value: Any) -> Optional[float]:
     return gap
 
 
-def _decode(path: PathLike, min_side: Optional[int]) -> Tuple[np.ndarray, bool]:
-    """Decode a file to (uint8 gray or BGR image, is_bgr). Raises OSError / ValueError.
+def _read_file(path: Any) -> bytes:
+    """The bytes of a regular file (FileNotFoundError, IsADirectoryError, PermissionError
+    or ValueError otherwise: a FIFO would block, /dev/zero would never end)."""
+    p = input_file(path, "path")
+    # Opened without blocking and checked again on the open file: a FIFO swapped in after
+    # the check above is then refused instead of waiting for a writer.
+    fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError(f"path: {p!r} is not a regular file")
+        return f.read()
+
+
+def _check_max_pixels(value: Any) -> int:
+    return integer(value, "max_pixels", 1, None)
+
+
+def _decode(path: Any, min_side: Optional[int], max_pixels: int = MAX_IMAGE_PIXELS) -> Tuple[np.ndarray, bool]:
+    """Decode a file to (uint8 gray or BGR image, is_bgr). Raises OSError / ValueError
+    (:class:`ImageTooLargeError` above `max_pixels`, checked on the header before decoding).
 
     `min_side`: the shorter side the caller needs; a JPEG may then be decoded at a
     reduced scale that keeps at least that much.
     """
     import cv2
 
-    buf = np.fromfile(os.fspath(path), dtype=np.uint8)
-    if buf.size == 0:
+    data = _read_file(path)
+    if not data:
         raise ValueError("empty file")
-    is_jpeg = buf.size > 3 and buf[0] == 0xFF and buf[1] == 0xD8
-    if is_jpeg:
+    header = read_header(data)
+    if header.buffer_pixels > max_pixels:
+        raise ImageTooLargeError(
+            f"the {header.format} header declares {header.describe()} pixels "
+            f"({header.buffer_pixels:,}), more than max_pixels={max_pixels:,}: not decoded "
+            "(raise max_pixels to read it)")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if header.format == "JPEG":
         flag = cv2.IMREAD_COLOR  # EXIF orientation applied
         if min_side:
-            size = _jpeg_size(buf)
-            if size is not None:
-                short = min(size)
-                for factor, reduced in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
-                                        (2, cv2.IMREAD_REDUCED_COLOR_2)):
-                    if -(-short // factor) >= min_side:  # libjpeg rounds scaled sizes up
-                        flag = reduced
-                        break
+            short = min(header.height, header.width)
+            for factor, reduced in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                                    (2, cv2.IMREAD_REDUCED_COLOR_2)):
+                if -(-short // factor) >= min_side:  # libjpeg rounds scaled sizes up
+                    flag = reduced
+                    break
         img = cv2.imdecode(buf, flag)
     else:
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)  # keeps alpha and 16-bit depth
     if img is None or img.size == 0:
-        raise ValueError("not a readable image (unknown format or corrupt data)")
+        raise ValueError(f"not a readable image (corrupt {header.format} data)")
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     elif img.dtype != np.uint8:
@@ -313,20 +346,29 @@ def _decode(path: PathLike, min_side: Optional[int]) -> Tuple[np.ndarray, bool]:
     return np.ascontiguousarray(img), img.ndim == 3
 
 
-def read_image(path: PathLike) -> np.ndarray:
+def read_image(path: PathLike, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Decode an image file the way :class:`Extractor` does, as RGB (or gray) uint8.
 
     EXIF orientation is applied to JPEGs; RGBA is composited on white; 16-bit images are
-    reduced to 8 bits.
+    reduced to 8 bits. JPEG, PNG, BMP, WebP and TIFF files are read.
+
+    Parameters
+    ----------
+    path : str, bytes or path-like
+    max_pixels : int
+        The most pixels the file may declare in its header (checked before decoding);
+        default :data:`MAX_IMAGE_PIXELS`.
 
     Raises
     ------
     OSError
-        The file cannot be read.
+        The file cannot be read (FileNotFoundError, IsADirectoryError, PermissionError).
+    ImageTooLargeError
+        The header declares more than `max_pixels` pixels (a ValueError).
     ValueError
-        The data is not a decodable image.
+        Not a regular file, another format, or data that does not decode.
     """
-    img, bgr = _decode(path, None)
+    img, bgr = _decode(path, None, _check_max_pixels(max_pixels))
     return img[:, :, ::-1].copy() if bgr else img
 
 
@@ -364,14 +406,22 @@ def preprocess(images: Union[np.ndarray, Sequence[np.ndarray]], spec: Any, *,
         images = list(images)
     elif isinstance(images, np.ndarray):
         raise ValueError(f"images: expected a sequence of images or an NxHxWxC array, got shape {images.shape}")
-    elif not isinstance(images, (list, tuple)):
-        raise TypeError(f"images: expected a sequence of arrays, got {type(images).__name__}")
+    else:
+        images = _as_sequence(images, "images", "a sequence of arrays")
     arrays = []
     for i, a in enumerate(images):
         if not isinstance(a, np.ndarray):
             raise TypeError(f"images[{i}]: expected a NumPy array, got {type(a).__name__}")
         arrays.append(_as_image(a, f"images[{i}]"))
     return _preprocess_into(arrays, [False] * len(arrays), spec, out)
+
+
+def _as_sequence(items: Any, name: str, expected: str) -> List[Any]:
+    """`items` as a list, refusing what iterates to something else than it looks: a str
+    or bytes (characters, bytes), a dict (its keys), a set (no order to match results to)."""
+    if isinstance(items, (str, bytes, bytearray, memoryview, Mapping, set, frozenset)) or not isinstance(items, Iterable):
+        raise TypeError(f"{name}: expected {expected}, got {type(items).__name__}")
+    return list(items)
 
 
 def _preprocess_into(arrays: List[np.ndarray], bgr: List[bool], spec: PreprocessSpec,
@@ -400,7 +450,8 @@ class BatchFeatures:
     indices : ndarray of int
         Positions (in the input sequence) of the images this batch holds features for.
     features : dict of str to ndarray
-        Each requested output, float32, one row per index.
+        Each requested output, float32, one row per index: shape
+        ``(len(indices),) + Extractor.feature_shapes_[name]`` (also when empty).
     errors : list of (int, str)
         Inputs of this batch that could not be read: (position, message).
     """
@@ -417,7 +468,8 @@ class Extraction:
     Attributes
     ----------
     features : ndarray or dict of str to ndarray
-        float32, one row per image read (an array for one output, a dict for several).
+        float32, one row per image read (an array for one output, a dict for several),
+        shape ``(n,) + Extractor.feature_shapes_[name]``, n = 0 included.
     indices : ndarray of int
         Positions in the input of the rows of `features` (inputs that failed are absent).
     errors : list of (int, str)
@@ -430,7 +482,17 @@ class Extraction:
 
 
 def _describe(item: Any) -> str:
-    return os.fspath(item) if isinstance(item, (str, os.PathLike)) else f"<array {getattr(item, 'shape', '?')}>"
+    if isinstance(item, (str, bytes, os.PathLike)):
+        return os.fsdecode(os.fspath(item))
+    return f"<array {getattr(item, 'shape', '?')}>"
+
+
+def _available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 # Default cap on concurrent batches: each holds its own activations (tens of MB for a
@@ -453,24 +515,28 @@ class Extractor:
         (the penultimate layer: ``"embedding"`` for EfficientNet-Lite0), or the first graph
         output of a user file. A sequence returns a dict name -> array, from one pass.
     batch_size : int
-        Images per network run (the last batch may be smaller). Results do not depend on it.
+        Images per network run (the last batch may be smaller), 1 to
+        :data:`MAX_BATCH_SIZE`. Buffers hold ``min(batch_size, number of images)`` rows.
+        Results do not depend on it.
     threads : int, optional
-        Cores the network uses; default all.
+        Cores the network uses (1 to 256); default all the cores this process may use.
     streams : int, optional
         Batches the network runs at once (as OpenVINO's throughput streams), each on
-        ``threads // streams`` onnxruntime threads; default ``min(threads, 4)``. Running
-        independent batches side by side needs no synchronisation inside a layer, which on
-        a few cores beats splitting every layer across threads (EfficientNet-Lite0 on 2
-        cores: about 1.4x the images per second of one 2-thread run). Results do not
-        depend on it.
-    normalize : bool
-        L2-normalise every output per image (over all its non-batch axes).
+        ``threads // streams`` onnxruntime threads; default ``min(threads, 4)``, at most
+        `threads`. Running independent batches side by side needs no synchronisation
+        inside a layer, which on a few cores beats splitting every layer across threads
+        (EfficientNet-Lite0 on 2 cores: about 1.4x the images per second of one 2-thread
+        run). Results do not depend on it.
+    normalize : bool, str or collection of str
+        L2-normalise every output per image (over all its non-batch axes), or only the
+        outputs named.
     input_spec : PreprocessSpec, ModelSpec or dict, optional
         Preprocessing; default the registry model's (required for a user file).
     decode_threads : int, optional
-        Threads that decode files ahead of the network; default one more than the cores
-        (a file read or a thread waiting for a core then never leaves a core idle: about 4%
-        more images per second than one per core on 2 cores).
+        Threads that decode and preprocess files ahead of the network (1 to 256); default
+        one more than the cores (a file read or a thread waiting for a core then never
+        leaves a core idle: about 4% more images per second than one per core on 2 cores).
+        Each holds at most one decoded image at a time.
     jpeg_draft : bool or float
         Decode large JPEGs at a reduced scale (1/2, 1/4, 1/8) by libjpeg's DCT scaling,
         several times faster on photos. A number g >= 1 is Pillow's ``reducing_gap``: the
@@ -481,12 +547,22 @@ class Extractor:
         of its decoded pixels (on the benchmark photos, g = 2: embeddings' cosine >= 0.997,
         same top-1 class for all; g = 1: cosine >= 0.96, top-1 agreement 93%). Off by
         default: features depend only on the pixels.
+    max_pixels : int
+        Files whose header declares more pixels than this are not decoded and are reported
+        as unreadable (:class:`ImageTooLargeError`); default :data:`MAX_IMAGE_PIXELS`
+        (about 89.5 million, Pillow's limit). The limit applies to the declared full size,
+        also with `jpeg_draft`. Arrays are not limited.
 
     Attributes
     ----------
     model_path_ : pathlib.Path
+    model_sha256_ : str
+        SHA-256 of the model file (hex).
     spec_ : PreprocessSpec
     outputs_ : tuple of str
+    feature_shapes_ : dict of str to tuple of int
+        Shape of one image's features per output (``{"embedding": (1280,)}``); results
+        always have shape ``(n,) + feature_shapes_[name]``, also for n = 0.
     streams_ : int
         Batches the network runs side by side.
     input_name_ : str
@@ -505,9 +581,9 @@ class Extractor:
     """
 
     def __init__(self, model: PathLike = _models.DEFAULT_MODEL, outputs: Union[None, str, Sequence[str]] = None,
-                 batch_size: int = 16, threads: Optional[int] = None, normalize: bool = False,
+                 batch_size: int = 16, threads: Optional[int] = None, normalize: Any = False,
                  input_spec: Any = None, decode_threads: Optional[int] = None, jpeg_draft: Any = False,
-                 streams: Optional[int] = None) -> None:
+                 streams: Optional[int] = None, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
         self.model = model
         self.outputs = outputs
         self.batch_size = batch_size
@@ -517,6 +593,7 @@ class Extractor:
         self.decode_threads = decode_threads
         self.jpeg_draft = jpeg_draft
         self.streams = streams
+        self.max_pixels = max_pixels
         self._setup()
 
     # -- construction --------------------------------------------------------------------
@@ -525,19 +602,21 @@ class Extractor:
         import onnx
         import onnxruntime as ort
 
-        positive_int(self.batch_size, "batch_size")
+        positive_int(self.batch_size, "batch_size", high=MAX_BATCH_SIZE)
         for name in ("threads", "decode_threads", "streams"):  # None: the default
             if getattr(self, name) is not None:
-                positive_int(getattr(self, name), name)
+                num_threads(getattr(self, name), name, allow_default=False)
+        _check_max_pixels(self.max_pixels)
         _draft_gap(self.jpeg_draft)  # ValueError for a bad value, at construction
+        model = os.fsdecode(self.model) if isinstance(self.model, bytes) else self.model
         model_spec = None
-        if isinstance(self.model, str) and self.model in _models.list_models():
-            model_spec = _models.get_model_spec(self.model)
-            path = _models.get_model_path(self.model)
-        elif isinstance(self.model, (str, os.PathLike)):
-            path = Path(self.model)
+        if isinstance(model, str) and model in _models.list_models():
+            model_spec = _models.get_model_spec(model)
+            path = _models.get_model_path(model)
+        elif isinstance(model, (str, os.PathLike)):
+            path = Path(model)
             if not path.is_file():
-                raise ValueError(f"model: {self.model!r} is neither a known model "
+                raise ValueError(f"model: {model!r} is neither a known model "
                                  f"({', '.join(_models.list_models())}) nor an existing .onnx file")
         else:
             raise TypeError(f"model: expected a model name or a path, got {type(self.model).__name__}")
@@ -549,7 +628,8 @@ class Extractor:
             raise ValueError("input_spec: required for a model file that is not in the registry "
                              "(e.g. {'input_size': 224, 'resize': 256, 'mean': ..., 'std': ...})")
 
-        proto = onnx.load(os.fspath(path))
+        data = path.read_bytes()
+        proto = onnx.load_from_string(data)
         graph = proto.graph
         initializers = {t.name for t in graph.initializer}
         inputs = [i for i in graph.input if i.name not in initializers]
@@ -575,6 +655,7 @@ class Extractor:
         if missing:
             raise ValueError(f"outputs: {missing} not in the model; graph outputs: {graph_outputs}"
                              f" (intermediate tensors: any node output, e.g. {sorted(produced)[:5]}...)")
+        self._normalized = _normalize_flags(self.normalize, wanted)
         if list(wanted) != graph_outputs:
             # Keep exactly the requested tensors as outputs: intermediate ones are added (with
             # their inferred type when shape inference knows it), and onnxruntime prunes the
@@ -596,7 +677,8 @@ class Extractor:
             graph.output.extend(new_outputs)
         model_bytes = proto.SerializeToString()
 
-        threads = int(self.threads or os.cpu_count() or 1)
+        cores = min(_available_cores(), MAX_THREADS)
+        threads = int(self.threads or cores)
         streams = int(self.streams or min(threads, _MAX_DEFAULT_STREAMS))
         if streams > threads:
             raise ValueError(f"streams: expected at most threads={threads}, got {streams}")
@@ -626,145 +708,200 @@ class Extractor:
                 raise ValueError(f"input_spec: gives input shape {want} ({spec.layout}) but the model's "
                                  f"{input_name!r} is {dims}")
         self._sessions = sessions
+        self._decode_workers = int(self.decode_threads or min(cores + 1, MAX_THREADS))
         self.streams_ = streams
-        # Each stream preprocesses its batch on its share of the cores.
-        self._stream_threads = max(1, threads // streams) if streams > 1 else 0
         self.model_path_ = path
+        self.model_sha256_ = hashlib.sha256(data).hexdigest()
         self.spec_ = spec
         self.outputs_ = wanted
         self.input_name_ = input_name
+        # One blank image through the network gives every output's per-image shape, so
+        # that a call in which no image can be read still returns (0, ...) arrays of the
+        # right shape (and a model that cannot run fails here, not on the first batch).
+        probe = self._run(np.zeros((1,) + spec.tensor_shape, np.float32))
+        self.feature_shapes_ = {o: tuple(int(d) for d in probe[o].shape[1:]) for o in wanted}
+
+    @property
+    def config(self) -> Dict[str, Any]:
+        """The options that determine the features, as a JSON-serialisable dict.
+
+        Two extractors whose configs are equal give the same features for the same
+        pixels (up to float rounding across machines), so a features file can record
+        ``json.dumps(ex.config, sort_keys=True)`` and a resumed run can refuse to mix
+        rows made with other options. Keys: ``model`` (the registry name or the file
+        path, for display), ``model_sha256`` (what identifies the network), ``outputs``,
+        ``normalize`` (output -> bool), ``jpeg_draft`` (the reducing gap, or None),
+        ``input_spec`` (:class:`PreprocessSpec` fields). Options that never change
+        features (batch size, threads, streams, ``max_pixels``) are left out.
+        """
+        model = self.model if isinstance(self.model, str) and self.model in _models.list_models() \
+            else os.path.abspath(os.fsdecode(os.fspath(self.model)))
+        spec = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.spec_).items()}
+        return {"model": model, "model_sha256": self.model_sha256_, "outputs": list(self.outputs_),
+                "normalize": dict(self._normalized), "jpeg_draft": _draft_gap(self.jpeg_draft),
+                "input_spec": spec}
 
     # -- running -------------------------------------------------------------------------
 
-    def _normalize_flags(self) -> Dict[str, bool]:
-        if isinstance(self.normalize, bool):
-            return {o: self.normalize for o in self.outputs_}
-        if isinstance(self.normalize, (list, tuple, set, frozenset)):
-            bad = [o for o in self.normalize if o not in self.outputs_]
-            if bad:
-                raise ValueError(f"normalize: {bad} are not among the outputs {list(self.outputs_)}")
-            return {o: o in self.normalize for o in self.outputs_}
-        raise TypeError("normalize: expected a bool or a collection of output names")
-
     def _run(self, batch: np.ndarray, stream: int = 0) -> Dict[str, np.ndarray]:
-        step = self._fixed_batch or len(batch)
+        n = len(batch)
+        step = self._fixed_batch or n
         parts: Dict[str, List[np.ndarray]] = {o: [] for o in self.outputs_}
-        for s in range(0, len(batch), step):
-            res = self._sessions[stream].run(list(self.outputs_), {self.input_name_: batch[s:s + step]})
+        for s in range(0, n, step):
+            chunk = batch[s:s + step]
+            if len(chunk) < step:  # a model with a fixed batch dimension: pad the last run
+                padded = np.zeros((step,) + chunk.shape[1:], np.float32)
+                padded[:len(chunk)] = chunk
+                chunk = padded
+            res = self._sessions[stream].run(list(self.outputs_), {self.input_name_: chunk})
             for o, r in zip(self.outputs_, res):
-                parts[o].append(r)
-        flags = self._normalize_flags()
+                parts[o].append(r[:min(step, n - s)])
         out = {}
         for o in self.outputs_:
             r = np.concatenate(parts[o]) if len(parts[o]) > 1 else parts[o][0]
             r = np.asarray(r, dtype=np.float32)
             while r.ndim > 2 and r.shape[-1] == 1:  # [N, C, 1, 1] pooled features -> [N, C]
                 r = r[..., 0]
-            if flags[o]:
+            if self._normalized[o]:
                 flat = r.reshape(len(r), -1)
                 norms = np.sqrt(np.einsum("ij,ij->i", flat, flat, dtype=np.float64)).astype(np.float32)
                 r = r / np.maximum(norms, np.float32(1e-12)).reshape((-1,) + (1,) * (r.ndim - 1))
             out[o] = np.ascontiguousarray(r)
         return out
 
+    def _no_features(self) -> Dict[str, np.ndarray]:
+        return {o: np.empty((0,) + self.feature_shapes_[o], np.float32) for o in self.outputs_}
+
     def _items(self, images: Any) -> List[Any]:
+        """The inputs as a list of paths (str, bytes, path-like) and arrays."""
         if isinstance(images, np.ndarray):
             if images.ndim == 4:
                 return list(images)
+            if images.ndim in (2, 3):
+                return [images]
+            if images.ndim == 1 and images.dtype.kind in "OUS":  # e.g. a pandas column of paths
+                return self._items(images.tolist())
+            raise ValueError(f"images: expected an HxW or HxWxC image, an NxHxWxC batch or a 1-D array of "
+                             f"paths, got an array of shape {images.shape} and dtype {images.dtype}")
+        if isinstance(images, (str, bytes, os.PathLike)):
             return [images]
-        if isinstance(images, (str, os.PathLike)):
-            return [images]
-        if not isinstance(images, Iterable):
-            raise TypeError(f"images: expected a path, an array or a sequence of them, got {type(images).__name__}")
-        items = list(images)
+        if isinstance(images, (bytearray, memoryview)):
+            raise TypeError(f"images: expected a path, an array or a sequence of them, got {type(images).__name__} "
+                            "(encoded image data is not read from memory: write it to a file, or decode it "
+                            "with cv2.imdecode and pass the array)")
+        items = _as_sequence(images, "images", "a path, an array or a sequence of them")
         for i, it in enumerate(items):
-            if not isinstance(it, (str, os.PathLike, np.ndarray)):
+            if not isinstance(it, (str, bytes, os.PathLike, np.ndarray)):
                 raise TypeError(f"images[{i}]: expected a path or a NumPy array, got {type(it).__name__}")
         return items
 
     def iter_batches(self, images: Any) -> Iterator[BatchFeatures]:
         """Features batch by batch (for progress reporting and incremental saving).
 
-        Files are decoded on a thread pool up to two batches ahead of the network.
-        Arrays are checked up front (TypeError / ValueError for a bad one); files that
-        cannot be read are reported in :attr:`BatchFeatures.errors`.
+        Files are decoded and preprocessed on a thread pool up to ``streams + 1``
+        batches ahead of the network. Arrays are checked up front (TypeError /
+        ValueError for a bad one); files that cannot be read are reported in
+        :attr:`BatchFeatures.errors`. Every batch's features have shape
+        ``(len(indices),) + feature_shapes_[name]``.
         """
         items = self._items(images)
         checked: Dict[int, np.ndarray] = {}
         for i, it in enumerate(items):
             if isinstance(it, np.ndarray):
                 checked[i] = _as_image(it, f"images[{i}]")
+        if not items:
+            return
         spec = self.spec_
         need = spec.resize if spec.resize else max(spec.input_size)
         gap = _draft_gap(self.jpeg_draft)
         min_side = int(np.ceil(gap * need)) if gap else None
-        bs = int(self.batch_size)
-        starts = list(range(0, len(items), bs))
+        max_pixels = self.max_pixels
+        rows = min(int(self.batch_size), len(items))  # batch tensors never exceed the work
         streams = len(self._sessions)
-        workers = int(self.decode_threads or (os.cpu_count() or 1) + 1)
-        # Batch tensors in use: one per stream running, one being filled.
+        # Batch tensors: one per batch in flight (a stream's running batch, the next being
+        # filled), allocated when first needed and reused.
         free: "queue.SimpleQueue[np.ndarray]" = queue.SimpleQueue()
-        for _ in range(streams + 1):
-            free.put(np.empty((bs,) + spec.tensor_shape, dtype=np.float32))
         idle_streams: "queue.SimpleQueue[int]" = queue.SimpleQueue()
         for k in range(streams):
             idle_streams.put(k)
 
-        def load(i: int) -> Tuple[Optional[np.ndarray], bool, Optional[str]]:
-            try:
-                img, bgr = _decode(items[i], min_side)
-                return img, bgr, None
-            except Exception as exc:  # corrupt, missing, unreadable: reported, not raised
-                return None, False, f"{type(exc).__name__}: {exc}"
+        def prepare(i: int, row: np.ndarray) -> Optional[str]:
+            """Decode input i (a file; arrays are ready) and preprocess it into its row of
+            the batch tensor, on a decode thread. Returns why a file could not be read."""
+            if i in checked:
+                img, bgr = checked[i], False
+            else:
+                try:
+                    img, bgr = _decode(items[i], min_side, max_pixels)
+                except Exception as exc:  # corrupt, missing, unreadable, too large: reported
+                    return f"{type(exc).__name__}: {exc}"
+            _preprocess_into([img], [bgr], spec, row, 1)
+            return None
 
-        def run(batch: List[Tuple[int, Any]]) -> BatchFeatures:
-            """One batch on an inference thread: wait for its decodes, preprocess, run."""
-            arrays, bgr, indices, errors = [], [], [], []
-            for i, fut in batch:
-                if fut is None:
-                    arrays.append(checked[i])
-                    bgr.append(False)
-                    indices.append(i)
+        def run(entries: List[Tuple[int, "concurrent.futures.Future[Optional[str]]"]],
+                buffer: np.ndarray) -> BatchFeatures:
+            """One batch on an inference thread: wait for its rows, run the network."""
+            errors: List[Tuple[int, str]] = []
+            ok: List[int] = []
+            failure: Optional[BaseException] = None
+            for slot, (i, fut) in enumerate(entries):
+                try:
+                    err = fut.result()
+                except BaseException as exc:  # raised once every row is done with the buffer
+                    failure = failure or exc
                     continue
-                img, is_bgr, err = fut.result()
-                if err is not None:
-                    errors.append((i, err))
+                if err is None:
+                    ok.append(slot)
                 else:
-                    arrays.append(img)
-                    bgr.append(is_bgr)
-                    indices.append(i)
-            if not arrays:
-                feats = {o: np.empty((0,), np.float32) for o in self.outputs_}
-                return BatchFeatures(np.asarray(indices, dtype=np.int64), feats, errors)
-            buffer, k = free.get(), idle_streams.get()
+                    errors.append((i, err))
             try:
-                x = _preprocess_into(arrays, bgr, spec, buffer[:len(arrays)], self._stream_threads)
-                feats = self._run(x, k)
+                if failure is not None:
+                    raise failure
+                if not ok:
+                    feats = self._no_features()
+                else:
+                    x = buffer[:len(entries)] if len(ok) == len(entries) else buffer[ok]
+                    k = idle_streams.get()
+                    try:
+                        feats = self._run(x, k)
+                    finally:
+                        idle_streams.put(k)
             finally:
-                idle_streams.put(k)
                 free.put(buffer)
-            return BatchFeatures(np.asarray(indices, dtype=np.int64), feats, errors)
+            return BatchFeatures(np.asarray([entries[s][0] for s in ok], dtype=np.int64), feats, errors)
 
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keensight-decode") as pool, \
-                concurrent.futures.ThreadPoolExecutor(max_workers=streams, thread_name_prefix="keensight-run") as runners:
+        workers = min(self._decode_workers, len(items))
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keensight-decode")
+        runners = concurrent.futures.ThreadPoolExecutor(max_workers=streams, thread_name_prefix="keensight-run")
+        pending: deque = deque()
+
+        def submit(start: int) -> None:
+            try:
+                buffer = free.get_nowait()
+            except queue.Empty:
+                buffer = np.empty((rows,) + spec.tensor_shape, dtype=np.float32)
+            idx = range(start, min(start + rows, len(items)))
+            entries = [(i, pool.submit(prepare, i, buffer[slot:slot + 1])) for slot, i in enumerate(idx)]
+            pending.append(runners.submit(run, entries, buffer))
+
+        starts = range(0, len(items), rows)
+        try:
             # Decoding runs up to `streams + 1` batches ahead of the batch being yielded.
-            pending: deque = deque()
-
-            def submit(start: int) -> None:
-                idx = range(start, min(start + bs, len(items)))
-                batch = [(i, None if i in checked else pool.submit(load, i)) for i in idx]
-                pending.append(runners.submit(run, batch))
-
-            ahead = streams + 1
-            for start in starts[:ahead]:
+            for start in starts[:streams + 1]:
                 submit(start)
-            next_start = len(starts[:ahead])
+            next_batch = len(starts[:streams + 1])
             while pending:
                 done = pending.popleft().result()
-                if next_start < len(starts):
-                    submit(starts[next_start])
-                    next_start += 1
+                if next_batch < len(starts):
+                    submit(starts[next_batch])
+                    next_batch += 1
                 yield done
+        finally:
+            # Stopped early (or failed): drop the work not started, wait for the rest.
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            runners.shutdown(wait=True)
 
     def extract(self, images: Any) -> Extraction:
         """Features of `images` with a record of the inputs that could not be read.
@@ -772,25 +909,26 @@ class Extractor:
         Parameters
         ----------
         images : path, array, or sequence of paths and arrays (or an NxHxWxC array)
+            Paths are str, bytes or path-like; a sequence may be any iterable but a
+            str, bytes, dict or set.
 
         Returns
         -------
         Extraction
+            Features of shape ``(n,) + feature_shapes_[name]`` for the n images read
+            (n may be 0).
         """
         indices, errors = [], []
         parts: Dict[str, List[np.ndarray]] = {o: [] for o in self.outputs_}
         for b in self.iter_batches(images):
             indices.append(b.indices)
             errors.extend(b.errors)
-            if len(b.indices):
-                for o in self.outputs_:
-                    parts[o].append(b.features[o])
-        feats = {}
+            for o in self.outputs_:
+                parts[o].append(b.features[o])
+        feats = self._no_features()
         for o in self.outputs_:
             if parts[o]:
                 feats[o] = np.concatenate(parts[o]) if len(parts[o]) > 1 else parts[o][0]
-            else:
-                feats[o] = np.empty((0,), np.float32)
         idx = np.concatenate(indices) if indices else np.empty(0, np.int64)
         return Extraction(feats if len(self.outputs_) > 1 else feats[self.outputs_[0]], idx, errors)
 
@@ -803,7 +941,8 @@ class Extractor:
         Returns
         -------
         ndarray or dict of str to ndarray
-            float32; a dict when several outputs were requested.
+            float32, shape ``(n,) + feature_shapes_[name]``; a dict when several outputs
+            were requested.
         """
         items = self._items(images)
         res = self.extract(items)
@@ -817,3 +956,16 @@ class Extractor:
     def __repr__(self) -> str:
         return (f"Extractor(model={self.model!r}, outputs={self.outputs!r}, batch_size={self.batch_size}, "
                 f"threads={self.threads}, normalize={self.normalize})")
+
+
+def _normalize_flags(value: Any, outputs: Sequence[str]) -> Dict[str, bool]:
+    """`normalize` as output -> bool: a bool for all outputs, or the names to normalise."""
+    if isinstance(value, (bool, np.bool_)):
+        return {o: bool(value) for o in outputs}
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple, set, frozenset)) or not all(isinstance(o, str) for o in names):
+        raise TypeError(f"normalize: expected a bool or output names, got {value!r}")
+    bad = [o for o in names if o not in outputs]
+    if bad:
+        raise ValueError(f"normalize: {bad} are not among the outputs {list(outputs)}")
+    return {o: o in names for o in outputs}

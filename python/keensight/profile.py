@@ -35,6 +35,8 @@ from typing import Dict, Iterable, List, Tuple, Union
 
 import numpy as np
 
+from ._validate import matrix
+
 __all__ = ["CATEGORIES", "CATEGORY_CLASSES", "class_categories", "category_probabilities",
            "assign_categories", "gallery_profile"]
 
@@ -124,9 +126,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def category_probabilities(logits: np.ndarray) -> np.ndarray:
     """(N, len(CATEGORIES)) probability mass of each category: softmax summed per category."""
-    logits = np.asarray(logits, dtype=np.float64)
-    if logits.ndim != 2 or logits.shape[1] != _NUM_CLASSES:
-        raise ValueError(f"logits: expected shape (N, {_NUM_CLASSES}), got {logits.shape}")
+    # Finite values only: a NaN row would otherwise land silently in the first category.
+    logits = matrix(logits, "logits", dim=_NUM_CLASSES, allow_empty=True).astype(np.float64)
     probs = _softmax(logits)
     out = np.zeros((len(logits), len(CATEGORIES)))
     np.add.at(out.T, class_categories(), probs.T)
