@@ -73,6 +73,7 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -210,7 +211,9 @@ struct Fnv1a64 {
   }
 };
 
-// Runs fn(t, T) on T threads (OpenMP); the first exception is rethrown after.
+// Runs fn(t, T) on T threads (OpenMP; std::thread in builds without it, e.g.
+// the ThreadSanitizer build: libgomp is not instrumented, so TSan cannot see
+// its barriers); the first exception is rethrown after.
 template <class Fn>
 void run_threads(int threads, Fn&& fn) {
   if (threads <= 1) {
@@ -219,19 +222,28 @@ void run_threads(int threads, Fn&& fn) {
   }
   std::exception_ptr error;
   std::mutex error_mutex;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+  const auto guarded = [&](int t, int nt) {
     try {
       fn(t, nt);
     } catch (...) {
       std::lock_guard<std::mutex> lock(error_mutex);
       if (!error) error = std::current_exception();
     }
-  }
+  };
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+  guarded(omp_get_thread_num(), omp_get_num_threads());
 #else
-  fn(0, 1);
+  std::vector<std::thread> workers;
+  workers.reserve(static_cast<std::size_t>(threads - 1));
+  try {
+    for (int t = 1; t < threads; ++t) workers.emplace_back(guarded, t, threads);
+  } catch (...) {  // no thread left running (or joinable) behind an exception
+    for (std::thread& w : workers) w.join();
+    throw;
+  }
+  guarded(0, threads);
+  for (std::thread& w : workers) w.join();
 #endif
   if (error) std::rethrow_exception(error);
 }
