@@ -282,6 +282,7 @@ struct Scratch {
   std::vector<Cand> candidates, results, selected, chosen, pool;
   std::vector<PoolItem> sorted;       // search_pool's candidate pool
   std::vector<std::uint32_t> links, fresh, wide;  // wide: add_link's copy of a 16-bit list
+  std::vector<std::uint32_t> back_links;          // insert's copy of the new node's list
   std::vector<const float*> head_rows;
   std::vector<float> head_values;
   std::vector<std::pair<float, std::int64_t>> found;  // write_results' sort
@@ -311,7 +312,8 @@ struct Scratch {
                sizeof(Cand) +
            sorted.capacity() * sizeof(PoolItem) + head_rows.capacity() * sizeof(const float*) +
            found.capacity() * sizeof(found[0]) +
-           (links.capacity() + fresh.capacity() + wide.capacity() + head_values.capacity()) * 4 +
+           (links.capacity() + fresh.capacity() + wide.capacity() + back_links.capacity() +
+            head_values.capacity()) * 4 +
            sizeof(Scratch);
   }
 };
@@ -1090,6 +1092,24 @@ struct HNSWIndex::Impl {
   }
 
   // --- Alg. 1 INSERT ------------------------------------------------------------
+  // In two phases, so that a node is reachable only once it is complete:
+  //  1. top down, search each of the new node's layers and set its own lists
+  //     (Alg. 1 l.5-12, the closest found entering the layer below, l.17);
+  //  2. bottom up, link the chosen neighbours back to it (l.13-16).
+  // The paper interleaves them layer by layer, which is the same thing with one
+  // thread: a layer's search reads that layer's lists only, and the back-links
+  // change only that layer's lists (same graph, bit for bit). With several
+  // threads the order matters: were node i linked back on layer l+1 before its
+  // own list on layer l is set, a concurrent insertion B could reach i there,
+  // descend with i as its entry point on layer l, find nothing but i (whose list
+  // is still empty), link only to i and add itself to i's list; i's own list,
+  // set afterwards, would overwrite B's only in-link and lose B (and the nodes
+  // linked only from B). Done in two phases, no thread ever sees a node whose
+  // lists are not all set, and there is nothing to wait for (no deadlock): other
+  // insertions reach i only through back-links or the entry point, and the entry
+  // point moves to i only after phase 2. Bottom up, no other thread can reach i
+  // on layer l or above while layer l is linked back, so i's list there still
+  // holds the neighbours phase 1 chose (nothing to remember in between).
   void insert(std::uint32_t i, Scratch& s, const Distance& dist) {
     const int level = levels[i];
     const Split q = node(i);
@@ -1100,28 +1120,34 @@ struct HNSWIndex::Impl {
 
     float ep_dist = dist.full(q, node(ep));
     for (int lc = top; lc > level; --lc) greedy<true>(s, q, ep, ep_dist, lc, dist);  // l.5-7
-    for (int lc = std::min(level, top); lc >= 0; --lc) {                            // l.8-17
+    const int linked_top = std::min(level, top);
+    for (int lc = linked_top; lc >= 0; --lc) {  // phase 1: l.8-12 and 17
       search_layer<true>(s, q, ep, ep_dist, lc, static_cast<std::size_t>(opt.ef_construction),
                          AcceptAll(), dist);
       std::vector<Cand>& W = s.results;
-      W.erase(std::remove_if(W.begin(), W.end(), [i](const Cand& c) { return c.second == i; }),
-              W.end());
       std::sort(W.begin(), W.end());
       if (W.empty()) continue;
       // The new node gets M links on every layer (as the paper's M, not Mmax0).
       std::vector<Cand>& chosen = s.chosen;  // (s.selected is add_link's)
       select_neighbors(W, M, chosen, dist);
-      lock(i);
-      if (lc == 0 && narrow) {
+      if (lc == 0 && narrow) {  // no lock: no other thread can reach i yet
         set_links(s.wide.data(), M0, chosen);
         put_links0(i, s.wide.data());
       } else {
         set_links(links(i, lc), max_links(lc), chosen);
       }
-      unlock(i);
-      for (const Cand& e : chosen) add_link(s, e.second, i, lc, dist);
       ep = W.front().second;  // the closest found enters the next layer down
       ep_dist = W.front().first;
+    }
+    for (int lc = 0; lc <= linked_top; ++lc) {  // phase 2: l.13-16
+      std::vector<std::uint32_t>& chosen = s.back_links;  // a copy: add_link uses s.links
+      chosen.resize(max_links(lc));
+      if (lc == 0) get_links0(i, chosen.data());
+      else std::copy(links(i, lc), links(i, lc) + M, chosen.data());
+      for (const std::uint32_t e : chosen) {
+        if (e == kNoLink) break;
+        add_link(s, e, i, lc, dist);
+      }
     }
     if (level > top) {
       entry = i;
