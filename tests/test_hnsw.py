@@ -792,14 +792,23 @@ def _self_recall_data():
 SELF_RECALL_DATA = _self_recall_data()
 
 
-def assert_every_vector_finds_itself(index, x, ids=None, ef=200):
+def assert_every_vector_finds_itself(index, x, ids=None):
     """Searched for its own value, every stored (live) row is returned: k = the most
-    copies of one row, so that equal rows cannot crowd a row out of its results."""
+    copies of one row, so that equal rows cannot crowd a row out of its results.
+    Rows an ef=200 search misses (a rare node that is hard to reach) are searched
+    again with ef = len(index), which expands every node reachable from the entry
+    point: a row not found then is unreachable, lost from the graph."""
     ids = np.arange(len(x)) if ids is None else np.asarray(ids)
     k = int(np.unique(x, axis=0, return_counts=True)[1].max())
-    _, found = index.search(x, k, ef=max(ef, k))
-    missing = ids[~(found == ids[:, None]).any(axis=1)]
-    assert missing.size == 0, f"{missing.size} vectors not found for their own value: {missing[:20]}"
+
+    def missed(rows, ef):
+        found = index.search(x[rows], k, ef=max(ef, k))[1]
+        return rows[~(found == ids[rows, None]).any(axis=1)]
+
+    hard = missed(np.arange(len(x)), 200)
+    assert hard.size <= len(x) // 1000, f"{hard.size} vectors hard to find: {ids[hard[:20]]}"
+    lost = missed(hard, len(index)) if hard.size else hard
+    assert lost.size == 0, f"{lost.size} vectors unreachable: {ids[lost[:20]]}"
 
 
 @pytest.mark.parametrize("threads", [1, 2, 4, 8])
@@ -809,9 +818,14 @@ def test_threaded_build_loses_no_vector(shape, threads):
     otherwise a concurrent insertion links to it, and the node's own lists, written
     afterwards, overwrite that insertion's only in-link (lost vectors, in runs of
     consecutive ids). Every thread count, several seeds: self-recall exactly 1.0."""
+    # ef_construction 200 (the report's) for the normal data: at 100 one extreme outlier of
+    # it (nearest neighbour 19 away, typical 6) loses its only in-link to the heuristic's
+    # pruning in 4% of insertion orders, single-threaded builds in permuted order alike:
+    # order-dependent HNSW pruning, not a race.
     x = SELF_RECALL_DATA[shape]
+    efc = 200 if shape == "normal" else 100
     for seed in range(3):
-        index = HNSWIndex(x.shape[1], M=16, ef_construction=100, num_threads=threads, seed=seed)
+        index = HNSWIndex(x.shape[1], M=16, ef_construction=efc, num_threads=threads, seed=seed)
         index.add(x[:500])  # incremental too: the rest inserted into a graph that exists
         index.add(x[500:])
         assert_every_vector_finds_itself(index, x)

@@ -1139,9 +1139,10 @@ struct HNSWIndex::Impl {
   // linked only from B). Done in two phases, no thread ever sees a node whose
   // lists are not all set, and there is nothing to wait for (no deadlock): other
   // insertions reach i only through back-links or the entry point, and the entry
-  // point moves to i only after phase 2. Bottom up, no other thread can reach i
-  // on layer l or above while layer l is linked back, so i's list there still
-  // holds the neighbours phase 1 chose (nothing to remember in between).
+  // point moves to i only after phase 2. Bottom up, no other thread can have
+  // reached i on layer l or above when layer l's back-links start, so i's list
+  // there still holds the neighbours phase 1 chose (nothing to remember in
+  // between); it is copied then, as others may add to it from the first on.
   void insert(std::uint32_t i, Scratch& s, const Distance& dist) {
     const int level = levels[i];
     const Split q = node(i);
@@ -1172,7 +1173,7 @@ struct HNSWIndex::Impl {
       ep_dist = W.front().first;
     }
     for (int lc = 0; lc <= linked_top; ++lc) {  // phase 2: l.13-16
-      std::vector<std::uint32_t>& chosen = s.back_links;  // a copy: add_link uses s.links
+      std::vector<std::uint32_t>& chosen = s.back_links;
       chosen.resize(max_links(lc));
       if (lc == 0) get_links0(i, chosen.data());
       else std::copy(links(i, lc), links(i, lc) + M, chosen.data());
