@@ -375,7 +375,7 @@ def test_incremental_add(isa, data):
     np.testing.assert_array_equal(small.ids, list(range(8)) + [100, 101])
     np.testing.assert_array_equal(small.search(base[[3, 9]], 1)[1][:, 0], [3, 101])
     small.mark_deleted([101, 2])
-    assert small.n_deleted == 2 and small.search(base[9], 1)[1][0, 0] != 101
+    assert small.n_deleted == 2 and small.search(base[9:10], 1)[1][0, 0] != 101
 
 
 def test_narrow_links_widen_when_ids_outgrow_16_bits(tmp_path):
@@ -500,21 +500,227 @@ def test_load_rejects_wrong_magic_or_version(saved):
         HNSWIndex.load(saved)
 
 
-def test_load_rejects_crafted_payload(saved):
-    """A valid checksum over bad structure (a link out of range) is still refused."""
+class HNSWFile:
+    """A saved index's payload sections as writable NumPy views (the layout of
+    the C++ file comment, format version 3), for crafting files: edit them, then
+    save() writes the file with a valid checksum."""
+
+    def __init__(self, path):
+        self.path = path
+        self.raw = bytearray(path.read_bytes())
+        p = self.payload = self.raw[32:]
+        version = int(np.frombuffer(self.raw, "<u4", 1, 8)[0])
+        self.fixed = np.frombuffer(p, "<u4", 8, 0)  # dim, metric, M, efc, efs, granule, early, rotation
+        dim, metric, m, _, _, granule, _, rotation = (int(v) for v in self.fixed)
+        self.count = n = int(np.frombuffer(p, "<u8", 1, 40)[0])
+        self.max_level = np.frombuffer(p, "<i4", 1, 48)
+        self.entry = np.frombuffer(p, "<u4", 1, 52)
+        off = 56
+        if rotation == 1:
+            off += dim * dim * 4
+        elif rotation == 2:
+            k = int(np.frombuffer(p, "<u4", 1, off)[0])
+            off += 4 + (dim * k + k * k) * 4
+        self.centre, self.centre_offset = None, off
+        if rotation and version >= 3:
+            self.centre = np.frombuffer(p, "<f4", dim, off)
+            off += dim * 4
+        head = 0 if metric == 1 else min(granule, dim)
+
+        def take(dtype, count):
+            nonlocal off
+            a = np.frombuffer(p, dtype, count, off)
+            off += a.nbytes
+            return a
+
+        self.labels, self.levels, self.deleted = take("<i8", n), take("u1", n), take("u1", n)
+        self.heads = take("<f4", n * head).reshape(n, head)
+        words = dim - head + 2 * m
+        self.blocks = take("<u4", n * words).reshape(n, words)
+        self.tails = self.blocks[:, : dim - head].view("<f4")
+        self.links0 = self.blocks[:, dim - head:]
+        n_upper = int(take("<u8", 1)[0])
+        self.upper = take("<u4", n_upper)
+        assert off == len(p), "layout out of step with the format"
+
+    def save(self):
+        write_with_checksum(self.path, self.raw, self.payload)
+
+
+def _nan_vector(f):
+    f.tails[3, 0] = np.nan
+
+
+def _huge_vector(f):
+    f.tails[3, 0] = 1e20  # finite, but its squared distances overflow float32
+
+
+def _duplicate_id(f):
+    f.labels[1] = f.labels[0]
+
+
+def _negative_id(f):
+    f.labels[2] = -5
+
+
+def _link_out_of_range(f):
+    f.links0[0, 0] = 10**6
+
+
+def _self_link(f):
+    f.links0[4, 0] = 4
+
+
+def _link_twice(f):
+    f.links0[4, 1] = f.links0[4, 0]
+
+
+def _hole_in_list(f):
+    f.links0[4, 0] = 0xFFFFFFFF  # a link after the end of the list
+
+
+def _level_above_max(f):
+    f.max_level[0] -= 1
+
+
+def _level_beyond_limit(f):
+    f.levels[5] = 31
+
+
+def _entry_out_of_range(f):
+    f.entry[0] = f.count
+
+
+def _entry_not_on_top(f):
+    f.entry[0] = int(np.flatnonzero(f.levels < f.levels.max())[0])
+
+
+def _deletion_flag(f):
+    f.deleted[6] = 2
+
+
+def _ef_search_too_large(f):
+    f.fixed[4] = 2**20 + 1
+
+
+@pytest.mark.parametrize("edit,match", [
+    (_nan_vector, "non-finite vector"), (_huge_vector, "vector too large"),
+    (_duplicate_id, "duplicate id"), (_negative_id, "negative id"),
+    (_link_out_of_range, "missing node"), (_self_link, "linked to itself"),
+    (_link_twice, "linked twice"), (_hole_in_list, "after the end"),
+    (_level_above_max, "bad entry point"), (_level_beyond_limit, "bad node level"),
+    (_entry_out_of_range, "bad entry point"), (_entry_not_on_top, "bad entry point"),
+    (_deletion_flag, "deletion flag"), (_ef_search_too_large, "bad parameters"),
+])
+def test_load_rejects_crafted_payload(saved, edit, match):
+    """A valid checksum over contents add() never writes is still refused."""
+    f = HNSWFile(saved)
+    edit(f)
+    f.save()
+    with pytest.raises(ValueError, match=match):
+        HNSWIndex.load(saved)
+
+
+def test_load_rejects_crafted_cosine_and_centre(tmp_path, data):
+    """Cosine vectors are stored of unit norm; only l2 indexes have a centre."""
+    base, _ = data
+    path = tmp_path / "cos.ksh"
+    cos = HNSWIndex(DIM, metric="cosine", M=6, ef_construction=20, pca=True, num_threads=1)
+    cos.add(base[:200])
+    cos.save(path)
+    f = HNSWFile(path)
+    assert not f.centre.any()  # none for cosine
+    f.heads[7] *= 2
+    f.tails[7] *= 2
+    f.save()
+    with pytest.raises(ValueError, match="unit norm"):
+        HNSWIndex.load(path)
+    cos.save(path)
+    f = HNSWFile(path)
+    f.centre[0] = 1.0
+    f.save()
+    with pytest.raises(ValueError, match="bad centre"):
+        HNSWIndex.load(path)
+    l2 = HNSWIndex(DIM, M=6, ef_construction=20, pca=True, num_threads=1)
+    l2.add(base[:200])
+    l2.save(path)
+    f = HNSWFile(path)
+    np.testing.assert_allclose(f.centre, base[:200].mean(0), rtol=1e-5, atol=1e-6)
+    f.centre[0] = np.inf
+    f.save()
+    with pytest.raises(ValueError, match="bad centre"):
+        HNSWIndex.load(path)
+
+
+def test_reads_format_version_2(tmp_path, data):
+    """Version 2 is version 3 without the centre after the rotation: a rotated
+    index that has none (cosine is never centred) reads back the same from it."""
     import struct
 
-    raw = bytearray(saved.read_bytes())
-    payload = raw[32:]
-    # Node blocks (vector, then layer-0 links) follow the fixed fields, labels,
-    # levels and deletion flags.
-    n = 300
-    head = min(32, DIM)  # the default granule: coordinates in the head table
-    first_link = 56 + n * 8 + n + n + n * head * 4 + (DIM - head) * 4
-    struct.pack_into("<I", payload, first_link, 10**6)  # node 0's first link
-    write_with_checksum(saved, raw, payload)
-    with pytest.raises(ValueError, match="missing node"):
-        HNSWIndex.load(saved)
+    base, queries = data
+    index = HNSWIndex(DIM, metric="cosine", M=6, ef_construction=20, pca=True, num_threads=1)
+    index.add(base[:300])
+    path = tmp_path / "v3.ksh"
+    index.save(path)
+    f = HNSWFile(path)
+    assert f.centre is not None and not f.centre.any()
+    payload = f.payload[:f.centre_offset] + f.payload[f.centre_offset + DIM * 4:]
+    raw = bytearray(f.raw[:32])
+    struct.pack_into("<I", raw, 8, 2)
+    struct.pack_into("<Q", raw, 16, len(payload))
+    write_with_checksum(path, raw, payload)
+    back = HNSWIndex.load(path)
+    for a, b in zip(back.search(queries, K), index.search(queries, K)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("offset", [1e4, 1e6])
+@pytest.mark.parametrize("pca", [False, True])
+def test_data_far_from_the_origin(tmp_path, offset, pca):
+    """Standard normal data offset far from the origin: with a rotation the vectors
+    are centred on the first batch's mean before rotating (L2 unchanged), so the
+    distances keep float32 precision relative to the data's spread: they match
+    float64 brute force on the same float32 values, before and after save / load.
+    Rotated uncentred, distances were 0.25% off at 1e4 and 24% at 1e6 (recall@10
+    0.69)."""
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((2000, 16)) + offset).astype(np.float32)
+    q = (rng.standard_normal((50, 16)) + offset).astype(np.float32)
+    index = HNSWIndex(16, M=16, ef_construction=100, pca=pca, num_threads=1)
+    index.add(x[:1000])
+    index.add(x[1000:])  # later batches use the first batch's centre
+    assert_every_vector_finds_itself(index, x)
+    true_d, true_i = brute_force(x, q, K)
+    d, i = index.search(q, K, ef=100)
+    assert recall(i, true_i) >= 0.99
+    exact = ((q.astype(np.float64)[:, None] - x.astype(np.float64)[i]) ** 2).sum(-1)
+    np.testing.assert_allclose(d, exact, rtol=1e-5)
+    index.save(tmp_path / "far.ksh")
+    back = HNSWIndex.load(tmp_path / "far.ksh")
+    np.testing.assert_array_equal(back.search(q, K, ef=100)[0], d)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_values_whose_squared_distances_overflow_are_refused(metric):
+    """Vectors or queries of norm above 2^62 would give inf distances (squares
+    overflow float32): refused with a ValueError, not searched silently."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((100, 8)).astype(np.float32)
+    index = HNSWIndex(8, metric=metric, num_threads=1)
+    with pytest.raises(ValueError, match="too large"):
+        index.add(x * 1e20)
+    assert len(index) == 0
+    index.add(x * 1e17)  # |x| ~ 3e17: below the limit
+    with pytest.raises(ValueError, match="too large"):
+        index.search(x[:3] * 1e20, 1)
+    d, i = index.search(x[:3] * 1e17, 1, ef=100)
+    assert np.isfinite(d).all()
+    np.testing.assert_array_equal(i, brute_force(x * 1e17, x[:3] * 1e17, 1, metric)[1])
+    # With a centre, the limit is on the distance to it: far data is fine.
+    centred = HNSWIndex(8, metric="l2", pca=True, num_threads=1)
+    centred.add(x + 5e18)  # |x| ~ 1.4e19: beyond 2^62, but |x - centre| is not
+    with pytest.raises(ValueError, match=r"too large.*centre"):
+        centred.add(x - 5e18)
 
 
 def test_save_is_atomic(tmp_path, data, built):
@@ -569,6 +775,133 @@ def test_results_independent_of_thread_count(data, built):
         np.testing.assert_array_equal(d, outs[0][0])
 
 
+def _self_recall_data():
+    """Shapes on which a single-threaded build lets every vector find itself: low-dim
+    standard normal (as the report) and clustered. Not exact duplicates: two copies
+    inserted at the same time do not see each other, and each shadows the other in the
+    heuristic's pruning (distance 0), so a threaded build orphans a copy now and then
+    (about 1 build in 20 at 4-8 threads; an open limitation, not the race fixed here)."""
+    rng = np.random.default_rng(1)
+    n = 3000
+    return {
+        "normal": rng.standard_normal((n, 16)).astype(np.float32),
+        "clustered": clustered(rng, n, 24, n_clusters=20),
+    }
+
+
+SELF_RECALL_DATA = _self_recall_data()
+
+
+def assert_every_vector_finds_itself(index, x, ids=None):
+    """Searched for its own value, every stored (live) row is returned: k = the most
+    copies of one row, so that equal rows cannot crowd a row out of its results.
+    Rows an ef=200 search misses (a rare node that is hard to reach) are searched
+    again with ef = len(index), which expands every node reachable from the entry
+    point: a row not found then is unreachable, lost from the graph."""
+    ids = np.arange(len(x)) if ids is None else np.asarray(ids)
+    k = int(np.unique(x, axis=0, return_counts=True)[1].max())
+
+    def missed(rows, ef):
+        found = index.search(x[rows], k, ef=max(ef, k))[1]
+        return rows[~(found == ids[rows, None]).any(axis=1)]
+
+    hard = missed(np.arange(len(x)), 200)
+    assert hard.size <= len(x) // 1000, f"{hard.size} vectors hard to find: {ids[hard[:20]]}"
+    lost = missed(hard, len(index)) if hard.size else hard
+    assert lost.size == 0, f"{lost.size} vectors unreachable: {ids[lost[:20]]}"
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4, 8])
+@pytest.mark.parametrize("shape", sorted(SELF_RECALL_DATA))
+def test_threaded_build_loses_no_vector(shape, threads):
+    """A node being inserted must not be reachable before its own link lists are set:
+    otherwise a concurrent insertion links to it, and the node's own lists, written
+    afterwards, overwrite that insertion's only in-link (lost vectors, in runs of
+    consecutive ids). Every thread count, several seeds: self-recall exactly 1.0."""
+    # ef_construction 200 (the report's) for the normal data: at 100 one extreme outlier of
+    # it (nearest neighbour 19 away, typical 6) loses its only in-link to the heuristic's
+    # pruning in 4% of insertion orders, single-threaded builds in permuted order alike:
+    # order-dependent HNSW pruning, not a race.
+    x = SELF_RECALL_DATA[shape]
+    efc = 200 if shape == "normal" else 100
+    for seed in range(3):
+        index = HNSWIndex(x.shape[1], M=16, ef_construction=efc, num_threads=threads, seed=seed)
+        index.add(x[:500])  # incremental too: the rest inserted into a graph that exists
+        index.add(x[500:])
+        assert_every_vector_finds_itself(index, x)
+
+
+def test_concurrent_add_delete_search_stay_consistent():
+    """Python threads adding (each add itself multi-threaded), marking and unmarking
+    deletions and searching one index at once: no crash, an id deleted for good is
+    never returned, every result is a stored vector at its true distance, and at the
+    end every live vector is found for its own value and no deleted one is returned."""
+    import threading
+
+    rng = np.random.default_rng(2)
+    n0, n, dim = 1000, 5000, 16
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    index = HNSWIndex(dim, M=16, ef_construction=100, num_threads=4)
+    index.add(x[:n0])
+    gone = np.arange(0, 100)  # deleted before the threads start, never unmarked
+    index.mark_deleted(gone)
+    toggled = np.arange(100, n0)
+    final_deleted = toggled[::7]
+    errors = []
+    adding = threading.Event()
+    adding.set()
+
+    def guarded(fn):
+        def run():
+            try:
+                fn()
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+                adding.clear()
+        return run
+
+    def adder():
+        for chunk in np.array_split(np.arange(n0, n), 4):
+            index.add(x[chunk], ids=chunk)
+        adding.clear()
+
+    def toggler():
+        trng = np.random.default_rng(3)
+        while adding.is_set():
+            some = trng.choice(toggled, 50, replace=False)
+            index.mark_deleted(some)
+            index.unmark_deleted(some[::2])
+        index.unmark_deleted(toggled)
+        index.mark_deleted(final_deleted)
+
+    def searcher(seed):
+        srng = np.random.default_rng(seed)
+        while adding.is_set():
+            rows = srng.integers(0, n0, 32)
+            allowed = srng.choice(n, 3000, replace=False) if srng.random() < 0.3 else None
+            d, i = index.search(x[rows], 5, ef=64, allowed=allowed)
+            ok = i >= 0
+            assert ok[:, 0].all() and not np.isin(i, gone).any()
+            assert (i < n).all() and (allowed is None or np.isin(i[ok], allowed).all())
+            true = ((x[rows][:, None, :] - x[np.where(ok, i, 0)]) ** 2).sum(-1)
+            np.testing.assert_allclose(d[ok], true[ok], rtol=1e-4, atol=1e-4)
+
+    workers = [threading.Thread(target=guarded(f)) for f in
+               (adder, toggler, lambda: searcher(4), lambda: searcher(5))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    if errors:
+        raise errors[0]
+    deleted = np.union1d(gone, final_deleted)
+    assert len(index) == n and index.n_deleted == len(deleted)
+    live = np.setdiff1d(np.arange(n), deleted)
+    assert_every_vector_finds_itself(index, x[live], live)
+    _, i = index.search(x, 10, ef=100)
+    assert not np.isin(i, deleted).any()
+
+
 def test_memory_usage(built):
     used = built.memory_usage()
     assert N * DIM * 4 < used < N * (DIM * 4 + 1000)
@@ -591,8 +924,6 @@ def test_bad_inputs(data, built):
         index.search(queries, 1)
     with pytest.raises(ValueError, match="columns"):
         index.add(base[:, :5])
-    with pytest.raises(TypeError, match="dtype"):
-        index.add(base.astype(np.int32))
     with pytest.raises(TypeError, match="dtype"):
         index.add(np.array([["a"] * DIM]))
     bad = base[:3].copy()
@@ -622,10 +953,112 @@ def test_bad_inputs(data, built):
     cos = HNSWIndex(DIM, metric="cosine")
     with pytest.raises(ValueError, match="zero"):
         cos.add(np.zeros((2, DIM), np.float32))
-    # Accepted conversions: float64, non-contiguous, a single 1-D query, k > size.
+    # Accepted conversions: float64, non-contiguous.
     index.add(base[:20].astype(np.float64))
-    d, i = index.search(np.asfortranarray(queries[:3]), 30)
-    assert (i[:, 20:] == -1).all() and np.isinf(d[:, 20:]).all()
-    d1, i1 = index.search(queries[0], 3)
-    assert i1.shape == (1, 3)
-    np.testing.assert_array_equal(i1[0], i[0, :3])
+    d, i = index.search(np.asfortranarray(queries[:3]), 3)
+    np.testing.assert_array_equal(i, index.search(np.ascontiguousarray(queries[:3]), 3)[1])
+
+
+def test_arrays_are_checked_as_knn_and_flat_index_check_them():
+    """One matrix check for every search class: numeric arrays of any dtype are
+    converted to float32, an empty query batch gives empty results, and a 1-D
+    vector is refused with the hint the shared check gives."""
+    from keensight.search import knn
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 20, (200, 8))
+    q = rng.integers(0, 20, (5, 8))
+    ref = HNSWIndex(8, num_threads=1)
+    ref.add(x.astype(np.float32))
+    want_d, want_i = ref.search(q.astype(np.float32), 3)
+    for dtype in (np.int8, np.int32, np.int64, np.uint16, np.float16, np.float64):
+        index = HNSWIndex(8, num_threads=1)
+        index.add(x.astype(dtype))
+        d, i = index.search(q.astype(dtype), 3)
+        np.testing.assert_array_equal(i, want_i)
+        np.testing.assert_array_equal(d, want_d)
+    index = HNSWIndex(8, num_threads=1)
+    index.add(x > 10)  # bool: 0 / 1
+    np.testing.assert_array_equal(index.search(q > 10, 1)[0][:, 0], 0)
+    index.add(np.zeros((0, 8)))  # adds nothing
+    assert len(index) == 200
+    d, i = index.search(np.zeros((0, 8), np.float32), 5)
+    assert d.shape == i.shape == (0, 5) and d.dtype == np.float32 and i.dtype == np.int64
+    for call in (lambda: index.search(q[0], 1), lambda: index.add(x[0]), lambda: knn(q[0], x, 1)):
+        with pytest.raises(ValueError, match=r"2-D array.*reshape\(1, -1\)"):
+            call()
+
+
+def test_results_are_never_wider_than_the_index():
+    """k above the index size gives min(k, len(index)) columns (a huge k allocates
+    nothing); slots deletions or a filter leave empty hold -1 and inf."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((20, 4)).astype(np.float32)
+    index = HNSWIndex(4, num_threads=1)
+    index.add(x)
+    for k in (20, 21, 10**6, 2**63 - 1):
+        d, i = index.search(x[:3], k)
+        assert d.shape == i.shape == (3, 20)
+        assert (np.sort(i, axis=1) == np.arange(20)).all()
+    index.mark_deleted(np.arange(5))
+    d, i = index.search(x[:3], 10**9)
+    assert i.shape == (3, 20) and (i[:, 15:] == -1).all() and np.isinf(d[:, 15:]).all()
+    d, i = index.search(x[:3], 10**9, allowed=[7, 8])
+    assert i.shape == (3, 20) and (i[:, 2:] == -1).all()
+    from keensight import _core  # the binding clamps too
+
+    d, i, _ = index._index.search(x[:2], 10**12, 0, None, 1)
+    assert i.shape == (2, 20)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"dim": 2**40}, "dim"), ({"M": 2**40}, "M"), ({"M": 1}, "M"),
+    ({"ef_construction": 2**31}, "ef_construction"), ({"ef_construction": 2**20 + 1}, "ef_construction"),
+    ({"ef_search": 2**31}, "ef_search"), ({"ef_search": 0}, "ef_search"), ({"granule": 2**31}, "granule"),
+    ({"num_threads": 10**4}, "num_threads"), ({"num_threads": 0}, "num_threads"),
+    ({"seed": -1}, "seed"), ({"seed": 2**64}, "seed"),
+])
+def test_constructor_arguments_out_of_range(kwargs, match):
+    args = {"dim": 8, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        HNSWIndex(**args)
+
+
+def test_arguments_out_of_range_and_booleans(tmp_path):
+    """Ints beyond what the core takes give a ValueError naming the argument (not
+    pybind11's dump); candidate lists are capped at MAX_EF; booleans are bools."""
+    from keensight.search._hnsw import MAX_EF
+    from keensight import _core
+
+    assert MAX_EF == 2**20
+    x = np.random.default_rng(2).standard_normal((50, 8)).astype(np.float32)
+    index = HNSWIndex(8, ef_search=MAX_EF, ef_construction=MAX_EF, num_threads=1)
+    index.add(x)
+    for bad in (2**63, 0, -1):
+        with pytest.raises(ValueError, match="k"):
+            index.search(x[:1], bad)
+    for bad in (2**31, MAX_EF + 1, 0):
+        with pytest.raises(ValueError, match="ef"):
+            index.search(x[:1], 1, ef=bad)
+    assert index.search(x[:1], 1, ef=MAX_EF)[1][0, 0] == 0
+    with pytest.raises(ValueError, match="ef_search"):
+        index.ef_search = 2**31
+    with pytest.raises(ValueError, match="num_threads"):
+        index.num_threads = 10**4
+    index.save(tmp_path / "i.ksh")
+    with pytest.raises(ValueError, match="num_threads"):
+        HNSWIndex.load(tmp_path / "i.ksh", num_threads=10**4)
+    for call in (lambda: HNSWIndex(8, pca="yes"), lambda: HNSWIndex(8, early_termination="no"),
+                 lambda: setattr(index, "early_termination", "no"),
+                 lambda: index.search(x[:1], 1, return_stats="yes")):
+        with pytest.raises(TypeError, match="True or False"):
+            call()
+    assert index.early_termination is True
+    core = _core.HNSWIndex(8, "l2", 8, 40, 40, 32, True, 0)  # the C++ checks too
+    with pytest.raises(ValueError, match="ef_construction"):
+        _core.HNSWIndex(8, "l2", 8, MAX_EF + 1, 40, 32, True, 0)
+    with pytest.raises(ValueError, match="ef_search"):
+        core.ef_search = MAX_EF + 1
+    core.add(x, None, 1)
+    with pytest.raises(ValueError, match="ef"):
+        core.search(x[:1], 1, MAX_EF + 1, None, 1)

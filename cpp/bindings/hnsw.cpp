@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -46,7 +47,9 @@ search::HNSWOptions options(const std::string& metric, int M, int ef_constructio
 }  // namespace
 
 void bind_hnsw(py::module_& m) {
-  py::class_<HNSWIndex>(m, "HNSWIndex")
+  py::class_<HNSWIndex> cls(m, "HNSWIndex");
+  cls.attr("MAX_EF") = search::kHNSWMaxEf;
+  cls
       .def(py::init([](std::int64_t dim, const std::string& metric, int M, int ef_construction,
                        int ef_search, int granule, bool early_termination, std::uint64_t seed) {
              return HNSWIndex(dim, options(metric, M, ef_construction, ef_search, granule,
@@ -104,6 +107,9 @@ void bind_hnsw(py::module_& m) {
               const py::object& allowed, int num_threads) {
              check_rows(queries, "queries", self.dim());
              if (k < 1) throw ValueError("k: expected a positive int, got " + std::to_string(k));
+             // Never wider than the index: more columns could only hold -1 (and a
+             // huge k must not allocate). An index that grows meanwhile only adds rows.
+             k = std::max<std::int64_t>(1, std::min(k, self.size()));
              const std::int64_t nq = queries.shape(0);
              i64_array allowed_array;
              const std::int64_t* allowed_ptr = nullptr;

@@ -35,6 +35,7 @@ class FlatIndex:
     def metric(self) -> str:
         ...
 class HNSWIndex:
+    MAX_EF: typing.ClassVar[int] = 1048576
     early_termination: bool
     @staticmethod
     def load(path: str) -> HNSWIndex:

@@ -73,6 +73,7 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -94,6 +95,9 @@ namespace {
 using search_detail::SearchKernels;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr int kMaxLevel = 30;
+constexpr int kMaxGranule = 1 << 24;  // the largest dim: a larger granule means the same
+// kHNSWMaxNorm squared, the bound check_rows compares squared norms with.
+constexpr float kMaxNorm2 = static_cast<float>(kHNSWMaxNorm * kHNSWMaxNorm);
 constexpr std::uint32_t kNoLink = 0xffffffffu;  // an unused link slot
 // While an index has room for at most kNarrowNodes nodes, its layer-0 links
 // are stored as uint16 (0xffff: unused), half the bytes: at M=16 a node's 2M
@@ -210,7 +214,9 @@ struct Fnv1a64 {
   }
 };
 
-// Runs fn(t, T) on T threads (OpenMP); the first exception is rethrown after.
+// Runs fn(t, T) on T threads (OpenMP; std::thread in builds without it, e.g.
+// the ThreadSanitizer build: libgomp is not instrumented, so TSan cannot see
+// its barriers); the first exception is rethrown after.
 template <class Fn>
 void run_threads(int threads, Fn&& fn) {
   if (threads <= 1) {
@@ -219,19 +225,28 @@ void run_threads(int threads, Fn&& fn) {
   }
   std::exception_ptr error;
   std::mutex error_mutex;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+  const auto guarded = [&](int t, int nt) {
     try {
       fn(t, nt);
     } catch (...) {
       std::lock_guard<std::mutex> lock(error_mutex);
       if (!error) error = std::current_exception();
     }
-  }
+  };
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+  guarded(omp_get_thread_num(), omp_get_num_threads());
 #else
-  fn(0, 1);
+  std::vector<std::thread> workers;
+  workers.reserve(static_cast<std::size_t>(threads - 1));
+  try {
+    for (int t = 1; t < threads; ++t) workers.emplace_back(guarded, t, threads);
+  } catch (...) {  // no thread left running (or joinable) behind an exception
+    for (std::thread& w : workers) w.join();
+    throw;
+  }
+  guarded(0, threads);
+  for (std::thread& w : workers) w.join();
 #endif
   if (error) std::rethrow_exception(error);
 }
@@ -270,6 +285,7 @@ struct Scratch {
   std::vector<Cand> candidates, results, selected, chosen, pool;
   std::vector<PoolItem> sorted;       // search_pool's candidate pool
   std::vector<std::uint32_t> links, fresh, wide;  // wide: add_link's copy of a 16-bit list
+  std::vector<std::uint32_t> back_links;          // insert's copy of the new node's list
   std::vector<const float*> head_rows;
   std::vector<float> head_values;
   std::vector<std::pair<float, std::int64_t>> found;  // write_results' sort
@@ -299,7 +315,8 @@ struct Scratch {
                sizeof(Cand) +
            sorted.capacity() * sizeof(PoolItem) + head_rows.capacity() * sizeof(const float*) +
            found.capacity() * sizeof(found[0]) +
-           (links.capacity() + fresh.capacity() + wide.capacity() + head_values.capacity()) * 4 +
+           (links.capacity() + fresh.capacity() + wide.capacity() + back_links.capacity() +
+            head_values.capacity()) * 4 +
            sizeof(Scratch);
   }
 };
@@ -384,7 +401,7 @@ struct Distance {
 };
 
 constexpr char kMagic[8] = {'K', 'E', 'E', 'N', 'H', 'N', 'S', 'W'};
-constexpr std::uint32_t kFormatVersion = 2;  // reads 1 too (no reflector rotations)
+constexpr std::uint32_t kFormatVersion = 3;  // reads 1 (no reflectors) and 2 (no centre) too
 constexpr std::uint32_t kHeaderBytes = 32;  // magic, version, header size, payload size, checksum
 
 }  // namespace
@@ -412,6 +429,11 @@ struct HNSWIndex::Impl {
   std::unordered_map<std::int64_t, std::uint32_t> lookup;
   bool dense_ids = true;  // id == internal id for every node: labels and lookup unused
   bool rotated = false;  // a rotation is set (held packed: see packed_rotation)
+  // l2 with a rotation: the first batch's mean, subtracted from every vector and
+  // query before it is rotated (see add); else empty. Rotating x itself, far
+  // from the origin, would round each coordinate relative to |x|, not to the
+  // distances: at an offset of 1e4 from the origin, distances were 0.1% off.
+  std::vector<float> centre;
 
   std::uint32_t entry = 0;
   int max_level = -1;
@@ -428,15 +450,22 @@ struct HNSWIndex::Impl {
       throw ValueError(std::string("HNSWIndex: metric must be l2, ip or cosine, got ") +
                        metric_name(opt.metric));
     if (opt.M < 2 || opt.M > 2048) throw ValueError("HNSWIndex: M must be in [2, 2048], got " + std::to_string(opt.M));
-    if (opt.ef_construction < 1) throw ValueError("HNSWIndex: ef_construction must be >= 1");
-    if (opt.ef_search < 1) throw ValueError("HNSWIndex: ef_search must be >= 1");
-    if (opt.granule < 1) throw ValueError("HNSWIndex: granule must be >= 1");
+    check_ef(opt.ef_construction, "ef_construction");
+    check_ef(opt.ef_search, "ef_search");
+    if (opt.granule < 1 || opt.granule > kMaxGranule)
+      throw ValueError("HNSWIndex: granule must be in [1, 2^24], got " + std::to_string(opt.granule));
     M = static_cast<std::size_t>(opt.M);
     M0 = 2 * M;
     head_dim = opt.metric == Metric::ip ? 0 : std::min<std::int64_t>(opt.granule, dim);
     tail_dim = static_cast<std::size_t>(dim - head_dim);
     node_words = tail_dim + M0 / 2;  // M0 = 2M: even
     level_mult = 1.0 / std::log(static_cast<double>(M));
+  }
+
+  static void check_ef(std::int64_t ef, const char* name) {
+    if (ef < 1 || ef > kHNSWMaxEf)
+      throw ValueError(std::string("HNSWIndex: ") + name + " must be in [1, " + std::to_string(kHNSWMaxEf) +
+                       "], got " + std::to_string(ef));
   }
 
   // --- storage --------------------------------------------------------------
@@ -588,22 +617,33 @@ struct HNSWIndex::Impl {
   }
 
   // --- vectors in / out -------------------------------------------------------
-  // Throws unless every row of x is finite (and, for cosine, of non-zero norm).
-  void check_rows(const float* x, std::int64_t n, const char* what) const {
+  // Throws unless every row of x is finite and of norm at most kHNSWMaxNorm
+  // (l2 with a centre: its distance to `centre`), and for cosine non-zero. One
+  // SIMD pass per row: a NaN or an infinity makes the squared norm NaN or
+  // inf, so only a row that fails is searched element by element for them.
+  void check_rows(const float* x, std::int64_t n, const char* what, const float* centre) const {
     const SearchKernels& k = search_detail::search_kernels();
     for (std::int64_t r = 0; r < n; ++r) {
       const float* row = x + r * dim;
+      const float norm2 = centre ? k.l2_sq(row, centre, dim) : k.dot(row, row, dim);
+      if (norm2 <= kMaxNorm2 && (norm2 > 0.f || opt.metric != Metric::cosine)) continue;
+      const std::string where = std::string(what) + ": row " + std::to_string(r);
       for (std::int64_t j = 0; j < dim; ++j)
-        if (!std::isfinite(row[j]))
-          throw ValueError(std::string(what) + ": row " + std::to_string(r) +
-                           " contains NaN or infinity");
-      if (opt.metric == Metric::cosine) {
-        const float norm2 = k.dot(row, row, dim);
-        if (!(norm2 > 0.f) || !std::isfinite(norm2))
-          throw ValueError(std::string(what) + ": row " + std::to_string(r) +
-                           " has zero (or overflowing) norm: cosine is undefined");
-      }
+        if (!std::isfinite(row[j])) throw ValueError(where + " contains NaN or infinity");
+      if (norm2 == 0.f) throw ValueError(where + " has zero norm: cosine is undefined");
+      throw ValueError(where + " is too large: its norm" + (centre ? " (minus the index's centre)" : "") +
+                       " exceeds 2^62 (4.6e18), beyond which squared distances overflow float32");
     }
+  }
+
+  // The mean of the n rows of x (in double), as float32.
+  std::vector<float> mean_row(const float* x, std::int64_t n) const {
+    std::vector<double> sum(static_cast<std::size_t>(dim), 0.0);
+    for (std::int64_t r = 0; r < n; ++r)
+      for (std::int64_t j = 0; j < dim; ++j) sum[static_cast<std::size_t>(j)] += x[r * dim + j];
+    std::vector<float> mean(sum.size());
+    for (std::size_t j = 0; j < sum.size(); ++j) mean[j] = static_cast<float>(sum[j] / static_cast<double>(n));
+    return mean;
   }
 
   // The rotation, held only in the form transform_rows applies it in: GEMM
@@ -734,8 +774,8 @@ struct HNSWIndex::Impl {
     }
   }
 
-  // n rows of x as stored (normalised for cosine, then rotated) into out
-  // (n x dim). The rotation is a GEMM over blocks of rows (the matrix is read
+  // n rows of x as stored (normalised for cosine, centred for l2 with a centre,
+  // then rotated) into out (n x dim). The rotation is a GEMM over blocks of rows (the matrix is read
   // once per block, not once per row: for 784-d it is 2.4 MB). Each row's
   // result depends only on the row, never on the blocking (thread count).
   void transform_rows(const float* x, std::int64_t n, float* out) const {
@@ -750,20 +790,26 @@ struct HNSWIndex::Impl {
       }
       return;
     }
-    if (!cosine) {
+    if (!cosine && centre.empty()) {
       rotate_rows(x, n, out);
       return;
     }
+    // Normalised (cosine) or centred (l2), a block at a time, then rotated.
     constexpr std::int64_t kBlock = 256;
-    std::vector<float> unit(static_cast<std::size_t>(std::min(n, kBlock) * dim));
+    std::vector<float> block(static_cast<std::size_t>(std::min(n, kBlock) * dim));
     for (std::int64_t i0 = 0; i0 < n; i0 += kBlock) {
       const std::int64_t m = std::min(kBlock, n - i0);
       for (std::int64_t r = 0; r < m; ++r) {
         const float* row = x + (i0 + r) * dim;
-        const float scale = 1.f / std::sqrt(k.dot(row, row, dim));
-        for (std::int64_t j = 0; j < dim; ++j) unit[static_cast<std::size_t>(r * dim + j)] = row[j] * scale;
+        float* b = block.data() + r * dim;
+        if (cosine) {
+          const float scale = 1.f / std::sqrt(k.dot(row, row, dim));
+          for (std::int64_t j = 0; j < dim; ++j) b[j] = row[j] * scale;
+        } else {
+          for (std::int64_t j = 0; j < dim; ++j) b[j] = row[j] - centre[static_cast<std::size_t>(j)];
+        }
       }
-      rotate_rows(unit.data(), m, out + i0 * dim);
+      rotate_rows(block.data(), m, out + i0 * dim);
     }
   }
 
@@ -1078,6 +1124,25 @@ struct HNSWIndex::Impl {
   }
 
   // --- Alg. 1 INSERT ------------------------------------------------------------
+  // In two phases, so that a node is reachable only once it is complete:
+  //  1. top down, search each of the new node's layers and set its own lists
+  //     (Alg. 1 l.5-12, the closest found entering the layer below, l.17);
+  //  2. bottom up, link the chosen neighbours back to it (l.13-16).
+  // The paper interleaves them layer by layer, which is the same thing with one
+  // thread: a layer's search reads that layer's lists only, and the back-links
+  // change only that layer's lists (same graph, bit for bit). With several
+  // threads the order matters: were node i linked back on layer l+1 before its
+  // own list on layer l is set, a concurrent insertion B could reach i there,
+  // descend with i as its entry point on layer l, find nothing but i (whose list
+  // is still empty), link only to i and add itself to i's list; i's own list,
+  // set afterwards, would overwrite B's only in-link and lose B (and the nodes
+  // linked only from B). Done in two phases, no thread ever sees a node whose
+  // lists are not all set, and there is nothing to wait for (no deadlock): other
+  // insertions reach i only through back-links or the entry point, and the entry
+  // point moves to i only after phase 2. Bottom up, no other thread can have
+  // reached i on layer l or above when layer l's back-links start, so i's list
+  // there still holds the neighbours phase 1 chose (nothing to remember in
+  // between); it is copied then, as others may add to it from the first on.
   void insert(std::uint32_t i, Scratch& s, const Distance& dist) {
     const int level = levels[i];
     const Split q = node(i);
@@ -1088,28 +1153,34 @@ struct HNSWIndex::Impl {
 
     float ep_dist = dist.full(q, node(ep));
     for (int lc = top; lc > level; --lc) greedy<true>(s, q, ep, ep_dist, lc, dist);  // l.5-7
-    for (int lc = std::min(level, top); lc >= 0; --lc) {                            // l.8-17
+    const int linked_top = std::min(level, top);
+    for (int lc = linked_top; lc >= 0; --lc) {  // phase 1: l.8-12 and 17
       search_layer<true>(s, q, ep, ep_dist, lc, static_cast<std::size_t>(opt.ef_construction),
                          AcceptAll(), dist);
       std::vector<Cand>& W = s.results;
-      W.erase(std::remove_if(W.begin(), W.end(), [i](const Cand& c) { return c.second == i; }),
-              W.end());
       std::sort(W.begin(), W.end());
       if (W.empty()) continue;
       // The new node gets M links on every layer (as the paper's M, not Mmax0).
       std::vector<Cand>& chosen = s.chosen;  // (s.selected is add_link's)
       select_neighbors(W, M, chosen, dist);
-      lock(i);
-      if (lc == 0 && narrow) {
+      if (lc == 0 && narrow) {  // no lock: no other thread can reach i yet
         set_links(s.wide.data(), M0, chosen);
         put_links0(i, s.wide.data());
       } else {
         set_links(links(i, lc), max_links(lc), chosen);
       }
-      unlock(i);
-      for (const Cand& e : chosen) add_link(s, e.second, i, lc, dist);
       ep = W.front().second;  // the closest found enters the next layer down
       ep_dist = W.front().first;
+    }
+    for (int lc = 0; lc <= linked_top; ++lc) {  // phase 2: l.13-16
+      std::vector<std::uint32_t>& chosen = s.back_links;
+      chosen.resize(max_links(lc));
+      if (lc == 0) get_links0(i, chosen.data());
+      else std::copy(links(i, lc), links(i, lc) + M, chosen.data());
+      for (const std::uint32_t e : chosen) {
+        if (e == kNoLink) break;
+        add_link(s, e, i, lc, dist);
+      }
     }
     if (level > top) {
       entry = i;
@@ -1140,7 +1211,17 @@ struct HNSWIndex::Impl {
       }
     }
     const int threads = num_threads > 0 ? num_threads : get_num_threads();
-    check_rows(x, n, "vectors");
+    // The first batch of a rotated l2 index sets the centre (see `centre`).
+    const bool new_centre = count == 0 && rotated && opt.metric == Metric::l2;
+    std::vector<float> first_mean;
+    if (new_centre) {
+      first_mean = mean_row(x, n);
+      // Finite rows have a finite mean: else name the row that is not.
+      if (!std::all_of(first_mean.begin(), first_mean.end(), [](float v) { return std::isfinite(v); }))
+        check_rows(x, n, "vectors", nullptr);
+    }
+    check_rows(x, n, "vectors", new_centre ? first_mean.data() : centre.empty() ? nullptr : centre.data());
+    if (count == 0) centre = std::move(first_mean);
     const std::int64_t old = count;
     if (!dense_batch) make_ids_sparse();
     reserve(old + n);
@@ -1237,13 +1318,14 @@ struct HNSWIndex::Impl {
               HNSWSearchStats* stats) const {
     std::shared_lock<std::shared_mutex> read(rw);
     if (k <= 0) throw ValueError("HNSWIndex.search: k must be positive, got " + std::to_string(k));
+    if (ef_arg > 0) check_ef(ef_arg, "ef");
     if (count == 0) throw ValueError("HNSWIndex.search: the index is empty");
     if (nq < 0) throw ValueError("HNSWIndex.search: negative number of queries");
     if (stats) *stats = HNSWSearchStats();
     if (nq == 0) return;
     if (!queries || !D || !I) throw ValueError("HNSWIndex.search: null array");
     const std::size_t ef = static_cast<std::size_t>(std::max<std::int64_t>(ef_arg > 0 ? ef_arg : opt.ef_search, k));
-    check_rows(queries, nq, "queries");
+    check_rows(queries, nq, "queries", centre.empty() ? nullptr : centre.data());
 
     // Filter: the allowed and not deleted nodes as a bit mask. A short list is
     // searched exhaustively instead (exact, and cheaper than a graph search
@@ -1330,6 +1412,7 @@ struct HNSWIndex::Impl {
     std::unique_lock<std::shared_mutex> write(rw);
     if (count > 0) throw ValueError("HNSWIndex.set_rotation: the index is not empty");
     std::lock_guard<std::mutex> lock(packed_mutex);
+    centre.clear();  // set again by the first add
     if (!r) {
       packed.reset();
       rotated = false;
@@ -1388,6 +1471,7 @@ struct HNSWIndex::Impl {
     }
     const std::vector<float> Vf(V.begin(), V.end()), Tf(T.begin(), T.end());
     std::lock_guard<std::mutex> lock(packed_mutex);
+    centre.clear();  // set again by the first add
     packed = pack_wy(Vf.data(), Tf.data(), k, search_detail::gemm_kernels().nr);
     rotated = true;
   }
@@ -1412,7 +1496,8 @@ struct HNSWIndex::Impl {
   std::size_t memory_usage() const {
     std::size_t bytes = sizeof(Impl) + heads.bytes() + nodes.bytes() +
                         upper.capacity() * 4 + upper_offset.capacity() * 4 + labels.capacity() * 8 +
-                        levels.capacity() + deleted.capacity() + static_cast<std::size_t>(capacity);
+                        levels.capacity() + deleted.capacity() + static_cast<std::size_t>(capacity) +
+                        centre.capacity() * 4;
     // unordered_map: one bucket pointer per bucket, one heap node per entry
     // (next pointer + key + value, rounded up as malloc does).
     bytes += lookup.bucket_count() * sizeof(void*) + lookup.size() * 32;
@@ -1431,15 +1516,16 @@ struct HNSWIndex::Impl {
 };
 
 // ===========================================================================
-// File format (little-endian, version 2; version 1 is the same without
-// rotation kind 2):
+// File format (little-endian, version 3; version 2 is the same without the
+// centre, version 1 also without rotation kind 2):
 //   header  8 bytes magic "KEENHNSW", u32 format version, u32 header size (32),
 //           u64 payload size, u64 FNV-1a 64 of the payload
 //   payload u32 dim, metric, M, ef_construction, ef_search, granule,
 //           early_termination, rotation kind (0 none, 1 dense, 2 reflectors);
 //           u64 seed, count; i32 max_level; u32 entry;
 //           [kind 1: rotation dim*dim f32; kind 2: u32 k, V dim*k f32, T k*k
-//           f32 (the WY form, see PackedRotation)]; labels count*i64; levels count*u8;
+//           f32 (the WY form, see PackedRotation); kinds 1 and 2: centre dim
+//           f32 (zeros: none)]; labels count*i64; levels count*u8;
 //           deleted count*u8; heads count*h f32 (h = min(granule, dim), 0
 //           for ip: the first coordinates of each vector as stored); node
 //           blocks count*(dim-h f32 rest of the vector, 2M u32 layer-0 links,
@@ -1535,6 +1621,10 @@ void HNSWIndex::Impl::save(const std::string& path) const {
       w.payload(V.data(), V.size() * sizeof(float));
       w.payload(T.data(), T.size() * sizeof(float));
     }
+    if (rot) {
+      const std::vector<float> c = centre.empty() ? std::vector<float>(static_cast<std::size_t>(dim), 0.f) : centre;
+      w.payload(c.data(), c.size() * sizeof(float));
+    }
     for (std::size_t i = 0; i < n; ++i) w.value<std::int64_t>(label(static_cast<std::uint32_t>(i)));
     w.payload(levels.data(), n);
     w.payload(deleted.data(), n);
@@ -1583,7 +1673,7 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
   std::memcpy(&header_bytes, header + 12, 4);
   std::memcpy(&payload_bytes, header + 16, 8);
   std::memcpy(&checksum, header + 24, 8);
-  if (version != kFormatVersion && version != 1)
+  if (version < 1 || version > kFormatVersion)
     throw ValueError(bad + "format version " + std::to_string(version) + ", this keensight reads versions 1 to " +
                      std::to_string(kFormatVersion) + ")");
   if (header_bytes != kHeaderBytes) throw ValueError(bad + "bad header size)");
@@ -1619,8 +1709,10 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
   const auto count = in.value<std::uint64_t>();
   const auto max_level = in.value<std::int32_t>();
   const auto entry = in.value<std::uint32_t>();
-  if (metric > 2 || early > 1 || has_rotation > (version == 1 ? 1u : 2u) || o.M < 2 || o.M > 2048 || o.ef_construction < 1 ||
-      o.ef_search < 1 || o.granule < 1 || dim < 1 || dim > (1u << 24))
+  const auto ef_ok = [](int ef) { return ef >= 1 && ef <= kHNSWMaxEf; };
+  if (metric > 2 || early > 1 || has_rotation > (version == 1 ? 1u : 2u) || o.M < 2 || o.M > 2048 ||
+      !ef_ok(o.ef_construction) || !ef_ok(o.ef_search) || o.granule < 1 || o.granule > kMaxGranule || dim < 1 ||
+      dim > (1u << 24))
     in.fail("bad parameters");
   o.metric = static_cast<Metric>(metric);
   o.early_termination = early == 1;
@@ -1663,6 +1755,16 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
     }
     impl->packed = impl->pack_rotation(r.data(), search_detail::gemm_kernels().nr);
     impl->rotated = true;
+  }
+  if (has_rotation != 0 && version >= 3) {
+    in.need(dim, 4);
+    std::vector<float> c(dim);
+    in.read(c.data(), c.size() * 4);
+    const bool zero = std::all_of(c.begin(), c.end(), [](float v) { return v == 0.f; });
+    if (!std::all_of(c.begin(), c.end(), [](float v) { return std::isfinite(v); }) ||
+        (!zero && o.metric != Metric::l2))  // add centres l2 indexes only
+      in.fail("bad centre");
+    if (!zero) impl->centre = std::move(c);
   }
   impl->reserve(static_cast<std::int64_t>(count));
   const auto n = static_cast<std::size_t>(count);
@@ -1710,9 +1812,13 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
   }
   if (offset != n_upper) in.fail("upper layers do not match the node levels");
   if (count > 0 && (top != max_level || impl->levels[entry] != max_level)) in.fail("bad entry point");
+  // Each list holds distinct other nodes (INSERT never links a node to itself
+  // or twice to one node): last_seen[t] is the last list that linked to t.
   std::vector<std::uint32_t> list0(impl->M0);
+  std::vector<std::uint64_t> last_seen(n, ~std::uint64_t{0});
+  std::uint64_t list_number = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    for (int l = 0; l <= impl->levels[i]; ++l) {
+    for (int l = 0; l <= impl->levels[i]; ++l, ++list_number) {
       const std::uint32_t* list = impl->links(static_cast<std::uint32_t>(i), l);
       if (l == 0) {
         impl->get_links0(static_cast<std::uint32_t>(i), list0.data());
@@ -1724,18 +1830,30 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
       for (std::size_t j = 0; j < cap; ++j) {
         if (j >= n_links) {
           if (list[j] != kNoLink) in.fail("links after the end of a list");
-        } else if (list[j] >= count || impl->levels[list[j]] < l) {
-          in.fail("link to a missing node");
+          continue;
         }
+        const std::uint32_t t = list[j];
+        if (t >= count || impl->levels[t] < l) in.fail("link to a missing node");
+        if (t == i) in.fail("a node linked to itself");
+        if (last_seen[t] == list_number) in.fail("a node linked twice from one list");
+        last_seen[t] = list_number;
       }
     }
     impl->n_deleted += impl->deleted[i];
   }
+  // Vectors as add() stores them: finite, of norm at most kHNSWMaxNorm
+  // (centred ones included: the centre was subtracted before storing), unit
+  // for cosine (to the rotation's tolerance).
+  const SearchKernels& kernels = search_detail::search_kernels();
   for (std::size_t i = 0; i < n; ++i) {
     const Split v = impl->node(static_cast<std::uint32_t>(i));
     for (std::int64_t j = 0; j < impl->dim; ++j)
       if (!std::isfinite(j < impl->head_dim ? v.head[j] : v.tail[j - impl->head_dim]))
         in.fail("non-finite vector");
+    const float norm2 = kernels.dot(v.head, v.head, impl->head_dim) +
+                        kernels.dot(v.tail, v.tail, static_cast<std::int64_t>(impl->tail_dim));
+    if (!(norm2 <= kMaxNorm2)) in.fail("vector too large");
+    if (o.metric == Metric::cosine && std::fabs(norm2 - 1.f) > 1e-2f) in.fail("cosine vector not of unit norm");
   }
   bool dense = true;
   for (std::size_t i = 0; i < n && dense; ++i) dense = labels[i] == static_cast<std::int64_t>(i);
@@ -1794,7 +1912,7 @@ std::int64_t HNSWIndex::n_deleted() const {
 }
 const HNSWOptions& HNSWIndex::options() const { return impl_->opt; }
 void HNSWIndex::set_ef_search(int ef_search) {
-  if (ef_search < 1) throw ValueError("HNSWIndex: ef_search must be >= 1");
+  Impl::check_ef(ef_search, "ef_search");
   std::unique_lock<std::shared_mutex> write(impl_->rw);
   impl_->opt.ef_search = ef_search;
 }

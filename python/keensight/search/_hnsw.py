@@ -1,20 +1,23 @@
 """The HNSW approximate nearest-neighbour index (keensight's C++ graph, checked here)."""
 from __future__ import annotations
 
-import numbers
 import os
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
 from .. import _core
-from .._validate import matrix
+from .._validate import INT64_MAX, boolean, input_file, integer, matrix, num_threads, output_file
 from ._flat import knn
 
 __all__ = ["HNSWIndex"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 _METRICS = ("l2", "ip", "cosine")
+# The largest ef / ef_construction / ef_search: a candidate list far longer than any search
+# needs (a few MB per thread), so that no value asks for a huge allocation.
+MAX_EF = int(_core.HNSWIndex.MAX_EF)
+MAX_DIM = 1 << 24
 # The rotation of pca=True is fitted on the differences between _PCA_SAMPLE_ROWS rows and their
 # _PCA_NEIGHBOURS nearest neighbours among _PCA_REFERENCE_ROWS rows of the first batch: enough for
 # the shape of the spectrum (the early-termination savings barely move between 1000 x 10 of 10k
@@ -30,24 +33,9 @@ _CHECK_ROWS = 4096     # difference rows per block of the covariance
 _PCA_AXES = 128
 
 
-def _int(value: Any, name: str, low: int, high: Optional[int] = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    v = int(value)
-    if v < low or (high is not None and v > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name}: expected an int {bound}, got {v}")
-    return v
-
-
-def _matrix(x: Any, name: str, dim: int) -> np.ndarray:
-    """`x` as a finite, C-contiguous float32 n x dim matrix (a 1-D vector is one row).
-    NumPy arrays must have a float dtype (no silent casts of integer arrays)."""
-    if isinstance(x, np.ndarray) and x.dtype.kind != "f":
-        raise TypeError(f"{name}: expected a float array (float32 preferred), got dtype {x.dtype}")
-    if np.ndim(x) == 1:
-        x = np.asarray(x)[None, :]
-    return matrix(x, name, dim=dim)
+def _threads(value: Optional[int]) -> int:
+    """None (keensight's thread setting) as 0, else a count in [1, MAX_THREADS]."""
+    return 0 if value is None else num_threads(value, "num_threads", allow_default=False)
 
 
 def _ids(ids: Any, name: str, n: Optional[int] = None) -> np.ndarray:
@@ -113,22 +101,38 @@ class HNSWIndex:
     reject it anyway. This is exact: the same nodes are visited and the same
     results returned as with ``early_termination=False``. An orthonormal
     rotation preserves L2 distances and inner products, so results match those
-    on the unrotated vectors up to float rounding.
+    on the unrotated vectors up to float rounding. For ``"l2"`` the first
+    batch's mean is subtracted before rotating (it leaves L2 distances
+    unchanged): rotated in float32 as they are, vectors far from the origin
+    would lose the precision of their distances.
+
+    Thread safety: searches may run from many threads at once; :meth:`add`,
+    :meth:`mark_deleted`, :meth:`unmark_deleted` and the setters wait for the
+    searches under way, and searches wait for them.
+
+    Determinism: searching a given graph gives the same results whatever the
+    number of threads. A build with one thread is reproducible (the same
+    vectors in the same batches with the same ``seed`` give the same graph,
+    bit for bit); with several threads the insertion order depends on timing,
+    so the graph, and hence the approximate results, vary a little from build
+    to build (every vector stays findable).
 
     Parameters
     ----------
     dim : int
-        Vector dimension.
+        Vector dimension, in [1, 2**24].
     metric : {"l2", "ip", "cosine"}
         ``"l2"``: squared Euclidean distance. ``"ip"``: inner product, a
         similarity (results sorted largest first). ``"cosine"``: 1 - cosine
         similarity (vectors and queries are normalised; zero vectors are refused).
     M : int
-        Links per node on the upper layers (``2 * M`` on layer 0).
+        Links per node on the upper layers (``2 * M`` on layer 0), in [2, 2048].
     ef_construction : int
-        Candidate-list size while inserting (larger: better graph, slower build).
+        Candidate-list size while inserting (larger: better graph, slower
+        build), in [1, ``MAX_EF``] (``MAX_EF`` = 2**20).
     ef_search : int
-        Default candidate-list size of :meth:`search` (at least ``k`` is used).
+        Default candidate-list size of :meth:`search` (at least ``k`` is
+        used), in [1, ``MAX_EF``].
     pca : bool
         Fit a PCA rotation on the first batch passed to :meth:`add`: the
         principal axes of the differences between its rows and their nearest
@@ -140,14 +144,14 @@ class HNSWIndex:
     granule : int
         Coordinates of the first early-termination check (kept in a dense
         table, checked for a whole batch of candidates); the rest of a
-        distance is checked every ``4 * granule`` coordinates.
+        distance is checked every ``4 * granule`` coordinates. In [1, 2**24].
     early_termination : bool
         Abandon L2 / cosine distances early (exact; no effect for ``"ip"``).
     num_threads : int, optional
-        Threads for :meth:`add` and :meth:`search`; None follows
+        Threads for :meth:`add` and :meth:`search`, in [1, 256]; None follows
         :func:`keensight.set_num_threads`.
     seed : int
-        Seeds the random levels of the nodes.
+        Seeds the random levels of the nodes, in [0, 2**64 - 1].
 
     Examples
     --------
@@ -167,22 +171,22 @@ class HNSWIndex:
                  ef_search: int = 64, pca: bool = False, rotation: Any = None, granule: int = 32,
                  early_termination: bool = True, num_threads: Optional[int] = None,
                  seed: int = 100) -> None:
-        dim = _int(dim, "dim", 1, 1 << 24)
+        dim = integer(dim, "dim", 1, MAX_DIM)
         if not isinstance(metric, str) or metric not in _METRICS:
             raise ValueError(f"metric: expected one of {list(_METRICS)}, got {metric!r}")
-        if pca and rotation is not None:
+        self._pca = boolean(pca, "pca")
+        if self._pca and rotation is not None:
             raise ValueError("pca and rotation: give one or the other")
-        self._num_threads = 0 if num_threads is None else _int(num_threads, "num_threads", 1)
-        self._pca = bool(pca)
+        self._num_threads = _threads(num_threads)
         self._index = _core.HNSWIndex(
-            dim, metric, _int(M, "M", 2, 2048), _int(ef_construction, "ef_construction", 1),
-            _int(ef_search, "ef_search", 1), _int(granule, "granule", 1),
-            bool(early_termination), _int(seed, "seed", 0, 2**64 - 1))
+            dim, metric, integer(M, "M", 2, 2048), integer(ef_construction, "ef_construction", 1, MAX_EF),
+            integer(ef_search, "ef_search", 1, MAX_EF), integer(granule, "granule", 1, MAX_DIM),
+            boolean(early_termination, "early_termination"), integer(seed, "seed", 0, 2**64 - 1))
         if rotation is not None:
-            r = np.asarray(rotation, dtype=np.float32)
+            r = matrix(rotation, "rotation", dim=dim)
             if r.shape != (dim, dim):
                 raise ValueError(f"rotation: expected shape ({dim}, {dim}), got {r.shape}")
-            self._index.set_rotation(np.ascontiguousarray(r))
+            self._index.set_rotation(r)
 
     # ------------------------------------------------------------------ build
     def add(self, vectors: Any, ids: Any = None) -> None:
@@ -191,11 +195,15 @@ class HNSWIndex:
         Parameters
         ----------
         vectors : array-like, shape (n, dim)
-            Float vectors (converted to float32); finite values only.
+            Numeric (any int, uint, bool or float dtype; converted to float32),
+            2-D (a single vector is ``x.reshape(1, -1)``); n = 0 adds nothing.
+            Finite values, and norms of at most 2**62 (for ``"l2"`` with a
+            rotation: distances to the first batch's mean), beyond which squared
+            distances would overflow float32; ValueError otherwise.
         ids : array-like of int, shape (n,), optional
             Non-negative labels, new to the index; default ``len(self) + arange(n)``.
         """
-        x = _matrix(vectors, "vectors", self.dim)
+        x = matrix(vectors, "vectors", dim=self.dim, allow_empty=True)
         id_array = None if ids is None else _ids(ids, "ids", x.shape[0])
         if id_array is not None and id_array.size and id_array.min() < 0:
             raise ValueError("ids: must be non-negative (-1 marks missing results)")
@@ -230,12 +238,15 @@ class HNSWIndex:
 
         Parameters
         ----------
-        queries : array-like, shape (nq, dim) or (dim,)
+        queries : array-like, shape (nq, dim)
+            Numeric, converted to float32 as in :meth:`add`; nq = 0 gives
+            empty results. A single vector is ``q.reshape(1, -1)``.
         k : int
-            Neighbours per query (>= 1).
+            Neighbours per query, in [1, 2**63 - 1]; the results have
+            ``min(k, len(self))`` columns.
         ef : int, optional
-            Candidate-list size (accuracy / speed trade-off); default
-            ``ef_search``; at least ``k`` is used.
+            Candidate-list size (accuracy / speed trade-off), in [1,
+            ``MAX_EF``]; default ``ef_search``; at least ``k`` is used.
         allowed : array-like of int, optional
             Only these ids may be returned (unknown ids are ignored). A short
             list (at most ``ef * 2M`` ids) is searched exhaustively, hence exactly.
@@ -245,34 +256,29 @@ class HNSWIndex:
 
         Returns
         -------
-        distances : ndarray of float32, shape (nq, k)
+        distances : ndarray of float32, shape (nq, min(k, len(self)))
             Best first (for ``"ip"``: largest inner product first).
-        ids : ndarray of int64, shape (nq, k)
-            -1 (with distance inf, or -inf for ``"ip"``) where fewer than k
-            results exist (small index, deletions, filter).
+        ids : ndarray of int64, shape (nq, min(k, len(self)))
+            -1 (with distance inf, or -inf for ``"ip"``) where fewer results
+            exist (deletions, filter).
         """
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-            raise TypeError(f"k: expected an int, got {type(k).__name__}")
-        if k <= 0:
-            raise ValueError(f"k: expected a positive int, got {k}")
-        ef_value = 0 if ef is None else _int(ef, "ef", 1)
-        q = _matrix(queries, "queries", self.dim)
+        k = integer(k, "k", 1, INT64_MAX)
+        ef_value = 0 if ef is None else integer(ef, "ef", 1, MAX_EF)
+        return_stats = boolean(return_stats, "return_stats")
+        q = matrix(queries, "queries", dim=self.dim, allow_empty=True)
         if self._index.size == 0:
             raise ValueError("search: the index is empty (add vectors first)")
         allow = None if allowed is None else _ids(allowed, "allowed")
-        d, i, stats = self._index.search(q, int(k), ef_value, allow, self._num_threads)
+        d, i, stats = self._index.search(q, k, ef_value, allow, self._num_threads)
         return (d, i, stats) if return_stats else (d, i)
 
     # ------------------------------------------------------------ persistence
     def save(self, path: PathLike) -> None:
         """Write the index to `path` (versioned and checksummed). The file is
         written next to `path` under a temporary name and renamed over it, so a
-        failure leaves no partial file behind."""
-        p = os.fspath(path)
-        parent = os.path.dirname(os.path.abspath(p))
-        if not os.path.isdir(parent):
-            raise FileNotFoundError(f"save: directory {parent!r} does not exist")
-        self._index.save(p)
+        failure leaves no partial file behind. The folder must exist
+        (FileNotFoundError otherwise)."""
+        self._index.save(output_file(path, "path"))
 
     @classmethod
     def load(cls, path: PathLike, num_threads: Optional[int] = None) -> "HNSWIndex":
@@ -280,18 +286,20 @@ class HNSWIndex:
 
         Raises
         ------
-        FileNotFoundError
-            If `path` does not exist.
+        FileNotFoundError, IsADirectoryError, PermissionError
+            If `path` does not exist, is a directory or cannot be read.
         ValueError
             If the file is truncated, corrupt (checksum), of another format
-            version, or not a keensight HNSW index.
+            version, not a keensight HNSW index, or holds what :meth:`add`
+            never stores (non-finite or too large vectors, negative or
+            duplicate ids, links out of range, a bad entry point, ...), even
+            under a valid checksum. Versions 1 to 3 of the format are read.
         """
-        p = os.fspath(path)
-        if not os.path.isfile(p):
-            raise FileNotFoundError(f"load: no such file {p!r}")
+        p = input_file(path, "path")
+        threads = _threads(num_threads)
         self = cls.__new__(cls)
         self._index = _core.HNSWIndex.load(p)
-        self._num_threads = 0 if num_threads is None else _int(num_threads, "num_threads", 1)
+        self._num_threads = threads
         self._pca = self._index.rotation() is not None
         return self
 
@@ -330,7 +338,7 @@ class HNSWIndex:
 
     @ef_search.setter
     def ef_search(self, value: int) -> None:
-        self._index.ef_search = _int(value, "ef_search", 1)
+        self._index.ef_search = integer(value, "ef_search", 1, MAX_EF)
 
     @property
     def early_termination(self) -> bool:
@@ -338,7 +346,7 @@ class HNSWIndex:
 
     @early_termination.setter
     def early_termination(self, value: bool) -> None:
-        self._index.early_termination = bool(value)
+        self._index.early_termination = boolean(value, "early_termination")
 
     @property
     def granule(self) -> int:
@@ -350,7 +358,7 @@ class HNSWIndex:
 
     @num_threads.setter
     def num_threads(self, value: Optional[int]) -> None:
-        self._num_threads = 0 if value is None else _int(value, "num_threads", 1)
+        self._num_threads = _threads(value)
 
     @property
     def rotation(self) -> Optional[np.ndarray]:

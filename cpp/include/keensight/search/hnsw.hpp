@@ -16,6 +16,11 @@
 // Vectors are float32 rows; ids are caller-chosen non-negative int64 labels.
 // Thread safety: search() may run concurrently from many threads; add(),
 // mark_deleted() and the setters take an exclusive lock and wait for searches.
+// Determinism: a search of a given graph returns the same results whatever the
+// thread count; a build with one thread is reproducible (same seed, same
+// batches: the same graph, bit for bit); a build with several threads inserts
+// in an order that depends on timing, so its graph (and the approximate results
+// searched on it) varies from run to run.
 #pragma once
 
 #include <cstddef>
@@ -28,13 +33,23 @@
 
 namespace keensight::search {
 
+// The largest candidate list (ef_construction, ef_search, the ef of search()):
+// far more than any search needs, and small enough that no value of it can ask
+// for a huge allocation.
+constexpr int kHNSWMaxEf = 1 << 20;
+// The largest norm of a vector as stored (l2 with a rotation: of the vector
+// minus the centre) or of a query: below it no squared distance (<= (|a| +
+// |b|)^2 <= 2^126) or inner product overflows float32 (whose largest finite
+// value is just under 2^128). Larger vectors are refused with a ValueError.
+constexpr double kHNSWMaxNorm = 0x1.0p62;
+
 struct HNSWOptions {
   Metric metric = Metric::l2;       // l2, ip or cosine
   int M = 16;                       // links per node on layers >= 1 (2*M on layer 0)
-  int ef_construction = 200;        // candidate list size while inserting
-  int ef_search = 64;               // default candidate list size of search()
+  int ef_construction = 200;        // candidate list size while inserting (<= kHNSWMaxEf)
+  int ef_search = 64;               // default candidate list size of search() (<= kHNSWMaxEf)
   int granule = 32;                 // coordinates of the first early-abandoning check (the
-                                    // head); the rest is checked every 4 granules
+                                    // head); the rest is checked every 4 granules (<= 2^24)
   bool early_termination = true;    // abandon L2 distances early (exact; l2 and cosine)
   std::uint64_t seed = 100;         // seeds the level of each node
 };
@@ -50,8 +65,9 @@ struct HNSWSearchStats {
 
 class HNSWIndex {
  public:
-  // Throws ValueError for dim <= 0, M < 2, ef_construction < 1, ef_search < 1,
-  // granule < 1 or a metric other than l2 / ip / cosine.
+  // Throws ValueError for dim outside [1, 2^24], M outside [2, 2048],
+  // ef_construction or ef_search outside [1, kHNSWMaxEf], granule outside
+  // [1, 2^24] or a metric other than l2 / ip / cosine.
   HNSWIndex(std::int64_t dim, const HNSWOptions& options = HNSWOptions());
   ~HNSWIndex();
   HNSWIndex(HNSWIndex&&) noexcept;
@@ -73,8 +89,14 @@ class HNSWIndex {
   std::vector<float> rotation() const;  // empty if none
 
   // Inserts n vectors (n x dim, row-major) with ids (n labels; nullptr = size(),
-  // size()+1, ...). Ids must be non-negative and new. Batched, multi-threaded
-  // (num_threads <= 0: keensight's thread setting), incremental. Alg. 1 INSERT.
+  // size()+1, ...). Ids must be non-negative and new; vectors finite, of norm at
+  // most kHNSWMaxNorm (cosine: non-zero). Batched, multi-threaded (num_threads
+  // <= 0: keensight's thread setting), incremental. Alg. 1 INSERT. With a
+  // rotation and the l2 metric, the first batch's mean becomes the index's
+  // centre: vectors and queries are stored and searched as R (x - centre),
+  // which leaves L2 distances unchanged and keeps the rotation's float32
+  // rounding relative to the spread of the data, not to its distance from the
+  // origin (data far from the origin would otherwise lose its precision).
   void add(const float* vectors, std::int64_t n, const std::int64_t* ids, int num_threads = 0);
 
   // k nearest neighbours of each of nq queries: distances (nq x k, best first;
@@ -82,7 +104,9 @@ class HNSWIndex {
   // -inf) fill slots when fewer than k are found). ef <= 0: ef_search; the
   // effective ef is max(ef, k). allowed: when not null, only these ids (n_allowed
   // of them; unknown ids are ignored) may be returned. Deleted ids never are.
-  // Throws ValueError on an empty index or k <= 0.
+  // Throws ValueError on an empty index, k <= 0, ef > kHNSWMaxEf, or queries
+  // that are not finite or of norm above kHNSWMaxNorm (l2 with a centre: their
+  // distance to it).
   void search(const float* queries, std::int64_t nq, std::int64_t k, std::int64_t ef,
               float* distances, std::int64_t* ids, const std::int64_t* allowed = nullptr,
               std::int64_t n_allowed = 0, int num_threads = 0,
@@ -96,14 +120,20 @@ class HNSWIndex {
   // Versioned, checksummed file; written to a temporary file in the same folder
   // and renamed over `path`, so a failure never leaves a partial index behind.
   void save(const std::string& path) const;
-  // Throws ValueError for a missing, truncated, corrupt or foreign file.
+  // Throws FileError if it cannot be read, ValueError for a truncated, corrupt
+  // (checksum) or foreign file, and for any content add() would never have
+  // produced, even under a valid checksum: parameters out of range, non-finite
+  // or too large vectors (cosine: not unit), negative or duplicate ids, links
+  // out of range, to the node itself, twice in one list or to a node without
+  // that layer, levels that do not match max_level, a bad entry point, rotation
+  // or centre.
   static HNSWIndex load(const std::string& path);
 
   std::int64_t dim() const;
   std::int64_t size() const;       // vectors stored, deleted ones included
   std::int64_t n_deleted() const;
   const HNSWOptions& options() const;
-  void set_ef_search(int ef_search);
+  void set_ef_search(int ef_search);  // ValueError outside [1, kHNSWMaxEf]
   void set_early_termination(bool on);
   std::vector<std::int64_t> ids() const;  // in insertion order
   int max_level() const;
