@@ -286,6 +286,7 @@ struct Scratch {
   std::vector<PoolItem> sorted;       // search_pool's candidate pool
   std::vector<std::uint32_t> links, fresh, wide;  // wide: add_link's copy of a 16-bit list
   std::vector<std::uint32_t> back_links;          // insert's copy of the new node's list
+  std::vector<std::uint32_t> orphans;  // nodes whose last layer-0 in-link this thread removed
   std::vector<const float*> head_rows;
   std::vector<float> head_values;
   std::vector<std::pair<float, std::int64_t>> found;  // write_results' sort
@@ -316,7 +317,7 @@ struct Scratch {
            sorted.capacity() * sizeof(PoolItem) + head_rows.capacity() * sizeof(const float*) +
            found.capacity() * sizeof(found[0]) +
            (links.capacity() + fresh.capacity() + wide.capacity() + back_links.capacity() +
-            head_values.capacity()) * 4 +
+            orphans.capacity() + head_values.capacity()) * 4 +
            sizeof(Scratch);
   }
 };
@@ -426,6 +427,11 @@ struct HNSWIndex::Impl {
   std::vector<std::uint8_t> levels;
   std::vector<std::uint8_t> deleted;
   std::unique_ptr<std::atomic<std::uint8_t>[]> locks;  // one spin lock per node
+  // Layer-0 in-degree of every node (how many lists point to it), maintained
+  // while the graph is built (see repair_orphans); counted by one scan on the
+  // first add after a load (in_degree_valid).
+  std::unique_ptr<std::atomic<std::uint32_t>[]> in_degree;
+  bool in_degree_valid = false;
   std::unordered_map<std::int64_t, std::uint32_t> lookup;
   bool dense_ids = true;  // id == internal id for every node: labels and lookup unused
   bool rotated = false;  // a rotation is set (held packed: see packed_rotation)
@@ -556,6 +562,11 @@ struct HNSWIndex::Impl {
     grow_exact(deleted, c);
     auto fresh = std::make_unique<std::atomic<std::uint8_t>[]>(c);  // value-initialised: unlocked
     locks = std::move(fresh);
+    auto degrees = std::make_unique<std::atomic<std::uint32_t>[]>(c);  // zero
+    if (in_degree_valid)
+      for (std::int64_t i = 0; i < count; ++i)
+        degrees[i].store(in_degree[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
+    in_degree = std::move(degrees);
     capacity = cap;
   }
 
@@ -1104,6 +1115,7 @@ struct HNSWIndex::Impl {
     if (!present) {
       if (n < cap) {
         list[n] = target;
+        if (level == 0) link_gained(target);
       } else {
         std::vector<Cand>& all = s.pool;
         all.clear();
@@ -1113,10 +1125,86 @@ struct HNSWIndex::Impl {
         std::sort(all.begin(), all.end());
         select_neighbors(all, cap, s.selected, dist);
         set_links(list, cap, s.selected);
+        if (level == 0)
+          for (const Cand& c : all) {
+            const bool kept = std::any_of(s.selected.begin(), s.selected.end(),
+                                          [&](const Cand& k) { return k.second == c.second; });
+            if (c.second == target) {
+              if (kept) link_gained(target);
+            } else if (!kept) {
+              link_lost(s, c.second);
+            }
+          }
       }
       if (wide_copy) put_links0(node, list);
     }
     unlock(node);
+  }
+
+  void link_gained(std::uint32_t e) { in_degree[e].fetch_add(1, std::memory_order_relaxed); }
+  void link_lost(Scratch& s, std::uint32_t e) {
+    if (in_degree[e].fetch_sub(1, std::memory_order_relaxed) == 1) s.orphans.push_back(e);
+  }
+
+  // Every node no layer-0 list points to, other than the entry point, is
+  // unreachable by a search. The heuristic of Alg. 4 drops a link e -> x when
+  // a kept neighbour is closer to x than e is, trusting that x stays reachable
+  // through it; two equal vectors inserted at the same time by two threads do
+  // not see each other, so each is closer to the other (distance 0) than any
+  // neighbour is, and every list that kept one drops the other. Rarely, the
+  // insertion order alone does the same to an outlier. After a batch, each such
+  // node is linked again as an insertion would link it, now that the whole
+  // batch is in the graph: from the nearest nodes a search finds, until one
+  // keeps it (an equal vector, at distance 0, always does); failing that, it
+  // replaces the furthest link of its nearest node. Serial, in node order:
+  // one thread's build stays reproducible.
+  void repair_orphans(std::vector<std::uint32_t> queue, Scratch& s, const Distance& dist) {
+    std::sort(queue.begin(), queue.end());
+    queue.erase(std::unique(queue.begin(), queue.end()), queue.end());
+    std::size_t budget = 4 * queue.size() + 64;  // repairs may orphan others: bounded
+    for (std::size_t qi = 0; qi < queue.size() && budget > 0; ++qi, --budget) {
+      const std::uint32_t o = queue[qi];
+      if (o == entry || in_degree[o].load(std::memory_order_relaxed) > 0) continue;
+      const Split q = node(o);
+      std::uint32_t ep = entry;
+      float ep_dist = dist.full(q, node(ep));
+      for (int lc = max_level; lc > 0; --lc) greedy<false>(s, q, ep, ep_dist, lc, dist);
+      search_layer<false>(s, q, ep, ep_dist, 0, static_cast<std::size_t>(opt.ef_construction), AcceptAll(),
+                          dist);
+      std::vector<Cand> found = s.results;
+      std::sort(found.begin(), found.end());
+      found.erase(std::remove_if(found.begin(), found.end(), [o](const Cand& c) { return c.second == o; }),
+                  found.end());
+      s.orphans.clear();
+      for (std::size_t j = 0; j < found.size() && j < M; ++j) {
+        add_link(s, found[j].second, o, 0, dist);
+        if (in_degree[o].load(std::memory_order_relaxed) > 0) break;
+      }
+      if (in_degree[o].load(std::memory_order_relaxed) == 0 && !found.empty()) replace_furthest(s, found[0].second, o, dist);
+      queue.insert(queue.end(), s.orphans.begin(), s.orphans.end());
+    }
+    s.orphans.clear();
+  }
+
+  // Puts target in node's layer-0 list, in place of its furthest link if it is full.
+  void replace_furthest(Scratch& s, std::uint32_t node, std::uint32_t target, const Distance& dist) {
+    std::uint32_t* list = s.wide.data();
+    get_links0(node, list);
+    const Split base = this->node(node);
+    std::size_t worst = 0, n = 0;
+    float worst_d = -1.f;
+    for (; n < M0 && list[n] != kNoLink; ++n) {
+      const float d = dist.full(base, this->node(list[n]));
+      if (d > worst_d) worst_d = d, worst = n;
+    }
+    if (n < M0) {  // room left: just link
+      list[n] = target;
+    } else {
+      link_lost(s, list[worst]);
+      list[worst] = target;
+    }
+    link_gained(target);
+    put_links0(node, list);
   }
 
   static void set_links(std::uint32_t* list, std::size_t cap, const std::vector<Cand>& chosen) {
@@ -1169,6 +1257,8 @@ struct HNSWIndex::Impl {
       } else {
         set_links(links(i, lc), max_links(lc), chosen);
       }
+      if (lc == 0)
+        for (const Cand& c : chosen) link_gained(c.second);
       ep = W.front().second;  // the closest found enters the next layer down
       ep_dist = W.front().first;
     }
@@ -1225,6 +1315,7 @@ struct HNSWIndex::Impl {
     const std::int64_t old = count;
     if (!dense_batch) make_ids_sparse();
     reserve(old + n);
+    count_in_degrees();
     std::size_t upper_needed = upper.size();
     for (std::int64_t r = 0; r < n; ++r) {
       const auto i = static_cast<std::size_t>(old + r);
@@ -1270,8 +1361,11 @@ struct HNSWIndex::Impl {
     // as far as possible (one thread: exactly in order, reproducibly).
     const int t_insert = static_cast<int>(std::min<std::int64_t>(threads, std::max<std::int64_t>(1, (count - first) / 64)));
     std::atomic<std::int64_t> next{first};
+    std::vector<std::uint32_t> orphans;  // nodes whose last layer-0 in-link went
+    std::mutex orphans_mutex;
     run_threads(t_insert, [&](int, int) {
       std::unique_ptr<Scratch> s = acquire();
+      s->orphans.clear();
       const Distance dist = distance();  // per thread: it counts evaluations
       for (;;) {
         const std::int64_t begin = next.fetch_add(16);
@@ -1279,8 +1373,35 @@ struct HNSWIndex::Impl {
         const std::int64_t end = std::min<std::int64_t>(count, begin + 16);
         for (std::int64_t i = begin; i < end; ++i) insert(static_cast<std::uint32_t>(i), *s, dist);
       }
+      {
+        std::lock_guard<std::mutex> lock(orphans_mutex);
+        orphans.insert(orphans.end(), s->orphans.begin(), s->orphans.end());
+      }
+      s->orphans.clear();
       release(std::move(s));
     });
+    for (std::int64_t i = old; i < count; ++i)  // new nodes nobody linked back
+      if (in_degree[i].load(std::memory_order_relaxed) == 0) orphans.push_back(static_cast<std::uint32_t>(i));
+    if (!orphans.empty()) {
+      std::unique_ptr<Scratch> s = acquire();
+      repair_orphans(std::move(orphans), *s, distance());
+      release(std::move(s));
+    }
+  }
+
+  // The layer-0 in-degrees from the lists, once (a loaded index has none yet).
+  void count_in_degrees() {
+    if (in_degree_valid) return;
+    std::vector<std::uint32_t> list(M0);
+    for (std::int64_t i = 0; i < count; ++i) in_degree[i].store(0, std::memory_order_relaxed);
+    for (std::int64_t i = 0; i < count; ++i) {
+      get_links0(static_cast<std::uint32_t>(i), list.data());
+      for (const std::uint32_t e : list) {
+        if (e == kNoLink) break;
+        in_degree[e].fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    in_degree_valid = true;
   }
 
   // --- Alg. 5 K-NN-SEARCH -----------------------------------------------------------
@@ -1496,7 +1617,7 @@ struct HNSWIndex::Impl {
   std::size_t memory_usage() const {
     std::size_t bytes = sizeof(Impl) + heads.bytes() + nodes.bytes() +
                         upper.capacity() * 4 + upper_offset.capacity() * 4 + labels.capacity() * 8 +
-                        levels.capacity() + deleted.capacity() + static_cast<std::size_t>(capacity) +
+                        levels.capacity() + deleted.capacity() + static_cast<std::size_t>(capacity) * 5 +
                         centre.capacity() * 4;
     // unordered_map: one bucket pointer per bucket, one heap node per entry
     // (next pointer + key + value, rounded up as malloc does).
