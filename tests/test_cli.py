@@ -37,17 +37,27 @@ def gallery(tmp_path_factory):
     return root
 
 
-def run(env, *args, check=True):
+def run(env, *args, check=True, code=0):
+    """`keensight args...` in a subprocess; with `check`, its exit code must be `code`."""
     p = subprocess.run([sys.executable, "-m", "keensight", *map(str, args)], env=env,
                        capture_output=True, text=True, timeout=300)
-    if check and p.returncode != 0:
-        raise AssertionError(f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+    if check and p.returncode != code:
+        raise AssertionError(f"exit {p.returncode}, expected {code}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}")
     return p
+
+
+def assert_one_line_error(p, command, code=2):
+    """The CLI's error contract: the exit code, one line on stderr naming the command, no traceback."""
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == code, (p.returncode, p.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"keensight {command}: "), p.stderr
+    assert "Traceback" not in p.stderr
+    return lines[0]
 
 
 def test_extract_and_resume(env, gallery, tmp_path):
     out = tmp_path / "features.npz"
-    p = run(env, "extract", gallery, "-o", out, "--batch-size", "4")
+    p = run(env, "extract", gallery, "-o", out, "--batch-size", "4", code=1)  # 1: an unreadable image
     assert "skipped cat/corrupt.jpg" in p.stderr
     with np.load(out) as d:
         assert d["features"].shape == (6, 1280) and d["features"].dtype == np.float32
@@ -61,7 +71,7 @@ def test_extract_and_resume(env, gallery, tmp_path):
     moved = gallery / "coffee" / "coffee_new.jpg"
     extra.rename(moved)
     try:
-        p = run(env, "extract", gallery, "-o", out, "--batch-size", "4")
+        p = run(env, "extract", gallery, "-o", out, "--batch-size", "4", code=1)
         assert "6 image(s) already in" in p.stderr and "1 new image(s)" in p.stderr
         with np.load(out) as d:
             assert d["features"].shape == (7, 1280)
@@ -74,7 +84,7 @@ def test_extract_and_resume(env, gallery, tmp_path):
 
 def test_extract_several_outputs_normalised(env, gallery, tmp_path):
     out = tmp_path / "both.npz"
-    run(env, "extract", gallery, "-o", out, "--outputs", "embedding,logits", "--normalize")
+    run(env, "extract", gallery, "-o", out, "--outputs", "embedding,logits", "--normalize", code=1)
     with np.load(out) as d:
         assert d["features_embedding"].shape == (6, 1280) and d["features_logits"].shape == (6, 1000)
         np.testing.assert_allclose(np.linalg.norm(d["features_embedding"], axis=1), 1, rtol=1e-5)
@@ -91,14 +101,14 @@ def test_classify(env, gallery):
     assert [len(r["top"]) for r in res] == [3, 3]
     assert 281 <= res[0]["top"][0]["class"] <= 285
     assert res[1]["top"][0]["label"] in ("espresso", "cup")
-    p = run(env, "classify", coffee, gallery / "cat" / "corrupt.jpg")
+    p = run(env, "classify", coffee, gallery / "cat" / "corrupt.jpg", code=1)
     assert "espresso" in p.stdout or "cup" in p.stdout
     assert "corrupt.jpg" in p.stderr
 
 
 def test_profile_with_json(env, gallery, tmp_path):
     out = tmp_path / "profile.json"
-    p = run(env, "profile", gallery, "--json", out)
+    p = run(env, "profile", gallery, "--json", out, code=1)
     assert "pets" in p.stdout and "1 unreadable" in p.stdout
     doc = json.loads(out.read_text())
     assert doc["n_images"] == 6
@@ -120,7 +130,7 @@ def test_models_and_info(env):
 
 def test_bad_arguments(env, tmp_path):
     p = run(env, "extract", tmp_path / "nowhere", "-o", tmp_path / "x.npz", check=False)
-    assert p.returncode == 2 and "not a folder" in p.stderr
+    assert p.returncode == 2 and "no such folder" in p.stderr
     p = run(env, "classify", tmp_path / "missing.jpg", check=False)
     assert p.returncode == 1 and "missing.jpg" in p.stderr
 
