@@ -13,15 +13,24 @@
 ``keensight bench``     the benchmark report scripts, run and printed
 
 Every subcommand is a pair of functions, ``_args_<name>(parser)`` adding its options and
-``_cmd_<name>(args) -> exit code``, registered in :data:`COMMANDS`.
+``_cmd_<name>(args) -> exit code``, registered in :data:`COMMANDS`. :func:`main` is the one
+place that turns errors into exit codes (:data:`EXIT_STATUS`): a command raises
+:class:`CommandError` (or lets the package's ValueError / TypeError / OSError through) and
+the user sees one line on stderr, never a traceback; only unexpected exception types (bugs)
+print one.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
+import traceback
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -29,6 +38,7 @@ import numpy as np
 
 import keensight
 
+from . import _validate
 from ._files import atomic_write
 
 
@@ -86,6 +96,188 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+
+# ---------------------------------------------------------------------------------------
+# Exit codes and errors
+# ---------------------------------------------------------------------------------------
+
+EXIT_OK = 0
+EXIT_INPUTS_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program the signal ended
+
+EXIT_STATUS = """\
+exit status (the same rule for every command):
+  0    success: every input was read and the output was written
+  1    some input images could not be read or decoded: each one is named on stderr
+       and the output covers the others (nothing is written when none could be read)
+  2    the command could not run as asked: a bad option value, a missing or unusable
+       file or folder, options that disagree with an existing features file or index;
+       the reason is one line on stderr
+  3    internal error (a bug in keensight): the traceback is printed; please report it
+  130  interrupted (Ctrl-C)
+  141  stdout was closed early (e.g. '| head'), as for a program ended by SIGPIPE
+
+files: keensight never creates the parent folders of a file you name (-o, --json): a
+missing folder is an error (exit 2), reported before any work starts."""
+_SUB_EPILOG = ("exit status: 0 success, 1 some input images could not be read, 2 could not run as asked "
+               "(see 'keensight --help')")
+
+
+class CommandError(Exception):
+    """A command cannot run as asked: :func:`main` prints the message as one line on
+    stderr, prefixed with the command, and exits with `code` (default
+    :data:`EXIT_USAGE`; :data:`EXIT_INPUTS_FAILED` when no input could be read)."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (onnxruntime and others may span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _error(command: str, message: str, code: int = EXIT_USAGE) -> int:
+    print(f"keensight {command}: {message}", file=sys.stderr)
+    return code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line, like every other keensight error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+# ---------------------------------------------------------------------------------------
+# Argument types: a bad value is a usage error (exit 2) before any work starts
+# ---------------------------------------------------------------------------------------
+
+# The keensight validators prefix their messages with the argument's name; argparse
+# names the option itself, so the types below validate under this name and drop it.
+_VALUE = "value"
+
+
+def _arg_type(convert: Callable[[str], Any], name: str) -> Callable[[str], Any]:
+    """An argparse ``type=`` from a keensight validator: its ValueError / TypeError /
+    OSError message becomes the usage error."""
+
+    def parse(text: str) -> Any:
+        try:
+            return convert(text)
+        except (ValueError, TypeError, OSError) as e:
+            msg = _one_line(e)
+            if msg.startswith(_VALUE + ": "):
+                msg = msg[len(_VALUE) + 2:]
+            raise argparse.ArgumentTypeError(msg) from None
+
+    parse.__name__ = name
+    return parse
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{_VALUE}: expected an int, got {text!r}") from None
+
+
+def _int_type(low: int, high: int = _validate.INT32_MAX) -> Callable[[str], int]:
+    """Ints in [low, high] (the C++ core takes 32-bit ints)."""
+    return _arg_type(lambda t: _validate.integer(_parse_int(t), _VALUE, low, high), f"int >= {low}")
+
+
+_positive_int = _int_type(1)
+_non_negative_int = _int_type(0)
+_thread_count = _arg_type(lambda t: _validate.num_threads(_parse_int(t), _VALUE), "threads")
+
+
+def _parse_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{_VALUE}: expected a number, got {text!r}") from None
+    return _validate.real(value, _VALUE)
+
+
+def _convert_fraction(text: str) -> float:
+    value = _parse_number(text)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{_VALUE}: expected a number in (0, 1), got {text}")
+    return value
+
+
+def _convert_gap(text: str) -> float:
+    value = _parse_number(text)
+    if value < 1.0:
+        raise ValueError(f"{_VALUE}: expected a reducing gap >= 1, got {text}")
+    return value
+
+
+def _convert_triple(text: str) -> Tuple[float, float, float]:
+    parts = [p for p in text.replace(" ", "").split(",")]
+    if len(parts) not in (1, 3):
+        raise ValueError(f"{_VALUE}: expected one number or three comma-separated numbers, got {text!r}")
+    values = [_parse_number(p) for p in parts]
+    return tuple(values * 3 if len(values) == 1 else values)  # type: ignore[return-value]
+
+
+def _convert_size(text: str) -> Tuple[int, int]:
+    parts = text.lower().replace(",", "x").split("x")
+    if len(parts) not in (1, 2):
+        raise ValueError(f"{_VALUE}: expected N or HxW, got {text!r}")
+    sizes = [_validate.positive_int(_parse_int(p), _VALUE) for p in parts]
+    return (sizes[0], sizes[-1])
+
+
+def _convert_names(text: str) -> List[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ValueError(f"{_VALUE}: expected comma-separated tensor names, got {text!r}")
+    return names
+
+
+def _convert_folder(text: str) -> Path:
+    if not os.path.exists(text):
+        raise FileNotFoundError(f"{_VALUE}: no such folder: {text!r}")
+    if not os.path.isdir(text):
+        raise NotADirectoryError(f"{_VALUE}: {text!r} is a file, not a folder")
+    return Path(text)
+
+
+def _convert_folder_or_file(text: str) -> Path:
+    return Path(text) if os.path.isdir(text) else Path(_validate.input_file(text, _VALUE))
+
+
+def _convert_spec_file(text: str) -> Dict[str, Any]:
+    path = _validate.input_file(text, _VALUE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            spec = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{_VALUE}: {path} is not JSON ({e})") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{_VALUE}: {path} must hold a JSON object (PreprocessSpec keys), "
+                         f"not {type(spec).__name__}")
+    return spec
+
+
+_fraction = _arg_type(_convert_fraction, "fraction")
+_reducing_gap = _arg_type(_convert_gap, "gap")
+_triple = _arg_type(_convert_triple, "numbers")
+_size = _arg_type(_convert_size, "size")
+_names = _arg_type(_convert_names, "names")
+_folder = _arg_type(_convert_folder, "folder")
+_folder_or_file = _arg_type(_convert_folder_or_file, "path")
+_input_file = _arg_type(lambda t: Path(_validate.input_file(t, _VALUE)), "file")
+_output_file = _arg_type(lambda t: Path(_validate.output_file(t, _VALUE)), "output file")
+_spec_file = _arg_type(_convert_spec_file, "spec file")
+
+
 # ---------------------------------------------------------------------------------------
 # Shared helpers
 # ---------------------------------------------------------------------------------------
@@ -128,35 +320,145 @@ def _list_images(root: Path) -> List[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
+def _images_of_folder(root: Path) -> List[Path]:
+    """:func:`_list_images`, refusing a folder without images (there is nothing to do)."""
+    from .extract import IMAGE_EXTENSIONS
+
+    files = _list_images(root)
+    if not files:
+        raise CommandError(f"no images in {root} (looked for {', '.join(IMAGE_EXTENSIONS)} files, "
+                           "recursively)")
+    return files
+
+
 def _label_of(rel: str) -> str:
     """The sub-folder a file sits in (its class label); "" for files at the top level."""
     parts = rel.split("/")
     return parts[0] if len(parts) > 1 else ""
 
 
-def _error(command: str, message: str, code: int = 2) -> int:
-    print(f"keensight {command}: {message}", file=sys.stderr)
-    return code
-
-
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="efficientnet-lite0",
-                   help="registry name or .onnx path (default: efficientnet-lite0, works offline)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--threads", type=int, default=0, help="network threads (0: all cores)")
-    p.add_argument("--streams", type=int, default=0,
-                   help="batches the network runs side by side (0: min(threads, 4))")
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """Options of how the network runs; the features do not depend on them."""
+    p.add_argument("--batch-size", type=_positive_int, default=16, metavar="N",
+                   help="images per network run (default 16; results do not depend on it)")
+    p.add_argument("--threads", type=_thread_count, default=0, metavar="N",
+                   help=f"network threads, at most {_validate.MAX_THREADS} (default 0: all cores)")
+    p.add_argument("--streams", type=_thread_count, default=0, metavar="N",
+                   help="batches the network runs side by side, at most --threads (default 0: min(threads, 4))")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.add_argument("--jpeg-draft", type=float, nargs="?", const=2.0, default=None, metavar="GAP",
-                   help="decode large JPEGs at a reduced scale keeping at least GAP times the resize "
+
+
+def _add_jpeg_draft_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jpeg-draft", type=_reducing_gap, nargs="?", const=2.0, default=None, metavar="GAP",
+                   help="decode large JPEGs at a reduced scale keeping at least GAP (>= 1) times the resize "
                         "length (default GAP 2, as Pillow's reducing_gap; faster, features differ slightly)")
 
 
-def _extractor(args: argparse.Namespace, outputs: Any, normalize: bool = False):
+def _add_model_args(p: argparse.ArgumentParser, files: bool = True) -> None:
+    """--model, --jpeg-draft, the run options and (for commands that take a model file)
+    the preprocessing options that a file needs."""
+    if files:
+        p.add_argument("--model", default=None, metavar="NAME|FILE.onnx",
+                       help="registry name (see 'keensight models') or an .onnx file, which then needs "
+                            "--input-size or --spec (default: efficientnet-lite0, works offline)")
+    else:
+        p.add_argument("--model", default=None, metavar="NAME",
+                       help="a registry model with ImageNet logits (default: efficientnet-lite0)")
+    _add_jpeg_draft_arg(p)
+    _add_run_args(p)
+    if files:
+        _add_preprocess_args(p)
+
+
+def _add_preprocess_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "input preprocessing", "How an image becomes the network's input: required for --model FILE.onnx "
+        "(--input-size or --spec at least); for a registry model they replace its own settings. "
+        "input = (pixel - mean) / std, pixels 0..255, per channel in the network's channel order.")
+    g.add_argument("--spec", type=_spec_file, default=None, metavar="FILE.json",
+                   help="a JSON object with keys input_size, resize, color_order, mean, std or scale, "
+                        "layout, interpolation (keensight.extract.PreprocessSpec); the options below "
+                        "override it")
+    g.add_argument("--input-size", type=_size, default=None, metavar="N|HxW",
+                   help="the network's input height x width (one number: square)")
+    g.add_argument("--resize", type=_positive_int, default=None, metavar="N",
+                   help="resize the shorter side to N (>= the input size) and crop the input size from "
+                        "the centre (default for a file: stretch the whole image to the input size)")
+    g.add_argument("--mean", type=_triple, default=None, metavar="M|R,G,B",
+                   help="subtracted per channel, in pixel units (default for a file: 0)")
+    scale = g.add_mutually_exclusive_group()
+    scale.add_argument("--std", type=_triple, default=None, metavar="S|R,G,B",
+                       help="divides per channel after the mean, in pixel units (default for a file: 1)")
+    scale.add_argument("--scale", type=_triple, default=None, metavar="S|R,G,B",
+                       help="multiplies per channel after the mean instead of --std, e.g. 0.0039215686 "
+                            "for 1/255")
+    g.add_argument("--layout", type=str.upper, choices=("NCHW", "NHWC"), default=None,
+                   help="the input tensor's axes (default for a file: NCHW)")
+    order = g.add_mutually_exclusive_group()
+    order.add_argument("--rgb", dest="color_order", action="store_const", const="RGB", default=None,
+                       help="the network takes RGB channels (default for a file)")
+    order.add_argument("--bgr", dest="color_order", action="store_const", const="BGR",
+                       help="the network takes BGR channels (OpenCV / Caffe-style models)")
+    g.add_argument("--interpolation", choices=("area", "bilinear"), default=None,
+                   help="resize filter: area averaging when shrinking (default) or bilinear")
+
+
+_SPEC_OPTIONS = ("input_size", "resize", "color_order", "mean", "std", "scale", "layout", "interpolation")
+# PreprocessSpec.coerce takes one key of each pair: an override of one replaces the other.
+_SPEC_ALIASES = {"size": "input_size", "input_size": "size", "scale": "std", "std": "scale"}
+
+
+def _preprocess_spec(args: argparse.Namespace, base: Optional[Dict[str, Any]]):
+    """The PreprocessSpec that the preprocessing options give on top of `base` (the
+    model's or a recorded spec, as a dict; None: start from nothing), or None when no
+    option was given. Namespaces built by other code may lack the options."""
+    from .extract import PreprocessSpec
+
+    overrides: Dict[str, Any] = dict(getattr(args, "spec", None) or {})
+    overrides.update({k: getattr(args, k) for k in _SPEC_OPTIONS if getattr(args, k, None) is not None})
+    if not overrides:
+        return None
+    merged = dict(base or {})
+    for key, value in overrides.items():
+        if key in _SPEC_ALIASES:
+            merged.pop(_SPEC_ALIASES[key], None)
+        merged[key] = value
+    return PreprocessSpec.coerce(merged)
+
+
+def _registry_spec(model: str) -> Optional[Dict[str, Any]]:
+    """A registry model's preprocessing as a dict; None for a model file."""
+    from . import models
+    from .extract import PreprocessSpec
+
+    if model not in models.list_models():
+        return None
+    return dataclasses.asdict(PreprocessSpec.from_model_spec(models.get_model_spec(model)))
+
+
+def _model_name(args: argparse.Namespace) -> str:
+    from . import models
+
+    return getattr(args, "model", None) or models.DEFAULT_MODEL
+
+
+def _extractor(args: argparse.Namespace, outputs: Any, normalize: bool = False, record: Optional[Dict[str, Any]] = None):
+    """The Extractor the options describe (`record`: the one that made a features file
+    or index, whose model, outputs, preprocessing and JPEG decoding it repeats)."""
     from .extract import Extractor
 
-    return Extractor(args.model, outputs=outputs, batch_size=args.batch_size, threads=args.threads or None,
-                     normalize=normalize, jpeg_draft=getattr(args, "jpeg_draft", None) or False,
+    if record is not None:
+        model, spec, jpeg_draft = record["model"], record["preprocess"], record["jpeg_draft"]
+    else:
+        model, jpeg_draft = _model_name(args), getattr(args, "jpeg_draft", None)
+        own = _registry_spec(model)
+        spec = _preprocess_spec(args, own)
+        if spec is None and own is None:
+            raise CommandError(f"--model {model}: a model file needs its input described: --input-size "
+                               "(and --resize, --mean with --std or --scale, --layout, --rgb/--bgr as the "
+                               "network expects) or --spec FILE.json")
+    return Extractor(model, outputs=outputs, batch_size=args.batch_size, threads=args.threads or None,
+                     normalize=normalize, jpeg_draft=jpeg_draft or False, input_spec=spec,
                      streams=getattr(args, "streams", 0) or None)
 
 
@@ -165,7 +467,8 @@ def _logits_output(model: str) -> str:
 
     if model in models.list_models():
         return models.get_model_spec(model).outputs[-1]
-    raise ValueError(f"--model {model!r}: classify and profile need a registry model with ImageNet logits")
+    raise CommandError(f"--model {model!r}: classify and profile need a registry model with ImageNet "
+                       f"logits ({', '.join(models.list_models())})")
 
 
 def _run_with_progress(extractor, items: Sequence[Any], label: str, show: bool, on_batch=None):
@@ -194,6 +497,153 @@ def _run_with_progress(extractor, items: Sequence[Any], label: str, show: bool, 
 def _report_errors(command: str, errors: Sequence[Tuple[str, str]]) -> None:
     for path, msg in errors:
         print(f"keensight {command}: skipped {path}: {msg}", file=sys.stderr)
+
+
+def _status(errors: Sequence[Any]) -> int:
+    """The exit code of a command that produced its output: 1 if some inputs failed."""
+    return EXIT_INPUTS_FAILED if errors else EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------
+# The extraction record: what determined the features of a file or an index
+# ---------------------------------------------------------------------------------------
+
+# Version of the record; a file with another version (or none: keensight before the record
+# existed) cannot be resumed, and an index of another version is rebuilt.
+RECORD_FORMAT = 1
+RECORD_KEY = "extraction"  # the .npz key holding the record as a JSON string
+
+
+def _extraction_record(ex) -> Dict[str, Any]:
+    """Everything the features depend on, as JSON-ready data: the model (name, or the
+    file's absolute path, and the SHA-256 of the network file actually run), the tensors,
+    normalisation, JPEG draft decoding and the preprocessing. Batch size, threads and
+    streams are left out: results do not depend on them."""
+    from . import models
+    from ._lite0 import file_sha256
+
+    model = ex.model if ex.model in models.list_models() else str(Path(ex.model).resolve())
+    draft = ex.jpeg_draft
+    record = {"format": RECORD_FORMAT, "model": model, "model_sha256": file_sha256(ex.model_path_),
+              "outputs": list(ex.outputs_), "normalize": bool(ex.normalize),
+              "jpeg_draft": None if draft is None or draft is False else (1.0 if draft is True else float(draft)),
+              "preprocess": dataclasses.asdict(ex.spec_)}
+    return json.loads(json.dumps(record))  # tuples become lists, as when read back
+
+
+def _check_record(record: Any, source: Path) -> Dict[str, Any]:
+    """`record` (parsed JSON) if it is a record of this version, else CommandError."""
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        got = record.get("format") if isinstance(record, dict) else None
+        raise CommandError(f"{source}: its record of the extraction options has format {got!r}, this "
+                           f"keensight reads format {RECORD_FORMAT}")
+    kinds = {"model": str, "model_sha256": str, "outputs": list, "normalize": bool,
+             "jpeg_draft": (float, int, type(None)), "preprocess": dict}
+    bad = [k for k, kind in kinds.items() if not isinstance(record.get(k), kind)]
+    if bad or not record["outputs"] or not all(isinstance(o, str) for o in record["outputs"]):
+        raise CommandError(f"{source}: its record of the extraction options is damaged "
+                           f"(bad or missing {', '.join(bad) or 'outputs'})")
+    return record
+
+
+def _record_differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
+    """What differs between two records, in words ("normalize: False -> True")."""
+    diffs = []
+    if old["model_sha256"] != new["model_sha256"]:
+        diffs.append(f"model: {old['model']} (SHA-256 {old['model_sha256'][:12]}) -> "
+                     f"{new['model']} (SHA-256 {new['model_sha256'][:12]})")
+    for key in ("outputs", "normalize", "jpeg_draft"):
+        if old[key] != new[key]:
+            diffs.append(f"{key}: {old[key]} -> {new[key]}")
+    for key in sorted(set(old["preprocess"]) | set(new["preprocess"])):
+        a, b = old["preprocess"].get(key), new["preprocess"].get(key)
+        if a != b:
+            diffs.append(f"preprocessing {key}: {a} -> {b}")
+    return diffs
+
+
+def _check_options_match(args: argparse.Namespace, record: Optional[Dict[str, Any]], source: Path) -> None:
+    """Options given on the command line for features that exist already (a features file,
+    an index) must agree with how they were extracted (`record`; None: not recorded):
+    CommandError otherwise, so that no option is silently ignored."""
+    from . import models
+    from ._lite0 import file_sha256
+
+    model = getattr(args, "model", None)
+    draft = getattr(args, "jpeg_draft", None)
+    spec = _preprocess_spec(args, record["preprocess"] if record else None)
+    if record is None:
+        if model is not None or draft is not None or spec is not None:
+            raise CommandError(f"{source} has no record of its extraction options (an older keensight wrote "
+                               "it), so --model, --jpeg-draft and the preprocessing options cannot be checked "
+                               "against it: leave them out or extract anew")
+        return
+    problems = []
+    if model is not None:
+        if model in models.list_models() or record["model"] in models.list_models():
+            same = model == record["model"]
+        else:
+            same = file_sha256(_validate.input_file(model, "--model")) == record["model_sha256"]
+        if not same:
+            problems.append(f"--model {model} (it was made with {record['model']})")
+    if spec is not None and json.loads(json.dumps(dataclasses.asdict(spec))) != record["preprocess"]:
+        problems.append("the preprocessing options given")
+    if draft is not None and float(draft) != record["jpeg_draft"]:
+        problems.append(f"--jpeg-draft {draft} (it was made with {record['jpeg_draft']})")
+    if problems:
+        raise CommandError(f"{source} was not made with {' and '.join(problems)}: leave these options out "
+                           "(they come from the file) or extract anew")
+
+
+@dataclasses.dataclass
+class _FeaturesFile:
+    """An .npz written by ``keensight extract``, checked."""
+
+    paths: List[str]
+    labels: np.ndarray
+    features: Dict[str, np.ndarray]  # output name -> (n, d) float32; the first is "features"
+    failed: List[Tuple[str, str]]
+    record: Optional[Dict[str, Any]]  # None: written before keensight recorded its options
+
+    @property
+    def first(self) -> np.ndarray:
+        return next(iter(self.features.values()))
+
+
+def _read_features_file(path: Path) -> _FeaturesFile:
+    """Read and check an extract .npz; CommandError (one line) for anything else."""
+    what = f"{path} is not a features file of 'keensight extract'"
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            keys = set(f.files)
+            missing = [k for k in ("paths", "labels", "features") if k not in keys]
+            if missing:
+                raise CommandError(f"{what}: it has no {', '.join(missing)}")
+            record = None
+            if RECORD_KEY in keys:
+                try:
+                    record = _check_record(json.loads(str(f[RECORD_KEY][()])), path)
+                except json.JSONDecodeError as e:
+                    raise CommandError(f"{path}: its record of the extraction options is not JSON ({e})") from None
+            outputs = record["outputs"] if record else [str(o) for o in f["outputs"]] if "outputs" in keys else ["features"]
+            names = {o: ("features" if len(outputs) == 1 else f"features_{o}") for o in outputs}
+            if any(k not in keys for k in names.values()):
+                raise CommandError(f"{what}: it has no {', '.join(k for k in names.values() if k not in keys)}")
+            features = {o: f[k] for o, k in names.items()}
+            paths, labels = f["paths"], f["labels"]
+            failed = list(zip(f["failed"].tolist(), f["errors"].tolist())) if {"failed", "errors"} <= keys else []
+    except CommandError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise CommandError(f"{what} ({_one_line(e)})") from None
+    if paths.ndim != 1 or paths.dtype.kind != "U" or labels.shape != paths.shape or labels.dtype.kind != "U":
+        raise CommandError(f"{what}: paths and labels must be two lists of strings of one length")
+    for o, x in features.items():
+        if x.ndim != 2 or x.shape[0] != len(paths) or x.dtype.kind != "f":
+            raise CommandError(f"{what}: the features of {o!r} have shape {x.shape} and dtype {x.dtype}, "
+                               f"expected a float matrix of {len(paths)} rows (one per path)")
+        features[o] = _validate.matrix(x, f"{path}: features", allow_empty=True)
+    return _FeaturesFile([str(p) for p in paths], labels.astype(str), features, failed, record)
 
 
 # ---------------------------------------------------------------------------------------
@@ -292,6 +742,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return status
 
 
+
 # ---------------------------------------------------------------------------------------
 # models
 # ---------------------------------------------------------------------------------------
@@ -328,14 +779,19 @@ def _cmd_models(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------
 
 def _args_extract(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir", type=Path, help="folder of images (sub-folder names become labels)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="features file (.npz)")
-    p.add_argument("--outputs", default=None,
-                   help="comma-separated tensors to save (default: the model's feature output)")
+    p.add_argument("dir", type=_folder, help="folder of images, searched recursively (sub-folder names "
+                                             "become labels)")
+    p.add_argument("-o", "--output", type=_output_file, required=True, metavar="FILE.npz",
+                   help="features file (.npz) in an existing folder; if it exists, the extraction resumes "
+                        "(with the same options only) unless --overwrite")
+    p.add_argument("--outputs", type=_names, default=None, metavar="NAME[,NAME...]",
+                   help="tensors to save, graph outputs or intermediate ones (default: the model's feature "
+                        "output)")
     p.add_argument("--normalize", action="store_true", help="L2-normalise the features")
     p.add_argument("--overwrite", action="store_true", help="start afresh even if the output exists")
-    p.add_argument("--checkpoint-every", type=int, default=20, metavar="BATCHES",
-                   help="save progress every this many batches (resume picks up from there)")
+    p.add_argument("--checkpoint-every", type=_non_negative_int, default=20, metavar="BATCHES",
+                   help="save progress every this many batches, for a resume after an interruption "
+                        "(0: only at the end; default 20)")
     _add_model_args(p)
 
 
@@ -344,59 +800,79 @@ def _save_npz(path: Path, arrays: Dict[str, np.ndarray]) -> None:
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
+def _feature_key(output: str, outputs: Sequence[str]) -> str:
+    """The .npz key of an output's features: "features" for a single output."""
+    return "features" if len(outputs) == 1 else f"features_{output}"
+
+
+def _resumable_rows(args: argparse.Namespace, record: Dict[str, Any], present: Sequence[str]):
+    """(paths, features per output) of an existing output file that a resume keeps: the
+    file must have been extracted with the same options (`record`), and rows of files no
+    longer in the folder (`present`) are dropped, with a note on stderr."""
+    try:
+        old = _read_features_file(args.output)
+    except CommandError as e:
+        raise CommandError(f"cannot resume: {e}; use --overwrite to start afresh") from None
+    if old.record is None:
+        raise CommandError(f"{args.output} was written by an older keensight without a record of its "
+                           "extraction options, so resuming could mix features made otherwise; use "
+                           "--overwrite to start afresh")
+    diffs = _record_differences(old.record, record)
+    if diffs:
+        raise CommandError(f"{args.output} was extracted with other options ({'; '.join(diffs)}): resume "
+                           "with the same options, or use --overwrite to start afresh")
+    wanted = set(present)
+    keep = [i for i, p in enumerate(old.paths) if p in wanted]
+    gone = [p for p in old.paths if p not in wanted]
+    if gone:
+        shown = ", ".join(gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
+        print(f"keensight extract: dropped {len(gone)} row(s) of {args.output} whose files are no longer "
+              f"in {args.dir}: {shown}", file=sys.stderr)
+    return [old.paths[i] for i in keep], {o: x[keep] for o, x in old.features.items()}
+
+
 def _cmd_extract(args: argparse.Namespace) -> int:
     root: Path = args.dir
     if not root.is_dir():
-        return _error("extract", f"{root} is not a folder")
-    outputs = [o for o in args.outputs.split(",") if o] if args.outputs else None
-    try:
-        ex = _extractor(args, outputs, normalize=args.normalize)
-    except (ValueError, TypeError, OSError) as e:
-        return _error("extract", str(e))
-    names = list(ex.outputs_)
-    files = _list_images(root)
+        raise CommandError(f"{root} is not a folder")
+    files = _images_of_folder(root)
     rel = [f.relative_to(root).as_posix() for f in files]
+    ex = _extractor(args, args.outputs, normalize=args.normalize)
+    names = list(ex.outputs_)
+    record = _extraction_record(ex)
 
     done_paths: List[str] = []
-    done_feats: Dict[str, List[np.ndarray]] = {o: [] for o in names}
+    done_feats: Dict[str, np.ndarray] = {}
     if args.output.exists() and not args.overwrite:
-        try:
-            with np.load(args.output, allow_pickle=False) as old:
-                old_names = [str(o) for o in old["outputs"]]
-                if str(old["model"]) != str(args.model) or old_names != names:
-                    return _error("extract", f"{args.output} holds {old_names} of {old['model']}; "
-                                  "use --overwrite to replace it")
-                done_paths = [str(p) for p in old["paths"]]
-                for o in names:
-                    done_feats[o].append(old["features" if len(names) == 1 else f"features_{o}"])
-        except (OSError, KeyError, ValueError) as e:
-            return _error("extract", f"cannot resume from {args.output} ({e}); use --overwrite")
+        done_paths, done_feats = _resumable_rows(args, record, rel)
     done = set(done_paths)
     todo = [i for i, r in enumerate(rel) if r not in done]
     if done:
         print(f"keensight extract: {len(done)} image(s) already in {args.output}, "
               f"{len(todo)} to go", file=sys.stderr)
 
-    failed: List[Tuple[str, str]] = []
-
-    def save(indices, parts, errors) -> None:
+    def save(indices, parts, errors) -> bool:
+        """Write what there is (False, writing nothing, when there are no rows yet)."""
         idx = np.concatenate(indices) if indices else np.empty(0, np.int64)
         paths = done_paths + [rel[todo[i]] for i in idx]
+        if not paths:
+            return False
         arrays: Dict[str, Any] = {
             "paths": np.asarray(paths, dtype=str),
             "labels": np.asarray([_label_of(p) for p in paths], dtype=str),
-            "model": np.asarray(str(args.model)),
+            "model": np.asarray(record["model"]),
             "outputs": np.asarray(names, dtype=str),
             "failed": np.asarray([rel[todo[i]] for i, _ in errors], dtype=str),
             "errors": np.asarray([m for _, m in errors], dtype=str),
+            RECORD_KEY: np.asarray(json.dumps(record)),
         }
         for o in names:
-            chunks = [c for c in done_feats[o] + list(parts.get(o, [])) if c.size]
-            feats = np.concatenate(chunks) if chunks else np.empty((0,), np.float32)
-            arrays["features" if len(names) == 1 else f"features_{o}"] = feats
+            chunks = ([done_feats[o]] if o in done_feats else []) + list(parts.get(o, []))
+            arrays[_feature_key(o, names)] = np.concatenate(chunks)
         if len(names) > 1:
-            arrays["features"] = arrays[f"features_{names[0]}"]
+            arrays["features"] = arrays[_feature_key(names[0], names)]
         _save_npz(args.output, arrays)
+        return True
 
     batches = [0]
 
@@ -411,16 +887,17 @@ def _cmd_extract(args: argparse.Namespace) -> int:
                                                 not args.no_progress, on_batch)
     except KeyboardInterrupt:
         print("keensight extract: interrupted; progress saved at the last checkpoint", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     seconds = time.perf_counter() - t0
-    save([idx], {o: [f] for o, f in feats.items()}, errors)
     failed = [(rel[todo[i]], m) for i, m in errors]
     _report_errors("extract", failed)
+    if not save([idx], {o: [f] for o, f in feats.items()}, errors):
+        raise CommandError(f"no image could be read; {args.output} not written", EXIT_INPUTS_FAILED)
     n_new = len(idx)
     print(f"keensight extract: {n_new} new image(s) in {seconds:.1f} s "
           f"({n_new / max(seconds, 1e-9):.1f} img/s), {len(done_paths) + n_new} in {args.output}, "
           f"{len(failed)} skipped", file=sys.stderr)
-    return 0
+    return _status(failed)
 
 
 # ---------------------------------------------------------------------------------------
@@ -428,10 +905,11 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------
 
 def _args_classify(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", type=Path, help="image files (folders are searched)")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--json", action="store_true", help="print JSON")
-    _add_model_args(p)
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
+                   help="image files, or folders (searched recursively)")
+    p.add_argument("--top-k", type=_positive_int, default=5, metavar="K", help="labels per image (default 5)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a list")
+    _add_model_args(p, files=False)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -443,17 +921,12 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 def _cmd_classify(args: argparse.Namespace) -> int:
     from . import models
 
-    if args.top_k <= 0:
-        return _error("classify", "--top-k must be positive")
     files: List[Path] = []
     for p in args.images:
         files.extend(_list_images(p) if p.is_dir() else [p])
     if not files:
-        return _error("classify", "no images given")
-    try:
-        ex = _extractor(args, _logits_output(args.model))
-    except (ValueError, TypeError, OSError) as e:
-        return _error("classify", str(e))
+        raise CommandError("no images given (the folders hold none)")
+    ex = _extractor(args, _logits_output(_model_name(args)))
     classes = models.imagenet_classes()
     idx, feats, errors = _run_with_progress(ex, files, "classify", not args.no_progress)
     logits = feats.get(ex.outputs_[0], np.empty((0, len(classes))))
@@ -475,7 +948,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
             for t in r["top"]:
                 print(f"  {t['probability']:6.3f}  {t['class']:4d}  {t['label']}")
     _report_errors("classify", [(str(files[i]), m) for i, m in errors])
-    return 0 if results else 1
+    return _status(errors)
 
 
 # ---------------------------------------------------------------------------------------
@@ -483,27 +956,23 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------
 
 def _args_profile(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir", type=Path, help="folder of photos (searched recursively)")
-    p.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the profile as JSON")
-    _add_model_args(p)
+    p.add_argument("dir", type=_folder, help="folder of photos (searched recursively)")
+    p.add_argument("--json", type=_output_file, default=None, metavar="OUT",
+                   help="also write the profile as JSON to OUT (in an existing folder)")
+    _add_model_args(p, files=False)
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
     from . import models, profile
 
     if not args.dir.is_dir():
-        return _error("profile", f"{args.dir} is not a folder")
-    files = _list_images(args.dir)
-    if not files:
-        return _error("profile", f"no images in {args.dir}")
-    try:
-        ex = _extractor(args, _logits_output(args.model))
-    except (ValueError, TypeError, OSError) as e:
-        return _error("profile", str(e))
+        raise CommandError(f"{args.dir} is not a folder")
+    files = _images_of_folder(args.dir)
+    ex = _extractor(args, _logits_output(_model_name(args)))
     idx, feats, errors = _run_with_progress(ex, files, "profile", not args.no_progress)
     _report_errors("profile", [(str(files[i]), m) for i, m in errors])
     if not len(idx):
-        return _error("profile", "no image could be read", 1)
+        raise CommandError("no image could be read", EXIT_INPUTS_FAILED)
     logits = feats[ex.outputs_[0]]
     best, confidence = profile.assign_categories(logits)
     shares = profile.gallery_profile(logits)
@@ -516,7 +985,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         print(f"  {name:16s} {counts[k]:5d}  {100 * shares[name]:5.1f}%  {bar}")
     if args.json is not None:
         doc = {
-            "folder": str(args.dir), "model": str(args.model), "n_images": int(len(idx)),
+            "folder": str(args.dir), "model": _model_name(args), "n_images": int(len(idx)),
             "categories": {name: {"count": int(counts[k]), "share": shares[name]}
                            for k, name in enumerate(profile.CATEGORIES)},
             "images": [{"path": files[i].relative_to(args.dir).as_posix(),
@@ -525,7 +994,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
             "failed": [{"path": files[i].relative_to(args.dir).as_posix(), "error": m} for i, m in errors],
         }
         _write_json(args.json, doc)
-    return 0
+    return _status(errors)
 
 
 # ---------------------------------------------------------------------------------------
@@ -533,9 +1002,10 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------
 
 def _args_bench(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dir", type=Path, default=None,
+    p.add_argument("--dir", type=_folder, default=None,
                    help="benchmarks folder (default: benchmarks/ of the source checkout)")
-    p.add_argument("--only", default=None, help="comma-separated report names, e.g. report,report_extract")
+    p.add_argument("--only", default=None, metavar="NAME[,NAME...]",
+                   help="comma-separated report names, e.g. report,report_extract")
     p.add_argument("extra", nargs=argparse.REMAINDER, help="arguments passed on to every report script")
 
 
@@ -546,18 +1016,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         wanted = {s.strip() for s in args.only.split(",")}
         scripts = [s for s in scripts if s.stem in wanted]
     if not scripts:
-        return _error("bench", f"no report*.py scripts in {folder} (the benchmarks ship with the "
-                      "source checkout, not the wheel; pass --dir)")
-    status = 0
+        raise CommandError(f"no report*.py scripts in {folder} (the benchmarks ship with the source "
+                           "checkout, not the wheel; pass --dir)")
+    failed = []
     for script in scripts:
         print(f"## {script.name}\n", flush=True)
         # The report prints its own tables; they stream straight to our stdout.
         rc = subprocess.call([sys.executable, str(script)] + list(args.extra), cwd=str(folder))
         if rc != 0:
             print(f"keensight bench: {script.name} exited with {rc}", file=sys.stderr)
-            status = rc
+            failed.append(script.name)
         print(flush=True)
-    return status
+    return _status(failed)
 
 
 # ---------------------------------------------------------------------------------------
@@ -565,27 +1035,33 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------
 
 def _folder_features(command: str, args: argparse.Namespace, normalize: bool = True):
-    """(paths, labels, features) of a folder (extracted now) or of an extract .npz."""
+    """(paths, labels, features, record, errors) of a folder (extracted now) or of an
+    extract .npz (whose first output is taken; `record` is None for a file written before
+    keensight recorded its options)."""
     src: Path = args.dir
-    if src.is_file() and src.suffix == ".npz":
-        with np.load(src, allow_pickle=False) as f:
-            feats = f["features"].astype(np.float32)
-            paths = [str(p) for p in f["paths"]]
-            labels = np.asarray([str(x) for x in f["labels"]])
+    if src.is_file():
+        if src.suffix != ".npz":
+            raise CommandError(f"{src} is neither a folder of images nor a features .npz of 'keensight extract'")
+        ff = _read_features_file(src)
+        if not ff.paths:
+            raise CommandError(f"{src} holds no features")
+        _check_options_match(args, ff.record, src)
+        feats = ff.first
         if normalize:
             norms = np.linalg.norm(feats, axis=1, keepdims=True)
             feats = np.divide(feats, norms, out=np.zeros_like(feats), where=norms > 0)
-        return paths, labels, feats
+        record = dict(ff.record, outputs=ff.record["outputs"][:1]) if ff.record else None
+        return ff.paths, ff.labels, feats, record, []
     if not src.is_dir():
-        raise ValueError(f"{src} is neither a folder of images nor a features .npz")
-    files = _list_images(src)
-    if not files:
-        raise ValueError(f"no images under {src}")
+        raise CommandError(f"{src} is neither a folder of images nor a features .npz")
+    files = _images_of_folder(src)
     ex = _extractor(args, None, normalize=normalize)
     idx, feats, errors = _run_with_progress(ex, [str(f) for f in files], command, not args.no_progress)
     _report_errors(command, [(files[i].relative_to(src).as_posix(), m) for i, m in errors])
+    if not len(idx):
+        raise CommandError("no image could be read", EXIT_INPUTS_FAILED)
     rel = [files[i].relative_to(src).as_posix() for i in idx]
-    return rel, np.asarray([_label_of(r) for r in rel]), feats[ex.outputs_[0]]
+    return rel, np.asarray([_label_of(r) for r in rel]), feats[ex.outputs_[0]], _extraction_record(ex), errors
 
 
 def _classifiers(n_features: int, n_gallery: int, m: int) -> List[Tuple[str, Any]]:
@@ -606,40 +1082,48 @@ def _classifiers(n_features: int, n_gallery: int, m: int) -> List[Tuple[str, Any
     ]
 
 
+# Timed predictions per classifier and split: the first call (which also gives the
+# accuracy) warms caches, thread pools and lazy set-up; the median of the rest is reported.
+TIMED_CALLS = 5
+
+
 def _args_evaluate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir", type=Path, help="folder-per-class images, or a features .npz from 'extract'")
-    p.add_argument("--test-size", type=float, default=0.3, help="share of each class used as queries")
-    p.add_argument("--repeats", type=int, default=3, help="random gallery/query splits")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-m", type=int, default=32, help="SequentialClassifier components per granule")
-    p.add_argument("--json", type=Path, default=None, help="also write the table as JSON")
+    p.add_argument("dir", type=_folder_or_file,
+                   help="folder-per-class images, or a features .npz from 'extract' (its first output)")
+    p.add_argument("--test-size", type=_fraction, default=0.3, metavar="FRACTION",
+                   help="share of each class used as queries, in (0, 1) (default 0.3)")
+    p.add_argument("--repeats", type=_positive_int, default=3, metavar="N",
+                   help="random gallery/query splits, averaged (default 3)")
+    p.add_argument("--seed", type=_non_negative_int, default=0,
+                   help="seed of the first split; split r uses seed + r (default 0)")
+    p.add_argument("-m", type=_positive_int, default=32,
+                   help="SequentialClassifier: PCA components per granule (default 32)")
+    p.add_argument("--json", type=_output_file, default=None, metavar="OUT",
+                   help="also write the table as JSON to OUT (in an existing folder)")
     _add_model_args(p)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from sklearn.model_selection import train_test_split
 
-    try:
-        _, labels, feats = _folder_features("evaluate", args)
-    except (ValueError, TypeError, OSError) as e:
-        return _error("evaluate", str(e))
+    _, labels, feats, _, errors = _folder_features("evaluate", args)
     classes, counts = np.unique(labels, return_counts=True)
     if len(classes) < 2 or counts.min() < 2:
-        return _error("evaluate", "need at least two classes with two images each (sub-folders)")
+        raise CommandError("need at least two classes with two images each (sub-folders)")
     if not 0 < args.test_size < 1 or args.repeats < 1:
-        return _error("evaluate", "--test-size must be in (0, 1) and --repeats >= 1")
+        raise CommandError("--test-size must be in (0, 1) and --repeats >= 1")
     results: Dict[str, Dict[str, List[float]]] = {}
     for r in range(args.repeats):
         try:
             g, q, yg, yq = train_test_split(feats, labels, test_size=args.test_size,
                                             random_state=args.seed + r, stratify=labels)
         except ValueError as e:  # too few images for a stratified split
-            return _error("evaluate", str(e))
+            raise CommandError(f"cannot split {len(labels)} images of {len(classes)} classes with "
+                               f"--test-size {args.test_size}: {_one_line(e)}") from None
         for name, clf in _classifiers(feats.shape[1], len(g), args.m):
             clf.fit(g, yg)
-            start = time.perf_counter()
             pred = clf.predict(q)
-            ms = 1e3 * (time.perf_counter() - start) / len(q)
+            ms = _median_ms(lambda: clf.predict(q), TIMED_CALLS) / len(q)
             entry = results.setdefault(name, {"accuracy": [], "ms_per_query": []})
             entry["accuracy"].append(100.0 * float(np.mean(pred == yq)))
             entry["ms_per_query"].append(ms)
@@ -653,9 +1137,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"| {name} | {acc.mean():.2f} ± {acc.std():.2f} | {ms.mean():.4f} |")
         table.append({"classifier": name, "accuracy_mean": acc.mean(), "accuracy_std": acc.std(),
                       "ms_per_query": ms.mean()})
+    print(f"\n(ms per query: median of {TIMED_CALLS} calls after a warm-up call, mean over the splits)")
     if args.json is not None:
-        _write_json(args.json, {"images": len(feats), "classes": classes.tolist(), "table": table})
-    return 0
+        _write_json(args.json, {"images": len(feats), "classes": classes.tolist(), "table": table,
+                                "timing": f"median of {TIMED_CALLS} warm calls per split, mean over splits"})
+    return _status(errors)
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -663,56 +1149,117 @@ def _write_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=float).encode("utf-8")))
 
 
+# Version of the index sidecar (<index>.json): 2 records how the features were extracted.
+INDEX_FORMAT = 2
+
+
 def _args_index(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="action", required=True)
-    b = sub.add_parser("build", help="index the images of a folder (HNSW over CNN features)")
-    b.add_argument("dir", type=Path, help="folder of images, or a features .npz from 'extract'")
-    b.add_argument("-o", "--output", type=Path, required=True, help="index file (a .json sidecar holds the paths)")
-    b.add_argument("-M", type=int, default=16)
-    b.add_argument("--ef-construction", type=int, default=200)
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION", help="build or search")
+    b = sub.add_parser("build", help="index the images of a folder (HNSW over CNN features)",
+                       description="Index the images of a folder (HNSW over CNN features).", epilog=_SUB_EPILOG)
+    b.add_argument("dir", type=_folder_or_file,
+                   help="folder of images, or a features .npz from 'extract' (its first output is indexed)")
+    b.add_argument("-o", "--output", type=_output_file, required=True, metavar="FILE",
+                   help="index file, in an existing folder; FILE.json beside it holds the image paths and "
+                        "how their features were extracted (search repeats it for the queries)")
+    b.add_argument("-M", type=_positive_int, default=16,
+                   help="HNSW links per node, 2..2048 (default 16)")
+    b.add_argument("--ef-construction", type=_positive_int, default=200, metavar="EF",
+                   help="HNSW candidate list while building (default 200)")
     _add_model_args(b)
-    s = sub.add_parser("search", help="the images of an index most similar to query images")
-    s.add_argument("index", type=Path)
-    s.add_argument("images", nargs="+", type=Path)
-    s.add_argument("-k", type=int, default=5)
-    s.add_argument("--ef", type=int, default=64)
-    s.add_argument("--json", action="store_true", help="print JSON")
-    _add_model_args(s)
+    s = sub.add_parser("search", help="the images of an index most similar to query images",
+                       description="The images of an index most similar to query images; the queries' "
+                                   "features are extracted as the index's were.", epilog=_SUB_EPILOG)
+    s.add_argument("index", type=_input_file, help="index file written by 'keensight index build'")
+    s.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="query image files")
+    s.add_argument("-k", type=_positive_int, default=5,
+                   help="neighbours per query, at most the number of indexed images (default 5)")
+    s.add_argument("--ef", type=_positive_int, default=64,
+                   help="HNSW candidate list while searching; at least k is used (default 64)")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a list")
+    s.add_argument("--model", default=None, metavar="NAME|FILE.onnx",
+                   help="a check only: the queries always use the index's model, and a different one "
+                        "is refused (default: the index's)")
+    _add_run_args(s)
+
+
+def _read_sidecar(index_path: Path) -> Dict[str, Any]:
+    """The checked sidecar of an index: paths, labels and the extraction record."""
+    sidecar = index_path.with_name(index_path.name + ".json")
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CommandError(f"cannot open {index_path}: its sidecar {sidecar} (the image paths and "
+                           "extraction options) is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CommandError(f"cannot open {index_path}: {sidecar}: {_one_line(e)}") from None
+    if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else None
+        raise CommandError(f"cannot open {index_path}: {sidecar} has format {got!r}, this keensight reads "
+                           f"format {INDEX_FORMAT} (rebuild the index with 'keensight index build')")
+    paths, labels = meta.get("paths"), meta.get("labels")
+    if (not isinstance(paths, list) or not isinstance(labels, list) or len(paths) != len(labels)
+            or not all(isinstance(x, str) for x in paths + labels)):
+        raise CommandError(f"cannot open {index_path}: {sidecar} must list the paths and labels of the "
+                           "images, two lists of strings of one length")
+    meta["extraction"] = _check_record(meta.get("extraction"), sidecar)
+    return meta
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
+    if args.action == "build":
+        return _index_build(args)
+    return _index_search(args)
+
+
+def _index_build(args: argparse.Namespace) -> int:
     from .search import HNSWIndex
 
-    if args.action == "build":
-        try:
-            paths, labels, feats = _folder_features("index", args)
-            index = HNSWIndex(feats.shape[1], "cosine", M=args.M, ef_construction=args.ef_construction)
-            index.add(feats)
-            index.save(args.output)
-        except (ValueError, TypeError, OSError) as e:
-            return _error("index", str(e))
-        _write_json(args.output.with_name(args.output.name + ".json"),
-                    {"format": 1, "model": str(args.model), "paths": paths, "labels": labels.tolist()})
-        print(f"keensight index: {len(paths)} images -> {args.output}")
-        return 0
+    HNSWIndex(1, "cosine", M=args.M, ef_construction=args.ef_construction)  # bad values: before the extraction
+    paths, labels, feats, record, errors = _folder_features("index build", args)
+    if record is None:
+        raise CommandError(f"{args.dir} has no record of its extraction options (an older keensight wrote "
+                           "it), which an index needs to extract its queries alike: extract it anew")
+    index = HNSWIndex(feats.shape[1], "cosine", M=args.M, ef_construction=args.ef_construction)
+    index.add(feats)
+    index.save(args.output)
+    _write_json(args.output.with_name(args.output.name + ".json"),
+                {"format": INDEX_FORMAT, "extraction": record, "paths": paths, "labels": labels.tolist()})
+    print(f"keensight index: {len(paths)} images -> {args.output}")
+    return _status(errors)
+
+
+def _index_search(args: argparse.Namespace) -> int:
+    from ._lite0 import file_sha256
+    from .search import HNSWIndex
+
+    meta = _read_sidecar(args.index)
     try:
-        meta = json.loads(args.index.with_name(args.index.name + ".json").read_text())
-        if meta.get("format") != 1:
-            raise ValueError("unknown sidecar format")
         index = HNSWIndex.load(args.index)
-    except (OSError, ValueError, KeyError) as e:
-        return _error("index", f"cannot open {args.index}: {e}")
-    args.model = meta["model"]
-    ex = _extractor(args, None, normalize=True)
+    except (OSError, ValueError) as e:
+        raise CommandError(f"cannot open {args.index}: {_one_line(e)}") from None
+    paths, record = meta["paths"], meta["extraction"]
+    if len(index) != len(paths):
+        raise CommandError(f"cannot open {args.index}: it holds {len(index)} vectors but its sidecar lists "
+                           f"{len(paths)} images (the two files do not belong together; rebuild the index)")
+    _check_options_match(args, record, args.index)
+    ex = _extractor(args, record["outputs"][:1], normalize=True, record=record)
+    if file_sha256(ex.model_path_) != record["model_sha256"]:
+        raise CommandError(f"the model file {ex.model_path_} is not the one {args.index} was built with "
+                           f"(SHA-256 {record['model_sha256'][:12]}...): rebuild the index")
     idx, feats, errors = _run_with_progress(ex, [str(p) for p in args.images], "index", False)
-    _report_errors("index", [(str(args.images[i]), m) for i, m in errors])
+    _report_errors("index search", [(str(args.images[i]), m) for i, m in errors])
     if not len(idx):
-        return _error("index", "no readable query image", 1)
-    k = max(1, min(args.k, len(meta["paths"])))
-    dist, ids = index.search(feats[ex.outputs_[0]], k, ef=max(args.ef, k))
+        raise CommandError("no readable query image", EXIT_INPUTS_FAILED)
+    queries = feats[ex.outputs_[0]]
+    if queries.shape[1] != index.dim:
+        raise CommandError(f"the queries' {record['outputs'][0]} features have {queries.shape[1]} values, "
+                           f"the vectors of {args.index} {index.dim}: rebuild the index")
+    k = min(args.k, len(paths))
+    dist, ids = index.search(queries, k, ef=max(args.ef, k))
     out = []
     for qi, row_d, row_i in zip(idx, dist, ids):
-        hits = [{"path": meta["paths"][i], "label": meta["labels"][i], "distance": float(d)}
+        hits = [{"path": paths[i], "label": meta["labels"][i], "distance": float(d)}
                 for d, i in zip(row_d, row_i) if i >= 0]
         out.append({"query": str(args.images[qi]), "neighbors": hits})
     if args.json:
@@ -722,7 +1269,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
             print(entry["query"])
             for h in entry["neighbors"]:
                 print(f"  {h['distance']:.4f}  {h['path']}")
-    return 1 if errors else 0
+    return _status(errors)
 
 
 # ---------------------------------------------------------------------------------------
@@ -743,17 +1290,44 @@ COMMANDS: List[Tuple[str, str, Callable[[argparse.ArgumentParser], None], Callab
     ("bench", "run the benchmark report scripts and print their tables", _args_bench, _cmd_bench),
 ]
 
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="keensight", description="keensight: efficient image recognition on CPUs")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="keensight", description="keensight: efficient image recognition on CPUs",
+                epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"keensight {keensight.__version__}",
+                   help="print the version and exit")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do:")
     for name, help_text, add_args, run in COMMANDS:
-        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp = sub.add_parser(name, help=help_text, description=help_text, epilog=_SUB_EPILOG)
         add_args(sp)
         sp.set_defaults(run=run)
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command; returns its exit code (see :data:`EXIT_STATUS`)."""
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    command = " ".join(["keensight", args.command] + ([args.action] if getattr(args, "action", None) else []))
+    try:
+        status = args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return status
+    except BrokenPipeError:
+        # The reader of stdout went away (`| head`). Point stdout at /dev/null so that the
+        # interpreter's own flush at exit does not fail again, and stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except CommandError as e:
+        print(f"{command}: {_one_line(e)}", file=sys.stderr)
+        return e.code
+    except (ValueError, TypeError, OSError) as e:  # the package's errors for bad input or files
+        print(f"{command}: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception:
+        traceback.print_exc()
+        print(f"{command}: internal error (a bug in keensight; please report it with the traceback above)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
