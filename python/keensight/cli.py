@@ -490,7 +490,8 @@ def _run_with_progress(extractor, items: Sequence[Any], label: str, show: bool, 
     finally:
         progress.close()
     idx = np.concatenate(indices) if indices else np.empty(0, np.int64)
-    feats = {o: np.concatenate(v) for o, v in parts.items() if v}
+    feats = {o: np.concatenate(v) if v else np.empty((0,) + extractor.feature_shapes_[o], np.float32)
+             for o, v in parts.items()}
     return idx, feats, errors
 
 
@@ -515,19 +516,15 @@ RECORD_KEY = "extraction"  # the .npz key holding the record as a JSON string
 
 
 def _extraction_record(ex) -> Dict[str, Any]:
-    """Everything the features depend on, as JSON-ready data: the model (name, or the
-    file's absolute path, and the SHA-256 of the network file actually run), the tensors,
-    normalisation, JPEG draft decoding and the preprocessing. Batch size, threads and
-    streams are left out: results do not depend on them."""
-    from . import models
-    from ._lite0 import file_sha256
-
-    model = ex.model if ex.model in models.list_models() else str(Path(ex.model).resolve())
-    draft = ex.jpeg_draft
-    record = {"format": RECORD_FORMAT, "model": model, "model_sha256": file_sha256(ex.model_path_),
-              "outputs": list(ex.outputs_), "normalize": bool(ex.normalize),
-              "jpeg_draft": None if draft is None or draft is False else (1.0 if draft is True else float(draft)),
-              "preprocess": dataclasses.asdict(ex.spec_)}
+    """Everything the features depend on (the Extractor's ``config``: the model, named
+    or by absolute path, and the SHA-256 of the network file actually run, the tensors,
+    normalisation, JPEG draft decoding and the preprocessing), as JSON-ready data with
+    the record's format. Batch size, threads and streams are left out: results do not
+    depend on them."""
+    config = ex.config
+    record = {"format": RECORD_FORMAT, "model": config["model"], "model_sha256": config["model_sha256"],
+              "outputs": config["outputs"], "normalize": all(config["normalize"].values()),
+              "jpeg_draft": config["jpeg_draft"], "preprocess": config["input_spec"]}
     return json.loads(json.dumps(record))  # tuples become lists, as when read back
 
 
@@ -929,7 +926,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     ex = _extractor(args, _logits_output(_model_name(args)))
     classes = models.imagenet_classes()
     idx, feats, errors = _run_with_progress(ex, files, "classify", not args.no_progress)
-    logits = feats.get(ex.outputs_[0], np.empty((0, len(classes))))
+    logits = feats[ex.outputs_[0]]
     probs = _softmax(logits) if len(idx) else logits
     k = min(args.top_k, probs.shape[1]) if len(idx) else 0
     results = []
@@ -1230,7 +1227,6 @@ def _index_build(args: argparse.Namespace) -> int:
 
 
 def _index_search(args: argparse.Namespace) -> int:
-    from ._lite0 import file_sha256
     from .search import HNSWIndex
 
     meta = _read_sidecar(args.index)
@@ -1244,7 +1240,7 @@ def _index_search(args: argparse.Namespace) -> int:
                            f"{len(paths)} images (the two files do not belong together; rebuild the index)")
     _check_options_match(args, record, args.index)
     ex = _extractor(args, record["outputs"][:1], normalize=True, record=record)
-    if file_sha256(ex.model_path_) != record["model_sha256"]:
+    if ex.model_sha256_ != record["model_sha256"]:
         raise CommandError(f"the model file {ex.model_path_} is not the one {args.index} was built with "
                            f"(SHA-256 {record['model_sha256'][:12]}...): rebuild the index")
     idx, feats, errors = _run_with_progress(ex, [str(p) for p in args.images], "index", False)
