@@ -26,22 +26,23 @@ namespace {
 
 constexpr std::size_t kBufferBytes = std::size_t{1} << 20;
 
-std::string folder_of(const std::string& path) {
+// Position of the last path separator, or npos.
+std::size_t last_separator(const std::string& path) {
 #ifdef _WIN32
-  const std::size_t slash = path.find_last_of("/\\");
+  return path.find_last_of("/\\");
 #else
-  const std::size_t slash = path.find_last_of('/');
+  return path.find_last_of('/');
 #endif
+}
+
+std::string folder_of(const std::string& path) {
+  const std::size_t slash = last_separator(path);
   if (slash == std::string::npos) return ".";
   return slash == 0 ? path.substr(0, 1) : path.substr(0, slash);
 }
 
 std::string base_name(const std::string& path) {
-#ifdef _WIN32
-  const std::size_t slash = path.find_last_of("/\\");
-#else
-  const std::size_t slash = path.find_last_of('/');
-#endif
+  const std::size_t slash = last_separator(path);
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
@@ -52,7 +53,7 @@ std::string random_suffix() {
   static std::atomic<std::uint64_t> counter{0};
   std::uint64_t x = (static_cast<std::uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
   x ^= static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  x ^= counter.fetch_add(0x9E3779B97F4A7C15ull) ;
+  x ^= counter.fetch_add(0x9E3779B97F4A7C15ull);
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;  // splitmix64 finaliser
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
   x ^= x >> 31;
@@ -202,6 +203,7 @@ void AtomicFile::commit() {
   if (!MoveFileExW(widen(temp_path_).c_str(), widen(path_).c_str(),
                    MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH))
     fail("cannot replace '" + path_ + "'", EACCES);
+  committed_ = true;
 #else
   if (::close(fd) != 0) fail("cannot write '" + path_ + "'", errno);
   if (std::rename(temp_path_.c_str(), path_.c_str()) != 0) fail("cannot replace '" + path_ + "'", errno);
@@ -213,7 +215,6 @@ void AtomicFile::commit() {
     ::close(dir);
   }
 #endif
-  committed_ = true;
 }
 
 }  // namespace keensight::detail
