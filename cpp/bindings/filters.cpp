@@ -7,6 +7,7 @@
 #include "keensight/filters.hpp"
 
 namespace keensight::bindings {
+using namespace ::keensight::filters;
 
 namespace {
 

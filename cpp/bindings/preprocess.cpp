@@ -12,6 +12,7 @@
 #include "keensight/preprocess.hpp"
 
 namespace keensight::bindings {
+using namespace ::keensight::preprocess;
 
 namespace {
 

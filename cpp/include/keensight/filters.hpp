@@ -10,7 +10,7 @@
 
 #include "keensight/core.hpp"
 
-namespace keensight {
+namespace keensight::filters {
 
 // The largest kernel side, in taps, that any filter or kernel maker accepts, for
 // every depth and whether the size is given or derived from sigma (a Gaussian of
@@ -134,4 +134,4 @@ enum class GradientOperator : int { sobel = 0, prewitt = 1, scharr = 2 };
 void gradient_magnitude(const ImageView& src, const ImageView& dst, GradientOperator op,
                         int ksize, bool l1, const FilterOptions& opt = {});
 
-}  // namespace keensight
+}  // namespace keensight::filters

@@ -26,7 +26,7 @@
 
 #include "keensight/core.hpp"
 
-namespace keensight {
+namespace keensight::preprocess {
 
 enum class Interpolation : int { bilinear = 0, area = 1 };
 enum class TensorLayout : int { nchw = 0, nhwc = 1 };
@@ -78,4 +78,4 @@ void check_preprocess_options(const PreprocessOptions& options);
 void preprocess_batch(const PreprocessSource* sources, std::int64_t n,
                       const PreprocessOptions& options, float* dst);
 
-}  // namespace keensight
+}  // namespace keensight::preprocess

@@ -71,7 +71,7 @@ class FlatIndex {
   void reset();
 
   // Binary file: magic "KSFLAT", format version, metric, dim, count, float32
-  // rows, FNV-1a 64 checksum (search/index_io.hpp). Written atomically (temp
+  // rows, FNV-1a 64 checksum (core/container.hpp). Written atomically (temp
   // file + rename); load throws ValueError for a corrupt, truncated or
   // wrong-version file, and for contents add() would refuse (NaN, infinity,
   // chi2 negatives).

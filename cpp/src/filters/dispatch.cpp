@@ -6,7 +6,7 @@
 #define KEENSIGHT_X86_FENCE 1
 #endif
 
-namespace keensight::filters_detail {
+namespace keensight::filters::detail {
 
 const FilterKernels& filter_kernels(Isa isa) {
 #ifdef KEENSIGHT_HAVE_AVX512
@@ -44,4 +44,4 @@ void stream_fence() {
 #endif
 }
 
-}  // namespace keensight::filters_detail
+}  // namespace keensight::filters::detail

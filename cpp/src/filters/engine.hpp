@@ -25,7 +25,7 @@
 
 #include "keensight/filters.hpp"
 
-namespace keensight::filters_detail {
+namespace keensight::filters::detail {
 
 void run_direct(const ImageView& src, const std::vector<ImageView>& dsts,
                 const std::vector<Kernel2D>& kernels, const FilterOptions& opt, double scale = 1.0);
@@ -70,4 +70,4 @@ void check_kernel_size(std::int64_t ksize, const char* name, bool odd);
 // A double for an error message: 6 significant digits ("1e+300", not 301 digits).
 std::string number_text(double v);
 
-}  // namespace keensight::filters_detail
+}  // namespace keensight::filters::detail

@@ -7,16 +7,16 @@
 
 #include "filters/engine.hpp"
 
-namespace keensight {
+namespace keensight::filters {
 
-using filters_detail::check_kernel_size;
-using filters_detail::check_options;
-using filters_detail::check_pair;
-using filters_detail::gaussian_kernel_fixed;
-using filters_detail::number_text;
-using filters_detail::run_direct;
-using filters_detail::run_separable;
-using filters_detail::run_separable_u8;
+using detail::check_kernel_size;
+using detail::check_options;
+using detail::check_pair;
+using detail::gaussian_kernel_fixed;
+using detail::number_text;
+using detail::run_direct;
+using detail::run_separable;
+using detail::run_separable_u8;
 
 namespace {
 
@@ -95,7 +95,7 @@ std::vector<float> prewitt_factor(int order) {
 // are exact in integers take the 16-bit integer path, others the float one.
 void run_one_separable(const ImageView& src, const ImageView& dst, const std::vector<float>& kx,
                        const std::vector<float>& ky, const FilterOptions& opt, double scale) {
-  if (src.depth == Depth::u8 && filters_detail::integer_kernels_fit_u8(kx, ky))
+  if (src.depth == Depth::u8 && filters::detail::integer_kernels_fit_u8(kx, ky))
     run_separable_u8(src, dst, {to_int16(kx)}, {to_int16(ky)}, Combine::sum, false, opt, scale);
   else
     run_separable(src, dst, {kx}, {ky}, Combine::sum, opt, scale);
@@ -193,7 +193,7 @@ void gaussian_blur(const ImageView& src, const ImageView& dst, int ksize_x, int 
     // OpenCV's uint16 Gaussian is fixed point too (ufixedpoint32: taps in units
     // of 2^-16), and OpenCV 4.x / 5.x take that path for every kernel size, sigma
     // and border (it has no float fallback for 16U): exact integer sums.
-    filters_detail::run_gaussian_u16(src, dst, gaussian_kernel_fixed(ksize_x, sigma_x, 16),
+    filters::detail::run_gaussian_u16(src, dst, gaussian_kernel_fixed(ksize_x, sigma_x, 16),
                                      gaussian_kernel_fixed(ksize_y, sigma_y, 16), opt);
     return;
   }
@@ -294,8 +294,8 @@ void gradient_magnitude(const ImageView& src, const ImageView& dst, GradientOper
   const std::vector<std::vector<float>> ky = {pad_center(xy, h), pad_center(yy, h)};
   const Combine combine = l1 ? Combine::magnitude_l1 : Combine::magnitude_l2;
   check_terms(src, dst, kx, ky, combine, opt);
-  if (src.depth == Depth::u8 && filters_detail::integer_kernels_fit_u8(kx[0], ky[0]) &&
-      filters_detail::integer_kernels_fit_u8(kx[1], ky[1])) {
+  if (src.depth == Depth::u8 && filters::detail::integer_kernels_fit_u8(kx[0], ky[0]) &&
+      filters::detail::integer_kernels_fit_u8(kx[1], ky[1])) {
     run_separable_u8(src, dst, {to_int16(kx[0]), to_int16(kx[1])},
                      {to_int16(ky[0]), to_int16(ky[1])}, combine, false, opt);  // exact derivatives
     return;
@@ -303,4 +303,4 @@ void gradient_magnitude(const ImageView& src, const ImageView& dst, GradientOper
   run_separable(src, dst, kx, ky, combine, opt);
 }
 
-}  // namespace keensight
+}  // namespace keensight::filters

@@ -6,10 +6,10 @@
 
 #include "filters/engine.hpp"
 
-namespace keensight {
+namespace keensight::filters {
 
-using filters_detail::check_kernel_size;
-using filters_detail::number_text;
+using detail::check_kernel_size;
+using detail::number_text;
 
 namespace {
 void require_finite(double v, const char* name) {
@@ -61,7 +61,7 @@ std::vector<double> gaussian_kernel(int ksize, double sigma) {
   return k;
 }
 
-namespace filters_detail {
+namespace detail {
 
 std::vector<std::int32_t> gaussian_kernel_fixed(int ksize, double sigma, int fraction_bits) {
   if (fraction_bits < 1 || fraction_bits > 16)
@@ -87,7 +87,7 @@ std::vector<std::int32_t> gaussian_kernel_fixed(int ksize, double sigma, int fra
   return q;
 }
 
-}  // namespace filters_detail
+}  // namespace detail
 
 int gaussian_ksize_for_sigma(double sigma, Depth depth) {
   require_finite(sigma, "sigma");
@@ -220,4 +220,4 @@ std::vector<double> deriv_kernel(int order, int ksize) {
   return k;
 }
 
-}  // namespace keensight
+}  // namespace keensight::filters

@@ -64,7 +64,7 @@
 
 #include "keensight/core.hpp"
 
-namespace keensight::filters_detail {
+namespace keensight::filters::detail {
 
 struct FilterKernels {
   void (*load_row)(const void* src, Depth depth, std::int64_t n, float* dst);
@@ -181,4 +181,4 @@ inline void depth_bounds(Depth d, float& lo, float& hi) {
   }
 }
 
-}  // namespace keensight::filters_detail
+}  // namespace keensight::filters::detail

@@ -10,7 +10,7 @@
 
 #include "filters/kernels.hpp"
 
-namespace keensight::filters_detail {
+namespace keensight::filters::detail {
 namespace {
 
 void load_row(const void* src, Depth depth, std::int64_t n, float* dst) {
@@ -717,4 +717,4 @@ const FilterKernels& filter_kernels_avx2() {
   return table;
 }
 
-}  // namespace keensight::filters_detail
+}  // namespace keensight::filters::detail

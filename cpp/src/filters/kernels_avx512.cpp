@@ -27,7 +27,7 @@
 
 #include "filters/kernels.hpp"
 
-namespace keensight::filters_detail {
+namespace keensight::filters::detail {
 namespace {
 
 inline __mmask16 tail_mask(std::int64_t rem) {
@@ -477,4 +477,4 @@ const FilterKernels& filter_kernels_avx512() {
   return table;
 }
 
-}  // namespace keensight::filters_detail
+}  // namespace keensight::filters::detail

@@ -5,7 +5,7 @@
 
 #include "filters/kernels.hpp"
 
-namespace keensight::filters_detail {
+namespace keensight::filters::detail {
 namespace {
 
 template <class T>
@@ -218,4 +218,4 @@ const FilterKernels& filter_kernels_scalar() {
   return table;
 }
 
-}  // namespace keensight::filters_detail
+}  // namespace keensight::filters::detail

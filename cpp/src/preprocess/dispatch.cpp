@@ -1,6 +1,6 @@
 #include "preprocess/kernels.hpp"
 
-namespace keensight::preprocess_detail {
+namespace keensight::preprocess::detail {
 
 const PreprocessKernels& preprocess_kernels() {
 #ifdef KEENSIGHT_HAVE_AVX2
@@ -11,4 +11,4 @@ const PreprocessKernels& preprocess_kernels() {
   return preprocess_kernels_scalar();
 }
 
-}  // namespace keensight::preprocess_detail
+}  // namespace keensight::preprocess::detail

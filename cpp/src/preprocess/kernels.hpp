@@ -18,7 +18,7 @@
 
 #include "keensight/core.hpp"
 
-namespace keensight::preprocess_detail {
+namespace keensight::preprocess::detail {
 
 struct PreprocessKernels {
   void (*vertical_u8)(const std::uint8_t* const* rows, const float* weights, int ntaps,
@@ -37,4 +37,4 @@ const PreprocessKernels& preprocess_kernels_avx2();
 // The table for the active ISA level.
 const PreprocessKernels& preprocess_kernels();
 
-}  // namespace keensight::preprocess_detail
+}  // namespace keensight::preprocess::detail

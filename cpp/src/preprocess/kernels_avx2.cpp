@@ -7,7 +7,7 @@
 
 #include "preprocess/kernels.hpp"
 
-namespace keensight::preprocess_detail {
+namespace keensight::preprocess::detail {
 namespace {
 
 inline __m256 load8_u8(const std::uint8_t* p) {
@@ -91,4 +91,4 @@ constexpr PreprocessKernels kTable = {vertical_u8, horizontal_store};
 
 const PreprocessKernels& preprocess_kernels_avx2() { return kTable; }
 
-}  // namespace keensight::preprocess_detail
+}  // namespace keensight::preprocess::detail

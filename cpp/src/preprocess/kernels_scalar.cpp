@@ -1,7 +1,7 @@
 // Scalar reference kernels of the preprocess area (see kernels.hpp).
 #include "preprocess/kernels.hpp"
 
-namespace keensight::preprocess_detail {
+namespace keensight::preprocess::detail {
 namespace {
 
 void vertical_u8(const std::uint8_t* const* rows, const float* weights, int ntaps, std::int64_t n,
@@ -35,4 +35,4 @@ constexpr PreprocessKernels kTable = {vertical_u8, horizontal_store};
 
 const PreprocessKernels& preprocess_kernels_scalar() { return kTable; }
 
-}  // namespace keensight::preprocess_detail
+}  // namespace keensight::preprocess::detail

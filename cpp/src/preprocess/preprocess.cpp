@@ -11,7 +11,7 @@
 #include "core/parallel.hpp"
 #include "preprocess/kernels.hpp"
 
-namespace keensight {
+namespace keensight::preprocess {
 
 namespace {
 
@@ -172,10 +172,10 @@ void preprocess_batch(const PreprocessSource* sources, std::int64_t n, const Pre
   }
   const std::int64_t plane = o.rows * o.cols;
   const bool nchw = o.layout == TensorLayout::nchw;
-  const auto& kernels = preprocess_detail::preprocess_kernels();
+  const auto& kernels = preprocess::detail::preprocess_kernels();
   // One work item per output row of every image; chunks of whole rows keep each thread's
   // writes contiguous.
-  detail::parallel_chunks(n * o.rows, 16, [&](std::int64_t begin, std::int64_t end) {
+  keensight::detail::parallel_chunks(n * o.rows, 16, [&](std::int64_t begin, std::int64_t end) {
     std::vector<float> row(static_cast<std::size_t>(widest_row));
     std::vector<const std::uint8_t*> src_rows;
     std::vector<float> wv;

@@ -1,6 +1,6 @@
 #include "search/kernels.hpp"
 
-namespace keensight::search_detail {
+namespace keensight::search::detail {
 
 const SearchKernels& search_kernels(Isa isa) {
 #ifdef KEENSIGHT_HAVE_AVX512
@@ -15,4 +15,4 @@ const SearchKernels& search_kernels(Isa isa) {
 
 const SearchKernels& search_kernels() { return search_kernels(active_isa()); }
 
-}  // namespace keensight::search_detail
+}  // namespace keensight::search::detail

@@ -1,11 +1,11 @@
-// FlatIndex: stored rows + exact k-NN (knn.cpp) + the index file (index_io.hpp).
+// FlatIndex: stored rows + exact k-NN (knn.cpp) + the index file (core/container.hpp).
 #include <algorithm>
 #include <cmath>
 #include <mutex>
 #include <string>
 
 #include "keensight/search.hpp"
-#include "search/index_io.hpp"
+#include "core/container.hpp"
 
 namespace keensight::search {
 namespace {
@@ -74,7 +74,7 @@ void FlatIndex::reset() {
 
 void FlatIndex::save(const std::string& path) const {
   std::shared_lock<std::shared_mutex> lock(*mutex_);
-  search_detail::IndexWriter out(path, kFlatMagic, kFlatVersion);
+  keensight::detail::ContainerWriter out(path, kFlatMagic, kFlatVersion);
   out.write_value(static_cast<std::uint32_t>(metric_));
   out.write_value(std::uint32_t{0});
   out.write_value(dim_);
@@ -84,7 +84,7 @@ void FlatIndex::save(const std::string& path) const {
 }
 
 FlatIndex FlatIndex::load(const std::string& path) {
-  search_detail::IndexReader in(path, kFlatMagic, "FlatIndex");
+  keensight::detail::ContainerReader in(path, kFlatMagic, "FlatIndex");
   in.require_version(kFlatVersion);
   const auto metric = in.read_value<std::uint32_t>();
   in.read_value<std::uint32_t>();

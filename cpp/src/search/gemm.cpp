@@ -2,7 +2,7 @@
 
 #include <vector>
 
-namespace keensight::search_detail {
+namespace keensight::search::detail {
 
 const GemmKernels& gemm_kernels(Isa isa) {
 #ifdef KEENSIGHT_HAVE_AVX2
@@ -92,4 +92,4 @@ void gemm_rows(const GemmKernels& kern, const float* a, std::int64_t lda, std::i
   }
 }
 
-}  // namespace keensight::search_detail
+}  // namespace keensight::search::detail

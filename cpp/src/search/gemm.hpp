@@ -16,9 +16,10 @@
 #include <memory>
 #include <new>
 
+#include "core/buffer.hpp"
 #include "search/gemm_kernels.hpp"
 
-namespace keensight::search_detail {
+namespace keensight::search::detail {
 
 // kc: 256 coordinates. The kernel's B slice is then 256 x 16 floats = 16 KiB,
 // which stays in a 32 KiB L1 beside the A and C lines streaming through; a
@@ -37,25 +38,8 @@ constexpr std::int64_t kGemmMC = 48;
 // measured ~4% slower at 2k x 30k x 1280, 6 MiB no better.
 constexpr std::int64_t kGemmBlockBytes = std::int64_t{3} << 20;
 
-// A float buffer with 64-byte alignment (the kernels load panels aligned); RAII.
-class AlignedFloats {
- public:
-  AlignedFloats() = default;
-  explicit AlignedFloats(std::int64_t n) { resize(n); }
-  void resize(std::int64_t n) {
-    if (n <= capacity_) return;
-    ptr_.reset(static_cast<float*>(::operator new[](static_cast<std::size_t>(n) * sizeof(float), std::align_val_t(64))));
-    capacity_ = n;
-  }
-  float* get() const { return ptr_.get(); }
-
- private:
-  struct Free {
-    void operator()(float* p) const { ::operator delete[](p, std::align_val_t(64)); }
-  };
-  std::unique_ptr<float, Free> ptr_;
-  std::int64_t capacity_ = 0;
-};
+// The packed panels live in the core aligned buffer.
+using AlignedFloats = keensight::detail::AlignedBuffer<float>;
 
 inline std::int64_t round_up(std::int64_t x, std::int64_t m) { return (x + m - 1) / m * m; }
 
@@ -96,4 +80,4 @@ inline std::int64_t gemm_block_rows(std::int64_t dim, int nr) {
   return std::max<std::int64_t>(nr, rows / nr * nr);
 }
 
-}  // namespace keensight::search_detail
+}  // namespace keensight::search::detail

@@ -7,7 +7,7 @@
 
 #include "search/gemm_kernels.hpp"
 
-namespace keensight::search_detail {
+namespace keensight::search::detail {
 namespace {
 
 constexpr int kMR = 6, kNR = 16;
@@ -206,4 +206,4 @@ const GemmKernels kTable = {kMR, kNR, tile_6x16, tile_rows_6x16, bias_scale_min,
 
 const GemmKernels& gemm_kernels_avx2() { return kTable; }
 
-}  // namespace keensight::search_detail
+}  // namespace keensight::search::detail

@@ -23,7 +23,7 @@
 
 #include "keensight/core.hpp"
 
-namespace keensight::search_detail {
+namespace keensight::search::detail {
 
 struct GemmKernels {
   int mr;  // rows of A per tile (queries: broadcast operand)
@@ -61,4 +61,4 @@ const GemmKernels& gemm_kernels_avx2();
 const GemmKernels& gemm_kernels();
 const GemmKernels& gemm_kernels(Isa isa);
 
-}  // namespace keensight::search_detail
+}  // namespace keensight::search::detail

@@ -86,13 +86,13 @@
 #include "core/atomic_file.hpp"
 #include "search/gemm.hpp"
 #include "search/kernels.hpp"
-#include "search/topk.hpp"
+#include "core/topk.hpp"
 
 namespace keensight::search {
 
 namespace {
 
-using search_detail::SearchKernels;
+using search::detail::SearchKernels;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr int kMaxLevel = 30;
 constexpr int kMaxGranule = 1 << 24;  // the largest dim: a larger granule means the same
@@ -382,9 +382,9 @@ struct Distance {
       for (std::uint32_t j = 0; j < n; ++j) out[j] = head_value[j] - kernels->dot(q.tail, index.tail(ids[j]), tail_dim);
       return;
     }
-    const float* rows[search_detail::kBoundedLockstep];
-    float init[search_detail::kBoundedLockstep], bounds[search_detail::kBoundedLockstep];
-    std::uint32_t slot[search_detail::kBoundedLockstep];
+    const float* rows[search::detail::kBoundedLockstep];
+    float init[search::detail::kBoundedLockstep], bounds[search::detail::kBoundedLockstep];
+    std::uint32_t slot[search::detail::kBoundedLockstep];
     std::int64_t m = 0;
     const float b = abandon ? bound : kInf;
     for (std::uint32_t j = 0; j < n; ++j) {
@@ -395,7 +395,7 @@ struct Distance {
       bounds[m] = b;
       slot[m++] = j;
     }
-    float value[search_detail::kBoundedLockstep];
+    float value[search::detail::kBoundedLockstep];
     kernels->l2_sq_bounded_many(q.tail, rows, m, tail_dim, tail_granule, bounds, init, value);
     for (std::int64_t r = 0; r < m; ++r) out[slot[r]] = value[r];
   }
@@ -592,7 +592,7 @@ struct HNSWIndex::Impl {
   Distance distance() const {
     // ip has no bound to abandon at (partial inner products are not monotone).
     const bool l2 = opt.metric != Metric::ip;
-    return Distance{&search_detail::search_kernels(), head_dim, dim - head_dim,
+    return Distance{&search::detail::search_kernels(), head_dim, dim - head_dim,
                     kTailGranules * opt.granule, l2, l2 && opt.early_termination};
   }
 
@@ -633,7 +633,7 @@ struct HNSWIndex::Impl {
   // SIMD pass per row: a NaN or an infinity makes the squared norm NaN or
   // inf, so only a row that fails is searched element by element for them.
   void check_rows(const float* x, std::int64_t n, const char* what, const float* centre) const {
-    const SearchKernels& k = search_detail::search_kernels();
+    const SearchKernels& k = search::detail::search_kernels();
     for (std::int64_t r = 0; r < n; ++r) {
       const float* row = x + r * dim;
       const float norm2 = centre ? k.l2_sq(row, centre, dim) : k.dot(row, row, dim);
@@ -673,8 +673,8 @@ struct HNSWIndex::Impl {
   struct PackedRotation {
     int nr = 0;
     std::int64_t k = 0;                  // 0: dense
-    search_detail::AlignedFloats panels;  // dense: R (dim rows)
-    search_detail::AlignedFloats vt, tt, v;  // WY: V^T (k rows of dim), T^T (k rows of k), V (dim rows of k)
+    search::detail::AlignedFloats panels;  // dense: R (dim rows)
+    search::detail::AlignedFloats vt, tt, v;  // WY: V^T (k rows of dim), T^T (k rows of k), V (dim rows of k)
     std::size_t floats = 0;
   };
   mutable std::mutex packed_mutex;
@@ -683,9 +683,9 @@ struct HNSWIndex::Impl {
   std::shared_ptr<PackedRotation> pack_rotation(const float* r, int nr) const {
     auto p = std::make_shared<PackedRotation>();
     p->nr = nr;
-    p->floats = static_cast<std::size_t>(search_detail::packed_size(dim, dim, nr));
+    p->floats = static_cast<std::size_t>(search::detail::packed_size(dim, dim, nr));
     p->panels.resize(static_cast<std::int64_t>(p->floats));
-    search_detail::pack_panels(r, dim, dim, dim, nr, nullptr, nullptr, p->panels.get());
+    search::detail::pack_panels(r, dim, dim, dim, nr, nullptr, nullptr, p->panels.get());
     return p;
   }
 
@@ -699,14 +699,14 @@ struct HNSWIndex::Impl {
       for (std::int64_t j = 0; j < k; ++j) vt[static_cast<std::size_t>(j * dim + i)] = V[i * k + j];
     for (std::int64_t i = 0; i < k; ++i)
       for (std::int64_t j = 0; j < k; ++j) tt[static_cast<std::size_t>(j * k + i)] = T[i * k + j];
-    const std::int64_t n_vt = search_detail::packed_size(k, dim, nr), n_tt = search_detail::packed_size(k, k, nr),
-                       n_v = search_detail::packed_size(dim, k, nr);
+    const std::int64_t n_vt = search::detail::packed_size(k, dim, nr), n_tt = search::detail::packed_size(k, k, nr),
+                       n_v = search::detail::packed_size(dim, k, nr);
     p->vt.resize(n_vt);
     p->tt.resize(n_tt);
     p->v.resize(n_v);
-    search_detail::pack_panels(vt.data(), dim, k, dim, nr, nullptr, nullptr, p->vt.get());
-    search_detail::pack_panels(tt.data(), k, k, k, nr, nullptr, nullptr, p->tt.get());
-    search_detail::pack_panels(V, k, dim, k, nr, nullptr, nullptr, p->v.get());
+    search::detail::pack_panels(vt.data(), dim, k, dim, nr, nullptr, nullptr, p->vt.get());
+    search::detail::pack_panels(tt.data(), k, k, k, nr, nullptr, nullptr, p->tt.get());
+    search::detail::pack_panels(V, k, dim, k, nr, nullptr, nullptr, p->v.get());
     p->floats = static_cast<std::size_t>(n_vt + n_tt + n_v);
     return p;
   }
@@ -753,7 +753,7 @@ struct HNSWIndex::Impl {
     return r;
   }
 
-  std::shared_ptr<const PackedRotation> packed_rotation(const search_detail::GemmKernels& g) const {
+  std::shared_ptr<const PackedRotation> packed_rotation(const search::detail::GemmKernels& g) const {
     std::lock_guard<std::mutex> lock(packed_mutex);
     if (packed->nr != g.nr) packed = repack(*packed, g.nr);
     return packed;
@@ -761,25 +761,25 @@ struct HNSWIndex::Impl {
 
   // n rows of x (not normalised) times the rotation into out (n x dim).
   void rotate_rows(const float* x, std::int64_t n, float* out) const {
-    const search_detail::GemmKernels& g = search_detail::gemm_kernels();
+    const search::detail::GemmKernels& g = search::detail::gemm_kernels();
     const std::shared_ptr<const PackedRotation> rot = packed_rotation(g);
-    const std::int64_t mc = search_detail::round_up(search_detail::kGemmMC, g.mr);
-    const std::int64_t ldc = search_detail::round_up(dim, g.nr);
-    search_detail::AlignedFloats c(mc * ldc);
-    const std::int64_t k = rot->k, ldw = search_detail::round_up(std::max<std::int64_t>(k, 1), g.nr);
-    search_detail::AlignedFloats w(k ? mc * ldw : 0), w2(k ? mc * ldw : 0);
+    const std::int64_t mc = search::detail::round_up(search::detail::kGemmMC, g.mr);
+    const std::int64_t ldc = search::detail::round_up(dim, g.nr);
+    search::detail::AlignedFloats c(mc * ldc);
+    const std::int64_t k = rot->k, ldw = search::detail::round_up(std::max<std::int64_t>(k, 1), g.nr);
+    search::detail::AlignedFloats w(k ? mc * ldw : 0), w2(k ? mc * ldw : 0);
     for (std::int64_t i0 = 0; i0 < n; i0 += mc) {
       const std::int64_t m = std::min(mc, n - i0);
       const float* src = x + i0 * dim;
       float* dst = out + i0 * dim;
       if (k == 0) {
-        search_detail::gemm_rows(g, src, dim, m, rot->panels.get(), dim, dim, c.get(), ldc);
+        search::detail::gemm_rows(g, src, dim, m, rot->panels.get(), dim, dim, c.get(), ldc);
         for (std::int64_t r = 0; r < m; ++r) std::copy(c.get() + r * ldc, c.get() + r * ldc + dim, dst + r * dim);
         continue;
       }
-      search_detail::gemm_rows(g, src, dim, m, rot->vt.get(), k, dim, w.get(), ldw);     // x V
-      search_detail::gemm_rows(g, w.get(), ldw, m, rot->tt.get(), k, k, w2.get(), ldw);  // (x V) T
-      search_detail::gemm_rows(g, w2.get(), ldw, m, rot->v.get(), dim, k, c.get(), ldc); // ((x V) T) V^T
+      search::detail::gemm_rows(g, src, dim, m, rot->vt.get(), k, dim, w.get(), ldw);     // x V
+      search::detail::gemm_rows(g, w.get(), ldw, m, rot->tt.get(), k, k, w2.get(), ldw);  // (x V) T
+      search::detail::gemm_rows(g, w2.get(), ldw, m, rot->v.get(), dim, k, c.get(), ldc); // ((x V) T) V^T
       for (std::int64_t r = 0; r < m; ++r)
         for (std::int64_t j = 0; j < dim; ++j) dst[r * dim + j] = src[r * dim + j] - c.get()[r * ldc + j];
     }
@@ -790,7 +790,7 @@ struct HNSWIndex::Impl {
   // once per block, not once per row: for 784-d it is 2.4 MB). Each row's
   // result depends only on the row, never on the blocking (thread count).
   void transform_rows(const float* x, std::int64_t n, float* out) const {
-    const SearchKernels& k = search_detail::search_kernels();
+    const SearchKernels& k = search::detail::search_kernels();
     const bool cosine = opt.metric == Metric::cosine;
     if (!rotated) {
       for (std::int64_t r = 0; r < n; ++r) {
@@ -883,7 +883,7 @@ struct HNSWIndex::Impl {
       }
       return;
     }
-    constexpr std::uint32_t kGroup = static_cast<std::uint32_t>(search_detail::kBoundedLockstep);
+    constexpr std::uint32_t kGroup = static_cast<std::uint32_t>(search::detail::kBoundedLockstep);
     for (std::uint32_t j0 = 0; j0 < n_fresh; j0 += kGroup) {
       const std::uint32_t nb = std::min(kGroup, n_fresh - j0);
       for (std::uint32_t j = j0 + kTailPrefetchAhead; j < std::min(n_fresh, j0 + nb + kTailPrefetchAhead); ++j)
@@ -1472,7 +1472,7 @@ struct HNSWIndex::Impl {
     run_threads(threads, [&](int t, int nt) {
       std::unique_ptr<Scratch> s = acquire();
       const Distance dist = distance();
-      search_detail::TopK top(k);
+      keensight::detail::TopK top(k);
       std::vector<float> dd(exhaustive ? static_cast<std::size_t>(k) : 0);
       std::vector<std::int64_t> ii(dd.size());
       // Queries are rotated in blocks of up to kQueryBlockBytes (and at least
@@ -1540,7 +1540,7 @@ struct HNSWIndex::Impl {
       return;
     }
     check_rotation(r);
-    packed = pack_rotation(r, search_detail::gemm_kernels().nr);
+    packed = pack_rotation(r, search::detail::gemm_kernels().nr);
     rotated = true;
   }
 
@@ -1593,7 +1593,7 @@ struct HNSWIndex::Impl {
     const std::vector<float> Vf(V.begin(), V.end()), Tf(T.begin(), T.end());
     std::lock_guard<std::mutex> lock(packed_mutex);
     centre.clear();  // set again by the first add
-    packed = pack_wy(Vf.data(), Tf.data(), k, search_detail::gemm_kernels().nr);
+    packed = pack_wy(Vf.data(), Tf.data(), k, search::detail::gemm_kernels().nr);
     rotated = true;
   }
 
@@ -1601,7 +1601,7 @@ struct HNSWIndex::Impl {
 
   // Finite values and orthonormal rows (to 1e-3) of `rows` x dim.
   void check_orthonormal(const float* r, std::int64_t rows, const char* what) const {
-    const SearchKernels& k = search_detail::search_kernels();
+    const SearchKernels& k = search::detail::search_kernels();
     const auto n = static_cast<std::size_t>(rows * dim);
     for (std::size_t j = 0; j < n; ++j)
       if (!std::isfinite(r[j])) throw ValueError(std::string("HNSWIndex: ") + what + " contains NaN or infinity");
@@ -1656,7 +1656,7 @@ namespace {
 
 class FileWriter {
  public:
-  explicit FileWriter(detail::AtomicFile& file) : file_(file) {}
+  explicit FileWriter(keensight::detail::AtomicFile& file) : file_(file) {}
   void raw(const void* data, std::size_t n) { file_.write(data, n); }
   void payload(const void* data, std::size_t n) {
     raw(data, n);
@@ -1669,7 +1669,7 @@ class FileWriter {
   std::uint64_t bytes = 0;
 
  private:
-  detail::AtomicFile& file_;
+  keensight::detail::AtomicFile& file_;
 };
 
 struct FileCloser {
@@ -1710,7 +1710,7 @@ class PayloadReader {
 
 void HNSWIndex::Impl::save(const std::string& path) const {
   std::shared_lock<std::shared_mutex> read(rw);
-  detail::AtomicFile file(path);  // random name, exclusive create, fsync, rename
+  keensight::detail::AtomicFile file(path);  // random name, exclusive create, fsync, rename
   {
     FileWriter w(file);
     char header[kHeaderBytes] = {};
@@ -1858,7 +1858,7 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
     for (std::size_t i = 0; i < k; ++i)
       for (std::size_t j = 0; j < k; ++j)
         if (!std::isfinite(T[i * k + j]) || (j < i && T[i * k + j] != 0.f)) in.fail("bad rotation");
-    impl->packed = impl->pack_wy(V.data(), T.data(), k, search_detail::gemm_kernels().nr);
+    impl->packed = impl->pack_wy(V.data(), T.data(), k, search::detail::gemm_kernels().nr);
     impl->rotated = true;
     try {
       impl->check_rotation(impl->dense_rotation().data());  // the reflectors make a rotation
@@ -1874,7 +1874,7 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
     } catch (const ValueError& e) {
       in.fail(e.what());
     }
-    impl->packed = impl->pack_rotation(r.data(), search_detail::gemm_kernels().nr);
+    impl->packed = impl->pack_rotation(r.data(), search::detail::gemm_kernels().nr);
     impl->rotated = true;
   }
   if (has_rotation != 0 && version >= 3) {
@@ -1965,7 +1965,7 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
   // Vectors as add() stores them: finite, of norm at most kHNSWMaxNorm
   // (centred ones included: the centre was subtracted before storing), unit
   // for cosine (to the rotation's tolerance).
-  const SearchKernels& kernels = search_detail::search_kernels();
+  const SearchKernels& kernels = search::detail::search_kernels();
   for (std::size_t i = 0; i < n; ++i) {
     const Split v = impl->node(static_cast<std::uint32_t>(i));
     for (std::int64_t j = 0; j < impl->dim; ++j)

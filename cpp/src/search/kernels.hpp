@@ -14,7 +14,7 @@
 
 #include "keensight/core.hpp"
 
-namespace keensight::search_detail {
+namespace keensight::search::detail {
 
 struct SearchKernels {
   float (*l2_sq)(const float* a, const float* b, std::int64_t n);
@@ -82,4 +82,4 @@ const SearchKernels& search_kernels_avx512();
 const SearchKernels& search_kernels();
 const SearchKernels& search_kernels(Isa isa);
 
-}  // namespace keensight::search_detail
+}  // namespace keensight::search::detail

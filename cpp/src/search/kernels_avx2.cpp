@@ -8,7 +8,7 @@
 
 #include "search/kernels.hpp"
 
-namespace keensight::search_detail {
+namespace keensight::search::detail {
 namespace {
 
 inline float hsum(__m256 v) {
@@ -182,4 +182,4 @@ const SearchKernels kTable = {l2_sq,      dot,        l1,        chi2,      l2_s
 
 const SearchKernels& search_kernels_avx2() { return kTable; }
 
-}  // namespace keensight::search_detail
+}  // namespace keensight::search::detail

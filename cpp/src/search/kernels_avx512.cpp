@@ -21,7 +21,7 @@
 
 #include "search/kernels.hpp"
 
-namespace keensight::search_detail {
+namespace keensight::search::detail {
 namespace {
 
 // A fixed tree of additions (monotone in each lane: l2_sq_bounded relies on it).
@@ -233,4 +233,4 @@ const SearchKernels& search_kernels_avx512() {
   return table;
 }
 
-}  // namespace keensight::search_detail
+}  // namespace keensight::search::detail

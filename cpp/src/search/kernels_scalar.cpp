@@ -5,7 +5,7 @@
 
 #include "search/kernels.hpp"
 
-namespace keensight::search_detail {
+namespace keensight::search::detail {
 namespace {
 
 // Four partial sums, as the SIMD kernels keep several accumulators: the
@@ -105,4 +105,4 @@ const SearchKernels kTable = {l2_sq,      dot,        l1,        chi2,      l2_s
 
 const SearchKernels& search_kernels_scalar() { return kTable; }
 
-}  // namespace keensight::search_detail
+}  // namespace keensight::search::detail

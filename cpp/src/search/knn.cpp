@@ -42,15 +42,15 @@
 #include "keensight/search.hpp"
 #include "search/gemm.hpp"
 #include "search/kernels.hpp"
-#include "search/topk.hpp"
+#include "core/topk.hpp"
 
 namespace keensight::search {
 namespace {
 
-using search_detail::AlignedFloats;
-using search_detail::GemmKernels;
-using search_detail::SearchKernels;
-using search_detail::TopK;
+using search::detail::AlignedFloats;
+using search::detail::GemmKernels;
+using search::detail::SearchKernels;
+using keensight::detail::TopK;
 
 // Below this many queries the GEMM path does not pay for packing the base
 // (measured at 60k x 1280, one thread: packing ~25 ms, about one read of the
@@ -136,20 +136,20 @@ inline void push_row(TopK& heap, const float* values, std::int64_t count, std::i
 void gemm_worker(const SearchKernels& sk, const float* queries, std::int64_t q0, std::int64_t q1, const float* base,
                  std::int64_t b0, std::int64_t b1, std::int64_t dim, Metric metric, const float* centre, TopK* heaps,
                  float* max_sq_norm) {
-  const GemmKernels& kern = search_detail::gemm_kernels();
+  const GemmKernels& kern = search::detail::gemm_kernels();
   const int mr = kern.mr, nr = kern.nr;
-  const std::int64_t mc = search_detail::round_up(search_detail::kGemmMC, mr);
-  const std::int64_t nb = search_detail::gemm_block_rows(dim, nr);
-  const std::int64_t ldc = search_detail::round_up(nb, nr);
+  const std::int64_t mc = search::detail::round_up(search::detail::kGemmMC, mr);
+  const std::int64_t nb = search::detail::gemm_block_rows(dim, nr);
+  const std::int64_t ldc = search::detail::round_up(nb, nr);
   const std::int64_t chunk = std::max<std::int64_t>(mc, kQueryChunkBytes / (dim * 4) / mc * mc);
   const bool cosine = metric == Metric::cosine;
   const float scale = metric == Metric::l2 ? -2.f : -1.f;
 
-  AlignedFloats a_pack(search_detail::packed_size(std::min(chunk, q1 - q0), dim, mr));
-  AlignedFloats b_pack(search_detail::packed_size(std::min(nb, b1 - b0), dim, nr));
+  AlignedFloats a_pack(search::detail::packed_size(std::min(chunk, q1 - q0), dim, mr));
+  AlignedFloats b_pack(search::detail::packed_size(std::min(nb, b1 - b0), dim, nr));
   AlignedFloats c(mc * ldc);
-  std::vector<float> bias(static_cast<std::size_t>(search_detail::round_up(nb, nr))),
-      norms(static_cast<std::size_t>(search_detail::round_up(nb, nr))),
+  std::vector<float> bias(static_cast<std::size_t>(search::detail::round_up(nb, nr))),
+      norms(static_cast<std::size_t>(search::detail::round_up(nb, nr))),
       row_scale(static_cast<std::size_t>(std::max(chunk, nb)));
   float max_norm = 0.f;
 
@@ -158,14 +158,14 @@ void gemm_worker(const SearchKernels& sk, const float* queries, std::int64_t q0,
     const float* qrows = queries + qs * dim;
     if (cosine)
       for (std::int64_t i = 0; i < mq; ++i) row_scale[i] = inverse_norm(sk, qrows + i * dim, dim);
-    search_detail::pack_panels(qrows, dim, mq, dim, mr, cosine ? row_scale.data() : nullptr, centre, a_pack.get());
+    search::detail::pack_panels(qrows, dim, mq, dim, mr, cosine ? row_scale.data() : nullptr, centre, a_pack.get());
 
     for (std::int64_t bs = b0; bs < b1; bs += nb) {
       const std::int64_t mb = std::min(nb, b1 - bs);
       const float* brows = base + bs * dim;
       if (cosine) {  // unit rows: scaled while packed
         for (std::int64_t j = 0; j < mb; ++j) row_scale[j] = inverse_norm(sk, brows + j * dim, dim);
-        search_detail::pack_panels(brows, dim, mb, dim, nr, row_scale.data(), nullptr, b_pack.get());
+        search::detail::pack_panels(brows, dim, mb, dim, nr, row_scale.data(), nullptr, b_pack.get());
       } else {  // the packing pass also yields ||b||^2 (one read of the base, not two)
         const float* rows[64];  // nr <= 64 in every kernel table
         for (std::int64_t p0 = 0; p0 < mb; p0 += nr) {
@@ -179,7 +179,7 @@ void gemm_worker(const SearchKernels& sk, const float* queries, std::int64_t q0,
 
       for (std::int64_t ic = 0; ic < mq; ic += mc) {
         const std::int64_t m = std::min(mc, mq - ic);
-        search_detail::gemm_packed(kern, a_pack.get() + ic * dim, m, b_pack.get(), mb, dim, c.get(), ldc);
+        search::detail::gemm_packed(kern, a_pack.get() + ic * dim, m, b_pack.get(), mb, dim, c.get(), ldc);
         for (std::int64_t i = 0; i < m; ++i) {
           TopK& heap = heaps[qs + ic + i - q0];
           float* row = c.get() + i * ldc;
@@ -258,7 +258,7 @@ std::vector<float> sample_centre(const float* base, std::int64_t n, std::int64_t
 // - cosine (unit rows): |approximate - pair| <= 2 gamma_(h+4).
 // Each bound is doubled for safety.
 bool certified(Metric metric, std::int64_t dim, double tau, double kth, double p, double max_b) {
-  const std::int64_t slice = search_detail::gemm_slice_length(dim);
+  const std::int64_t slice = search::detail::gemm_slice_length(dim);
   const std::int64_t h = std::max(slice + (dim + slice - 1) / slice, dim / 8 + 8) + 2;
   const double u = std::ldexp(1.0, -24);
   if (!(std::isfinite(tau) && std::isfinite(kth))) return false;
@@ -316,13 +316,13 @@ void run_split(std::int64_t nq, std::int64_t n, std::int64_t unit, std::int64_t 
   const std::int64_t threads = get_num_threads();
   const std::int64_t units = (n + unit - 1) / unit;
   if (threads <= 1 || units < 2 * threads || nq * heap_size > kMaxSplitBaseCandidates) {
-    detail::parallel_chunks(nq, 4, [&](std::int64_t begin, std::int64_t end) {
+    keensight::detail::parallel_chunks(nq, 4, [&](std::int64_t begin, std::int64_t end) {
       worker(begin, end, std::int64_t{0}, n, heaps.data() + begin);
     });
     return;
   }
   std::mutex merge_mutex;
-  detail::parallel_chunks(units, 1, [&](std::int64_t begin, std::int64_t end) {
+  keensight::detail::parallel_chunks(units, 1, [&](std::int64_t begin, std::int64_t end) {
     std::vector<TopK> part;
     part.reserve(static_cast<std::size_t>(nq));
     for (std::int64_t i = 0; i < nq; ++i) part.emplace_back(heap_size);
@@ -331,9 +331,8 @@ void run_split(std::int64_t nq, std::int64_t n, std::int64_t unit, std::int64_t 
     std::vector<std::int64_t> idx(static_cast<std::size_t>(heap_size));
     std::lock_guard<std::mutex> lock(merge_mutex);
     for (std::int64_t i = 0; i < nq; ++i) {
-      const std::int64_t kept = part[i].size();
       part[i].write_sorted(d.data(), idx.data(), 0.f);
-      for (std::int64_t j = 0; j < kept; ++j) heaps[i].push(d[j], idx[j]);
+      heaps[i].merge(d.data(), idx.data(), heap_size);
     }
   });
 }
@@ -377,7 +376,7 @@ void knn(const float* queries, std::int64_t nq, const float* base, std::int64_t 
     check_non_negative(queries, nq * dim, "queries");
     check_non_negative(base, n * dim, "base");
   }
-  const SearchKernels& sk = search_detail::search_kernels();
+  const SearchKernels& sk = search::detail::search_kernels();
   const float inf = std::numeric_limits<float>::infinity();
   const std::int64_t kk = std::min(k, n);  // slots that can hold a neighbour
 
@@ -396,7 +395,7 @@ void knn(const float* queries, std::int64_t nq, const float* base, std::int64_t 
   std::vector<TopK> heaps;
   if (!uses_gemm(metric) || nq < kMinGemmQueries) {
     pair_search(sk, queries, nullptr, nq, base, n, dim, k, metric, heaps);
-    detail::parallel_chunks(nq, 256, [&](std::int64_t begin, std::int64_t end) {
+    keensight::detail::parallel_chunks(nq, 256, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t i = begin; i < end; ++i) write_exact(i, heaps[i]);
     });
     return;
@@ -410,7 +409,7 @@ void knn(const float* queries, std::int64_t nq, const float* base, std::int64_t 
   for (std::int64_t i = 0; i < nq; ++i) heaps.emplace_back(kc);
   float max_sq_norm = 0.f;
   std::mutex norm_mutex;
-  run_split(nq, n, search_detail::gemm_block_rows(dim, search_detail::gemm_kernels().nr), kc, heaps,
+  run_split(nq, n, search::detail::gemm_block_rows(dim, search::detail::gemm_kernels().nr), kc, heaps,
             [&](std::int64_t q0, std::int64_t q1, std::int64_t b0, std::int64_t b1, TopK* h) {
               float local = 0.f;
               gemm_worker(sk, queries, q0, q1, base, b0, b1, dim, metric, c, h, &local);
@@ -420,7 +419,7 @@ void knn(const float* queries, std::int64_t nq, const float* base, std::int64_t 
   const double max_b = std::sqrt(static_cast<double>(max_sq_norm)) * (1.0 + gamma(dim + 2));
 
   std::vector<char> done(static_cast<std::size_t>(nq), 0);
-  detail::parallel_chunks(nq, 64, [&](std::int64_t begin, std::int64_t end) {
+  keensight::detail::parallel_chunks(nq, 64, [&](std::int64_t begin, std::int64_t end) {
     std::vector<float> approx(static_cast<std::size_t>(kc));
     std::vector<std::int64_t> cand(static_cast<std::size_t>(kc));
     std::vector<float> shifted(c ? static_cast<std::size_t>(dim) : 0);
@@ -462,7 +461,7 @@ void knn(const float* queries, std::int64_t nq, const float* base, std::int64_t 
     if (!done[i]) rest.push_back(i);
   if (rest.empty()) return;
   pair_search(sk, queries, &rest, static_cast<std::int64_t>(rest.size()), base, n, dim, k, metric, heaps);
-  detail::parallel_chunks(static_cast<std::int64_t>(rest.size()), 256, [&](std::int64_t begin, std::int64_t end) {
+  keensight::detail::parallel_chunks(static_cast<std::int64_t>(rest.size()), 256, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t r = begin; r < end; ++r) write_exact(rest[r], heaps[r]);
   });
 }

@@ -1,5 +1,5 @@
-// Internal: the k best (distance, index) pairs of a stream, for every index in
-// the search area. Order: smaller distance first, ties broken by smaller index,
+// Internal: the k best (distance, index) pairs of a stream, for every index and
+// every partial search (threads over row ranges, shards of a sharded index). Order: smaller distance first, ties broken by smaller index,
 // so results never depend on the order candidates arrive in (blocks, threads).
 #pragma once
 
@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-namespace keensight::search_detail {
+namespace keensight::detail {
 
 class TopK {
  public:
@@ -52,6 +52,17 @@ class TopK {
     heap_.clear();
   }
 
+  // Tie-aware merge of a partial result (count pairs, e.g. one shard's or one
+  // thread's sorted top-k): pairs with index < 0 (unfilled slots) are skipped.
+  // Pushing under the total order (distance, index) makes the merged k exactly
+  // the k best of the union, whatever the order partial results arrive in:
+  // a tie at the k-th distance keeps the smaller index, as one search over all
+  // rows would.
+  void merge(const float* distances, const std::int64_t* indices, std::int64_t count) {
+    for (std::int64_t j = 0; j < count; ++j)
+      if (indices[j] >= 0) push(distances[j], indices[j]);
+  }
+
   void clear() { heap_.clear(); }
 
  private:
@@ -60,4 +71,18 @@ class TopK {
   std::vector<Item> heap_;  // max-heap: the worst kept pair on top
 };
 
-}  // namespace keensight::search_detail
+// Merges `parts` result tables of nq queries x k (row-major, best first, index
+// -1 for unfilled slots, as every index's search writes them) into one nq x k
+// table under the total order (distance, index). Used by sharded search: with
+// exact shards the result equals one exact search over all rows.
+inline void merge_results(const float* const* distances, const std::int64_t* const* indices, std::int64_t parts,
+                          std::int64_t nq, std::int64_t k, float* out_distances, std::int64_t* out_indices,
+                          float fill) {
+  TopK heap(k);
+  for (std::int64_t q = 0; q < nq; ++q) {
+    for (std::int64_t p = 0; p < parts; ++p) heap.merge(distances[p] + q * k, indices[p] + q * k, k);
+    heap.write_sorted(out_distances + q * k, out_indices + q * k, fill);
+  }
+}
+
+}  // namespace keensight::detail

@@ -1,11 +1,11 @@
-// Internal: the binary file container shared by the search indexes (FlatIndex,
+// Internal: the one binary file container of every index (FlatIndex,
 // HNSW): one place for the magic, the format version, the checksum and the
 // atomic write.
 //
 // Layout (little-endian):
 //   magic     8 bytes naming the index type ("KSFLAT" padded with zeros, ...)
 //   version   uint32, the index type's format version
-//   body      the index's own header fields, then its payload (IndexWriter::write)
+//   body      the index's own header fields, then its payload (ContainerWriter::write)
 //   checksum  uint64, FNV-1a 64 of every byte before it
 //
 // A file is written through core/atomic_file.hpp (an exclusively created
@@ -26,19 +26,19 @@
 
 #include "core/atomic_file.hpp"
 
-namespace keensight::search_detail {
+namespace keensight::detail {
 
 // FNV-1a 64 (Fowler-Noll-Vo), continuing from `hash` (start: kFnvOffset).
 constexpr std::uint64_t kFnvOffset = 14695981039346656037ull;
 std::uint64_t fnv1a64(const void* data, std::size_t bytes, std::uint64_t hash = kFnvOffset);
 
-class IndexWriter {
+class ContainerWriter {
  public:
   // Opens a temporary file beside `path`; `magic` has at most 8 characters.
   // The temporary file is removed unless commit() succeeds.
-  IndexWriter(const std::string& path, const std::string& magic, std::uint32_t version);
-  IndexWriter(const IndexWriter&) = delete;
-  IndexWriter& operator=(const IndexWriter&) = delete;
+  ContainerWriter(const std::string& path, const std::string& magic, std::uint32_t version);
+  ContainerWriter(const ContainerWriter&) = delete;
+  ContainerWriter& operator=(const ContainerWriter&) = delete;
 
   void write(const void* data, std::size_t bytes);
   template <class T>
@@ -54,14 +54,14 @@ class IndexWriter {
   std::uint64_t hash_ = kFnvOffset;
 };
 
-class IndexReader {
+class ContainerReader {
  public:
   // Opens and verifies `path` (size, checksum, magic); `what` names the index
   // type in messages ("FlatIndex"). Throws ValueError.
-  IndexReader(const std::string& path, const std::string& magic, const char* what);
-  ~IndexReader();
-  IndexReader(const IndexReader&) = delete;
-  IndexReader& operator=(const IndexReader&) = delete;
+  ContainerReader(const std::string& path, const std::string& magic, const char* what);
+  ~ContainerReader();
+  ContainerReader(const ContainerReader&) = delete;
+  ContainerReader& operator=(const ContainerReader&) = delete;
 
   std::uint32_t version() const { return version_; }
   // Throws ValueError unless version() is between 1 and `newest`.
@@ -87,4 +87,4 @@ class IndexReader {
   std::uint64_t position_ = 0, body_end_ = 0;
 };
 
-}  // namespace keensight::search_detail
+}  // namespace keensight::detail

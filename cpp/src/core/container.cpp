@@ -1,4 +1,4 @@
-#include "search/index_io.hpp"
+#include "core/container.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -7,7 +7,7 @@
 #include "keensight/core.hpp"
 
 
-namespace keensight::search_detail {
+namespace keensight::detail {
 namespace {
 
 constexpr std::size_t kMagicBytes = 8;
@@ -66,27 +66,27 @@ std::uint64_t fnv1a64(const void* data, std::size_t bytes, std::uint64_t hash) {
 }
 
 // ---------------------------------------------------------------------------
-IndexWriter::IndexWriter(const std::string& path, const std::string& magic, std::uint32_t version)
+ContainerWriter::ContainerWriter(const std::string& path, const std::string& magic, std::uint32_t version)
     : file_((require_little_endian(), path)) {
   const std::string m = padded_magic(magic);
   write(m.data(), kMagicBytes);
   write_value(version);
 }
 
-void IndexWriter::write(const void* data, std::size_t bytes) {
+void ContainerWriter::write(const void* data, std::size_t bytes) {
   if (bytes == 0) return;
   file_.write(data, bytes);
   hash_ = fnv1a64(data, bytes, hash_);
 }
 
-void IndexWriter::commit() {
+void ContainerWriter::commit() {
   const std::uint64_t checksum = hash_;
   file_.write(&checksum, sizeof checksum);
   file_.commit();
 }
 
 // ---------------------------------------------------------------------------
-IndexReader::IndexReader(const std::string& path, const std::string& magic, const char* what)
+ContainerReader::ContainerReader(const std::string& path, const std::string& magic, const char* what)
     : path_(path), what_(what) {
   require_little_endian();
   file_ = std::fopen(path.c_str(), "rb");
@@ -120,28 +120,28 @@ IndexReader::IndexReader(const std::string& path, const std::string& magic, cons
   if (!seek(file_, position_)) fail("cannot seek");
 }
 
-IndexReader::~IndexReader() {
+ContainerReader::~ContainerReader() {
   if (file_) std::fclose(file_);
 }
 
-void IndexReader::fail(const std::string& why) const {
+void ContainerReader::fail(const std::string& why) const {
   throw ValueError(std::string(what_) + " file '" + path_ + "': " + why);
 }
 
-void IndexReader::require_version(std::uint32_t newest) const {
+void ContainerReader::require_version(std::uint32_t newest) const {
   if (version_ < 1 || version_ > newest)
     fail("unsupported format version " + std::to_string(version_) + " (this build reads 1.." +
          std::to_string(newest) + ")");
 }
 
-void IndexReader::read(void* data, std::size_t bytes) {
+void ContainerReader::read(void* data, std::size_t bytes) {
   if (bytes > remaining()) fail("truncated (fields past the end of the data)");
   if (bytes > 0 && std::fread(data, 1, bytes, file_) != bytes) fail("truncated (read error)");
   position_ += bytes;
 }
 
-void IndexReader::finish() const {
+void ContainerReader::finish() const {
   if (remaining() != 0) fail(std::to_string(remaining()) + " unexpected bytes after the data");
 }
 
-}  // namespace keensight::search_detail
+}  // namespace keensight::detail
