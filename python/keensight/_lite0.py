@@ -24,7 +24,6 @@ odd), and batch norm uses TensorFlow's epsilon, 1e-3.
 from __future__ import annotations
 
 import collections
-import hashlib
 import io
 import math
 import pickle
@@ -331,15 +330,6 @@ def load_torch_state_dict(path: PathLike) -> Dict[str, np.ndarray]:
     if bad:
         raise pickle.UnpicklingError(f"{path}: entries that are not tensors: {bad[:5]}")
     return dict(obj)
-
-
-def file_sha256(path: PathLike, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(chunk_bytes), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------

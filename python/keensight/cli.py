@@ -564,7 +564,7 @@ def _check_options_match(args: argparse.Namespace, record: Optional[Dict[str, An
     an index) must agree with how they were extracted (`record`; None: not recorded):
     CommandError otherwise, so that no option is silently ignored."""
     from . import models
-    from ._lite0 import file_sha256
+    from ._files import file_sha256
 
     model = getattr(args, "model", None)
     draft = getattr(args, "jpeg_draft", None)
@@ -909,10 +909,12 @@ def _args_classify(p: argparse.ArgumentParser) -> None:
     _add_model_args(p, files=False)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z.astype(np.float64))
-    return e / e.sum(axis=1, keepdims=True)
+def _class_probabilities(logits: np.ndarray) -> np.ndarray:
+    """ImageNet class probabilities of each row of logits: the package's one softmax, the
+    same numbers :mod:`keensight.profile` sums per category."""
+    from ._numeric import softmax
+
+    return softmax(logits, axis=1)
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
@@ -927,7 +929,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     classes = models.imagenet_classes()
     idx, feats, errors = _run_with_progress(ex, files, "classify", not args.no_progress)
     logits = feats[ex.outputs_[0]]
-    probs = _softmax(logits) if len(idx) else logits
+    probs = _class_probabilities(logits) if len(idx) else logits
     k = min(args.top_k, probs.shape[1]) if len(idx) else 0
     results = []
     for row, i in enumerate(idx):
@@ -1045,8 +1047,9 @@ def _folder_features(command: str, args: argparse.Namespace, normalize: bool = T
         _check_options_match(args, ff.record, src)
         feats = ff.first
         if normalize:
-            norms = np.linalg.norm(feats, axis=1, keepdims=True)
-            feats = np.divide(feats, norms, out=np.zeros_like(feats), where=norms > 0)
+            from ._numeric import l2_normalize
+
+            feats = l2_normalize(feats, axis=1)
         record = dict(ff.record, outputs=ff.record["outputs"][:1]) if ff.record else None
         return ff.paths, ff.labels, feats, record, []
     if not src.is_dir():

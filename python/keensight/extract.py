@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import hashlib
 import math
 import numbers
 import os
@@ -57,7 +56,9 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 
 from . import _core
+from ._files import bytes_sha256
 from ._image_header import read_header
+from ._numeric import l2_normalize
 from ._validate import MAX_THREADS, input_file, integer, num_threads, positive_int
 from . import models as _models
 
@@ -711,7 +712,7 @@ class Extractor:
         self._decode_workers = int(self.decode_threads or min(cores + 1, MAX_THREADS))
         self.streams_ = streams
         self.model_path_ = path
-        self.model_sha256_ = hashlib.sha256(data).hexdigest()
+        self.model_sha256_ = bytes_sha256(data)
         self.spec_ = spec
         self.outputs_ = wanted
         self.input_name_ = input_name
@@ -763,9 +764,7 @@ class Extractor:
             while r.ndim > 2 and r.shape[-1] == 1:  # [N, C, 1, 1] pooled features -> [N, C]
                 r = r[..., 0]
             if self._normalized[o]:
-                flat = r.reshape(len(r), -1)
-                norms = np.sqrt(np.einsum("ij,ij->i", flat, flat, dtype=np.float64)).astype(np.float32)
-                r = r / np.maximum(norms, np.float32(1e-12)).reshape((-1,) + (1,) * (r.ndim - 1))
+                r = l2_normalize(r.reshape(len(r), -1), axis=1).reshape(r.shape)
             out[o] = np.ascontiguousarray(r)
         return out
 

@@ -26,7 +26,7 @@ cat", 967 "espresso").
 from __future__ import annotations
 
 import functools
-import hashlib
+import hashlib  # only for the digest of a download as it streams in; files and bytes: _files
 import http.client
 import json
 import os
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 from . import _lite0
-from ._files import atomic_write
+from ._files import atomic_write, bytes_sha256, file_sha256
 
 __all__ = [
     "DEFAULT_MODEL", "FORMAT_VERSION", "ModelSpec", "ModelUnavailableError", "ModelChecksumError",
@@ -333,10 +333,6 @@ def imagenet_classes() -> List[str]:
 # Cache mechanics
 # ---------------------------------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    return _lite0.file_sha256(path, _CHUNK_BYTES)
-
-
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the whole new one."""
     atomic_write(path, lambda f: f.write(data))
@@ -373,7 +369,7 @@ def _sidecar_matches(path: Path, sidecar: Path, spec: ModelSpec) -> bool:
     if not isinstance(meta, dict) or any(meta.get(k) != v for k, v in expected.items()):
         return False
     try:
-        return meta.get("sha256") == _sha256(path)
+        return meta.get("sha256") == file_sha256(path)
     except OSError:
         return False
 
@@ -383,7 +379,7 @@ def _ensure_converted(spec: ModelSpec, path: Path) -> Path:
     if _sidecar_matches(path, sidecar, spec):
         return path
     source = _lite0_weights()
-    digest = _sha256(source)
+    digest = file_sha256(source)
     if spec.sha256 is not None and digest != spec.sha256:
         raise ModelChecksumError(
             f"{source}: SHA-256 {digest} does not match the known weights of {spec.name} "
@@ -394,7 +390,7 @@ def _ensure_converted(spec: ModelSpec, path: Path) -> Path:
                                    f"(x - {spec.mean[0]:g}) / {spec.std[0]:g}, NCHW"})
     meta = {"format_version": FORMAT_VERSION, "converter_version": _lite0.CONVERTER_VERSION,
             "model": spec.name, "source_sha256": digest, "size": len(data),
-            "sha256": hashlib.sha256(data).hexdigest()}
+            "sha256": bytes_sha256(data)}
     try:
         # The model first, then the sidecar that vouches for it: a reader that meets the
         # new model with the old sidecar sees a mismatch and converts again.
@@ -412,7 +408,7 @@ def _file_matches(path: Path, spec: ModelSpec) -> bool:
     try:
         if spec.size_bytes is not None and path.stat().st_size != spec.size_bytes:
             return False
-        return spec.sha256 is None or _sha256(path) == spec.sha256
+        return spec.sha256 is None or file_sha256(path) == spec.sha256
     except OSError:
         return False
 

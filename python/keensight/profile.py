@@ -35,6 +35,7 @@ from typing import Dict, Iterable, List, Tuple, Union
 
 import numpy as np
 
+from ._numeric import softmax
 from ._validate import matrix
 
 __all__ = ["CATEGORIES", "CATEGORY_CLASSES", "class_categories", "category_probabilities",
@@ -118,17 +119,11 @@ def class_categories() -> np.ndarray:
     return table
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def category_probabilities(logits: np.ndarray) -> np.ndarray:
     """(N, len(CATEGORIES)) probability mass of each category: softmax summed per category."""
     # Finite values only: a NaN row would otherwise land silently in the first category.
-    logits = matrix(logits, "logits", dim=_NUM_CLASSES, allow_empty=True).astype(np.float64)
-    probs = _softmax(logits)
+    logits = matrix(logits, "logits", dim=_NUM_CLASSES, allow_empty=True)
+    probs = softmax(logits, axis=1)
     out = np.zeros((len(logits), len(CATEGORIES)))
     np.add.at(out.T, class_categories(), probs.T)
     return out

@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from .. import _validate as v
+from .._numeric import l2_normalize
 from ._estimator import BaseEstimator, ClassifierMixin, check_fitted, labels_to_indices, vote
 
 _BACKENDS = ("flat", "hnsw")
@@ -120,6 +121,5 @@ def aggregate(features: Any, groups: Any, method: str = "mean",
         pooled[:] = -np.inf
         np.maximum.at(pooled, index, X)
     if normalize:
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        pooled = np.divide(pooled, norms, out=np.zeros_like(pooled), where=norms > 0)
+        pooled = l2_normalize(pooled, axis=1)
     return ids, pooled.astype(np.float32)

@@ -7,6 +7,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 
 from .. import _core
+from .._numeric import l2_normalize
 from .._validate import INT64_MAX, boolean, input_file, integer, matrix, num_threads, output_file
 from ._flat import knn
 
@@ -211,7 +212,7 @@ class HNSWIndex:
             return
         if self._pca and self._index.size == 0 and self._index.rotation() is None:
             if self.metric == "cosine":  # the rotation of what is stored: unit vectors
-                fit = x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-30)
+                fit = l2_normalize(x, axis=1)
             else:
                 fit = x
             axes = _pca_rotation(fit)
