@@ -4,7 +4,8 @@ A C++ core (SIMD kernels chosen at run time, OpenMP threads) under a NumPy-first
 Python API. Areas: :mod:`keensight.filters` (OpenCV-compatible image filters),
 :mod:`keensight.search` (k-NN, PCA, the sequential three-way classifier, HNSW;
 imported on first use, as it loads scikit-learn), :mod:`keensight.extract` and
-:mod:`keensight.models` (ONNX CNN features, the offline EfficientNet-Lite0).
+:mod:`keensight.models` (ONNX CNN features, the offline EfficientNet-Lite0), and
+:func:`keensight.evaluate` (the gallery/query table of classifiers over features).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from . import _validate
 from . import filters
 from . import models, extract
 from .extract import Extractor
+from .evaluate import Evaluation, EvaluationRow, evaluate
 from .filters import (
     convolve,
     dog,
@@ -52,7 +54,7 @@ def _check_isa_variable() -> None:
 _check_isa_variable()
 
 __all__ = [
-    "models", "extract", "Extractor",
+    "models", "extract", "Extractor", "evaluate", "Evaluation", "EvaluationRow",
     "__version__", "cpu_info", "set_num_threads", "get_num_threads", "get_include",
     "get_cmake_dir", "filters", "convolve", "dog", "filter2d", "filter_bank", "gabor_bank",
     "gabor_kernel", "gabor_kernels", "gaussian_blur", "gaussian_kernel", "gradient_magnitude",

@@ -40,6 +40,8 @@ import keensight
 
 from . import _validate
 from ._files import atomic_write
+from .evaluate import SplitError, TIMED_CALLS, default_classifiers, image_files, label_of
+from .evaluate import evaluate as _evaluate
 
 
 def _test_image(height: int, width: int) -> np.ndarray:
@@ -312,12 +314,7 @@ class Progress:
             sys.stderr.flush()
 
 
-def _list_images(root: Path) -> List[Path]:
-    """Image files under `root` (recursively, by extension), sorted."""
-    from .extract import IMAGE_EXTENSIONS
-
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+_list_images = image_files  # image files under a folder (recursively, by extension), sorted
 
 
 def _images_of_folder(root: Path) -> List[Path]:
@@ -331,10 +328,7 @@ def _images_of_folder(root: Path) -> List[Path]:
     return files
 
 
-def _label_of(rel: str) -> str:
-    """The sub-folder a file sits in (its class label); "" for files at the top level."""
-    parts = rel.split("/")
-    return parts[0] if len(parts) > 1 else ""
+_label_of = label_of  # the sub-folder a file sits in (its class label)
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -1064,27 +1058,9 @@ def _folder_features(command: str, args: argparse.Namespace, normalize: bool = T
     return rel, np.asarray([_label_of(r) for r in rel]), feats[ex.outputs_[0]], _extraction_record(ex), errors
 
 
-def _classifiers(n_features: int, n_gallery: int, m: int) -> List[Tuple[str, Any]]:
-    """The lecture's comparison: a linear SVM, exhaustive 1-NN, 1-NN on PCA features,
-    sequential three-way decisions over PCA granules, and an approximate 1-NN."""
-    from sklearn.pipeline import make_pipeline
-    from sklearn.svm import LinearSVC
-
-    from .search import PCA, KNeighborsClassifier, SequentialClassifier
-
-    n_pca = min(64, n_features, n_gallery)
-    return [
-        ("SVM (linear, scikit-learn)", LinearSVC(C=1.0)),
-        ("1-NN, exhaustive", KNeighborsClassifier(1)),
-        (f"1-NN on {n_pca} PCA components", make_pipeline(PCA(n_components=n_pca), KNeighborsClassifier(1))),
-        (f"SequentialClassifier (m={m})", SequentialClassifier(m=m)),
-        ("1-NN, HNSW (M=16, ef=64)", KNeighborsClassifier(1, backend="hnsw", ef=64)),
-    ]
-
-
-# Timed predictions per classifier and split: the first call (which also gives the
-# accuracy) warms caches, thread pools and lazy set-up; the median of the rest is reported.
-TIMED_CALLS = 5
+# The lecture's comparison, keensight.evaluate's default (a module attribute, so tests can
+# substitute the classifiers).
+_classifiers = default_classifiers
 
 
 def _args_evaluate(p: argparse.ArgumentParser) -> None:
@@ -1104,43 +1080,33 @@ def _args_evaluate(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from sklearn.model_selection import train_test_split
-
     _, labels, feats, _, errors = _folder_features("evaluate", args)
     classes, counts = np.unique(labels, return_counts=True)
     if len(classes) < 2 or counts.min() < 2:
         raise CommandError("need at least two classes with two images each (sub-folders)")
     if not 0 < args.test_size < 1 or args.repeats < 1:
         raise CommandError("--test-size must be in (0, 1) and --repeats >= 1")
-    results: Dict[str, Dict[str, List[float]]] = {}
-    for r in range(args.repeats):
-        try:
-            g, q, yg, yq = train_test_split(feats, labels, test_size=args.test_size,
-                                            random_state=args.seed + r, stratify=labels)
-        except ValueError as e:  # too few images for a stratified split
-            raise CommandError(f"cannot split {len(labels)} images of {len(classes)} classes with "
-                               f"--test-size {args.test_size}: {_one_line(e)}") from None
-        for name, clf in _classifiers(feats.shape[1], len(g), args.m):
-            clf.fit(g, yg)
-            pred = clf.predict(q)
-            ms = _median_ms(lambda: clf.predict(q), TIMED_CALLS) / len(q)
-            entry = results.setdefault(name, {"accuracy": [], "ms_per_query": []})
-            entry["accuracy"].append(100.0 * float(np.mean(pred == yq)))
-            entry["ms_per_query"].append(ms)
-    print(f"{len(feats)} images, {len(classes)} classes, {feats.shape[1]}-d features, "
-          f"{args.repeats} split(s) of {100 * (1 - args.test_size):.0f}% gallery / "
-          f"{100 * args.test_size:.0f}% queries")
+    try:
+        result = _evaluate(feats, labels, test_size=args.test_size, repeats=args.repeats, seed=args.seed,
+                           timed_calls=TIMED_CALLS,
+                           classifiers=lambda n_features, n_gallery: _classifiers(n_features, n_gallery, args.m))
+    except SplitError as e:
+        raise CommandError(f"cannot split {len(labels)} images of {len(classes)} classes with "
+                           f"--test-size {args.test_size}: {e.reason}") from None
+    print(f"{result.n_images} images, {len(result.classes)} classes, {result.n_features}-d features, "
+          f"{result.repeats} split(s) of {100 * (1 - result.test_size):.0f}% gallery / "
+          f"{100 * result.test_size:.0f}% queries")
     print("\n| classifier | accuracy % | ms per query |\n| --- | --- | --- |")
     table = []
-    for name, entry in results.items():
-        acc, ms = np.array(entry["accuracy"]), np.array(entry["ms_per_query"])
-        print(f"| {name} | {acc.mean():.2f} ± {acc.std():.2f} | {ms.mean():.4f} |")
-        table.append({"classifier": name, "accuracy_mean": acc.mean(), "accuracy_std": acc.std(),
-                      "ms_per_query": ms.mean()})
-    print(f"\n(ms per query: median of {TIMED_CALLS} calls after a warm-up call, mean over the splits)")
+    for row in result.rows:
+        acc = 100.0 * np.array(row.split_accuracies)
+        print(f"| {row.classifier} | {acc.mean():.2f} ± {acc.std():.2f} | {row.ms_per_query:.4f} |")
+        table.append({"classifier": row.classifier, "accuracy_mean": acc.mean(), "accuracy_std": acc.std(),
+                      "ms_per_query": row.ms_per_query})
+    print(f"\n(ms per query: median of {result.timed_calls} calls after a warm-up call, mean over the splits)")
     if args.json is not None:
-        _write_json(args.json, {"images": len(feats), "classes": classes.tolist(), "table": table,
-                                "timing": f"median of {TIMED_CALLS} warm calls per split, mean over splits"})
+        _write_json(args.json, {"images": result.n_images, "classes": result.classes, "table": table,
+                                "timing": f"median of {result.timed_calls} warm calls per split, mean over splits"})
     return _status(errors)
 
 
