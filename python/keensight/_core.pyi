@@ -1,6 +1,6 @@
 # Type stub of keensight._core, generated from the built module by pybind11-stubgen
 # (PYTHONPATH=<build> pybind11-stubgen keensight._core -o <dir>); regenerate after changing
-# cpp/bindings/. tests/test_core.py checks that it names every function and class.
+# cpp/bindings/. tests/test_pyi.py checks every signature against the built module's docstrings.
 """
 keensight C++ core (internal; use the keensight package)
 """
