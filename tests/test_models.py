@@ -151,55 +151,7 @@ def assert_close(got, ref, rtol=1e-4):
 # The arithmetic pieces
 # ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("size,k,s,expected", [
-    (224, 3, 2, (0, 1)),   # stem: one extra column at the right only
-    (112, 3, 1, (1, 1)),
-    (112, 3, 2, (0, 1)),
-    (56, 5, 2, (1, 2)),
-    (14, 5, 1, (2, 2)),
-    (7, 1, 1, (0, 0)),
-    (15, 3, 2, (1, 1)),    # odd input: symmetric
-])
-def test_tf_same_pads(size, k, s, expected):
-    assert _lite0.tf_same_pads(size, k, s) == expected == same_pads(size, k, s)
-
-
-@pytest.mark.parametrize("size,k,s", [(224, 3, 2), (56, 5, 2), (15, 5, 2), (14, 3, 1)])
-def test_tf_same_pads_equal_onnx_same_upper(rng, size, k, s):
-    """The explicit pads give what ONNX's auto_pad=SAME_UPPER (TF's rule) gives."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    w = rng.standard_normal((2, 2, k, k)).astype(np.float32)
-    x = rng.standard_normal((1, 2, size, size)).astype(np.float32)
-
-    def run(**attrs):
-        node = helper.make_node("Conv", ["x", "w"], ["y"], strides=[s, s], **attrs)
-        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                                  initializer=[numpy_helper.from_array(w, "w")])
-        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-        m.ir_version = 8
-        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-
-    a, b = _lite0.tf_same_pads(size, k, s)
-    explicit = run(pads=[a, a, b, b])
-    np.testing.assert_allclose(explicit, run(auto_pad="SAME_UPPER"), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(explicit, conv2d_ref(x, w, s), rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("groups", [1, 4])
-def test_fold_batch_norm_equals_conv_then_bn(rng, groups):
-    c, o, k = 8, 12, 3
-    w = rng.standard_normal((o, c // groups, k, k)).astype(np.float32)
-    gamma, beta, mean = (rng.standard_normal(o).astype(np.float32) for _ in range(3))
-    var = rng.uniform(0.01, 3.0, o).astype(np.float32)
-    x = rng.standard_normal((2, c, 9, 9))
-    sd = {"bn.weight": gamma, "bn.bias": beta, "bn.running_mean": mean, "bn.running_var": var}
-    unfolded = bn_ref(conv2d_ref(x, w.astype(np.float64), 2, groups), sd, "bn", eps=1e-3)
-    wf, bf = _lite0.fold_batch_norm(w, gamma, beta, mean, var, eps=1e-3)
-    assert wf.dtype == np.float32 and bf.shape == (o,)
-    folded = conv2d_ref(x, wf.astype(np.float64), 2, groups) + bf[:, None, None]
-    assert_close(folded, unfolded, rtol=1e-5)
+# same_padding and fold_batch_norm (keensight.nn) are tested in test_nn_helpers.py.
 
 
 # ------------------------------------------------------------------------------------------

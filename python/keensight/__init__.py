@@ -16,6 +16,7 @@ from . import _core
 from . import _validate
 from . import filters
 from . import models, extract
+from . import nn
 from .extract import Extractor
 from .evaluate import Evaluation, EvaluationRow, evaluate
 from .filters import (
@@ -54,7 +55,7 @@ def _check_isa_variable() -> None:
 _check_isa_variable()
 
 __all__ = [
-    "models", "extract", "Extractor", "evaluate", "Evaluation", "EvaluationRow",
+    "models", "extract", "Extractor", "evaluate", "Evaluation", "EvaluationRow", "nn",
     "__version__", "cpu_info", "set_num_threads", "get_num_threads", "get_include",
     "get_cmake_dir", "filters", "convolve", "dog", "filter2d", "filter_bank", "gabor_bank",
     "gabor_kernel", "gabor_kernels", "gaussian_blur", "gaussian_kernel", "gradient_magnitude",

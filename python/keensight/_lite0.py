@@ -35,6 +35,8 @@ from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .nn import fold_batch_norm, same_padding
+
 PathLike = Union[str, Path]
 
 # Bump when the graph this module writes changes, so caches holding an older graph rebuild.
@@ -381,38 +383,6 @@ def lite0_blocks() -> List[BlockSpec]:
     return blocks
 
 
-def tf_same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> Tuple[int, int]:
-    """Padding before and after one spatial axis under TensorFlow's "SAME" rule.
-
-    The output has ``ceil(size / stride)`` samples; the total padding that needs is split
-    with the smaller half first, so odd totals pad one more at the bottom/right
-    (TensorFlow's ``nn.convolution`` docs, "padding = SAME"). ONNX's ``auto_pad=SAME_UPPER``
-    is the same rule.
-    """
-    out = -(-size // stride)
-    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
-def fold_batch_norm(weight: np.ndarray, gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray,
-                    var: np.ndarray, eps: float = BN_EPS) -> Tuple[np.ndarray, np.ndarray]:
-    """Fold inference-mode batch norm into the preceding bias-free convolution.
-
-    ``BN(conv(x, W)) = conv(x, W * s) + (beta - mean * s)`` with
-    ``s = gamma / sqrt(var + eps)`` per output channel (Ioffe & Szegedy 2015, eq. in Alg. 1,
-    with the running statistics). Computed in float64, returned as float32.
-
-    Returns
-    -------
-    (weight, bias) : tuple of ndarray
-        The folded OIHW weight and the per-output-channel bias.
-    """
-    scale = gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
-    w = weight.astype(np.float64) * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
-    b = beta.astype(np.float64) - mean.astype(np.float64) * scale
-    return w.astype(np.float32), b.astype(np.float32)
-
-
 # ---------------------------------------------------------------------------------------
 # The ONNX graph
 # ---------------------------------------------------------------------------------------
@@ -458,8 +428,8 @@ class _GraphWriter:
         """Conv (no bias) + batch norm [+ ReLU6] as one Conv with folded weights [+ Clip]."""
         w = self.weight(conv + ".weight", (cout, 1 if depthwise else cin, kernel, kernel))
         stats = [self.weight(f"{bn}.{p}", (cout,)) for p in ("weight", "bias", "running_mean", "running_var")]
-        w, b = fold_batch_norm(w, *stats, eps=BN_EPS)
-        before, after = tf_same_pads(size, kernel, stride)
+        w, b = fold_batch_norm(w, None, *stats, eps=BN_EPS)
+        before, after = same_padding(size, kernel, stride)
         y = out or name
         conv_out = f"{name}/conv" if relu6 else y
         self.nodes.append(self._helper.make_node(
