@@ -735,7 +735,7 @@ PUBLIC_IMAGE_CALLS = {
 @pytest.mark.parametrize("name", list(PUBLIC_IMAGE_CALLS))
 def test_bad_images(name):
     call = PUBLIC_IMAGE_CALLS[name]
-    for bad in (np.zeros((8, 8)), np.zeros((8, 8), np.int32), np.zeros((8, 8), bool),
+    for bad in (np.zeros((8, 8), np.float16), np.zeros((8, 8), np.int32), np.zeros((8, 8), bool),
                 np.array([[object()]])):
         with pytest.raises(TypeError, match="dtype|numeric"):
             call(bad)
@@ -776,7 +776,9 @@ def test_bad_kernels_and_parameters():
     with pytest.raises(ValueError, match="method"):
         ks.filter_bank(GOOD, [np.ones((3, 3))], method=None)
     with pytest.raises(TypeError, match="ddepth"):
-        ks.filter2d(GOOD, np.ones((3, 3)), ddepth=np.float64)
+        ks.filter2d(GOOD, np.ones((3, 3)), ddepth=np.float16)
+    with pytest.raises(TypeError, match="ddepth"):
+        ks.filter2d(GOOD, np.ones((3, 3)), ddepth=np.int32)
     with pytest.raises(ValueError, match="ksize"):
         ks.gaussian_blur(GOOD, 4, 1.0)
     with pytest.raises(ValueError, match="ksize"):
@@ -1169,3 +1171,127 @@ def test_separable_mirrored_columns_two_rows_at_a_time(isa, rng, kh):
                     finally:
                         ks.set_num_threads(1)
                     np.testing.assert_array_equal(again, got)
+
+
+# ---------------------------------------------------------------------------
+# float64 images (as OpenCV and SciPy users pass them): filtered in float32
+
+def _abs_filter(src, k, border=cv2.BORDER_REFLECT_101):
+    """sum_ij |k_ij| |src(x + j, y + i)|: the scale of the rounding error of a sum of terms."""
+    return cv2.filter2D(np.abs(src), cv2.CV_64F, np.abs(np.asarray(k, np.float64)), borderType=border)
+
+
+def _sobel_kernel(dx, dy, ksize):
+    kx, ky = cv2.getDerivKernels(dx, dy, ksize)
+    return ky @ kx.T
+
+
+_G13a = cv2.getGaussianKernel(13, 1.5)
+_G13b = cv2.getGaussianKernel(13, 3.0)
+_GABOR = ks.gabor_kernel(11, 3.0, 0.6, 8.0, 0.5)
+_K7 = np.random.default_rng(7).standard_normal((7, 7))
+_K25 = np.random.default_rng(25).standard_normal((25, 25))
+
+# name -> (keensight on a float64 image, cv2 on CV_64F, the |terms| scale)
+FLOAT64_CASES = {
+    "filter2d 7x7 direct": (lambda x: ks.filter2d(x, _K7, method="direct"),
+                            lambda x: cv2.filter2D(x, cv2.CV_64F, _K7), lambda x: _abs_filter(x, _K7)),
+    "filter2d 25x25 fft": (lambda x: ks.filter2d(x, _K25, method="fft"),
+                           lambda x: cv2.filter2D(x, cv2.CV_64F, _K25), lambda x: _abs_filter(x, _K25)),
+    "convolve 7x7": (lambda x: ks.convolve(x, _K7),
+                     lambda x: cv2.filter2D(x, cv2.CV_64F, _K7[::-1, ::-1]), lambda x: _abs_filter(x, _K7)),
+    "sep_filter2d": (lambda x: ks.sep_filter2d(x, _G13a.ravel(), _G13b.ravel()),
+                     lambda x: cv2.sepFilter2D(x, cv2.CV_64F, _G13a, _G13b),
+                     lambda x: _abs_filter(x, _G13b @ _G13a.T)),
+    "filter_bank": (lambda x: ks.filter_bank(x, [_K7, -_K7.T], ddepth=np.float64)[1],
+                    lambda x: cv2.filter2D(x, cv2.CV_64F, -_K7.T), lambda x: _abs_filter(x, _K7)),
+    "gabor_bank": (lambda x: ks.gabor_bank(x, 11, 3.0, 8.0, 0.5, 0.0, n_orientations=4, ddepth=np.float64)[2],
+                   lambda x: cv2.filter2D(x, cv2.CV_64F, cv2.getGaborKernel((11, 11), 3.0, np.pi / 2, 8.0, 0.5, 0.0,
+                                                                            ktype=cv2.CV_64F)),
+                   lambda x: _abs_filter(x, _GABOR)),
+    "gaussian_blur 5x5": (lambda x: ks.gaussian_blur(x, 5, 1.2), lambda x: cv2.GaussianBlur(x, (5, 5), 1.2),
+                          lambda x: _abs_filter(x, cv2.getGaussianKernel(5, 1.2) @ cv2.getGaussianKernel(5, 1.2).T)),
+    "gaussian_blur 31x31": (lambda x: ks.gaussian_blur(x, 31, 0), lambda x: cv2.GaussianBlur(x, (31, 31), 0),
+                            lambda x: _abs_filter(x, cv2.getGaussianKernel(31, 0) @ cv2.getGaussianKernel(31, 0).T)),
+    "sobel dx ksize 3": (lambda x: ks.sobel(x, 1, 0), lambda x: cv2.Sobel(x, cv2.CV_64F, 1, 0),
+                         lambda x: _abs_filter(x, _sobel_kernel(1, 0, 3))),
+    "sobel dx dy ksize 5": (lambda x: ks.sobel(x, 1, 1, 5, scale=0.5), lambda x: cv2.Sobel(x, cv2.CV_64F, 1, 1, ksize=5,
+                                                                                          scale=0.5),
+                            lambda x: 0.5 * _abs_filter(x, _sobel_kernel(1, 1, 5))),
+    "scharr dy": (lambda x: ks.scharr(x, 0, 1), lambda x: cv2.Scharr(x, cv2.CV_64F, 0, 1),
+                  lambda x: _abs_filter(x, _sobel_kernel(0, 1, -1))),
+    "prewitt dx": (lambda x: ks.prewitt(x, 1, 0), lambda x: cv2.filter2D(x, cv2.CV_64F, np.array([[-1, 0, 1]] * 3, float)),
+                   lambda x: _abs_filter(x, np.ones((3, 3)))),
+    "laplacian ksize 1": (lambda x: ks.laplacian(x), lambda x: cv2.Laplacian(x, cv2.CV_64F),
+                          lambda x: _abs_filter(x, [[0, 1, 0], [1, 4, 1], [0, 1, 0]])),
+    "laplacian ksize 5": (lambda x: ks.laplacian(x, 5), lambda x: cv2.Laplacian(x, cv2.CV_64F, ksize=5),
+                          lambda x: _abs_filter(x, _sobel_kernel(2, 0, 5)) + _abs_filter(x, _sobel_kernel(0, 2, 5))),
+    "log": (lambda x: ks.log(x, 1.4, 9, ddepth=np.float64), lambda x: cv2.filter2D(x, cv2.CV_64F, ks.log_kernel(9, 1.4)),
+            lambda x: _abs_filter(x, ks.log_kernel(9, 1.4))),
+    "dog": (lambda x: ks.dog(x, 1.5, 3.0, 13, ddepth=np.float64),
+            lambda x: cv2.GaussianBlur(x, (13, 13), 1.5) - cv2.GaussianBlur(x, (13, 13), 3.0),
+            lambda x: _abs_filter(x, _G13a @ _G13a.T) + _abs_filter(x, _G13b @ _G13b.T)),
+    "gradient_magnitude": (lambda x: ks.gradient_magnitude(x, ddepth=np.float64),
+                           lambda x: np.hypot(cv2.Sobel(x, cv2.CV_64F, 1, 0), cv2.Sobel(x, cv2.CV_64F, 0, 1)),
+                           lambda x: _abs_filter(x, _sobel_kernel(1, 0, 3)) + _abs_filter(x, _sobel_kernel(0, 1, 3))),
+}
+
+# The bound the filters' docstrings and the README state for float64 images: rounding the
+# image to float32 and summing in float32 leaves each output within 1e-6 of the sum of the
+# |terms| (kernel tap times pixel) of the exact result; measured up to 2.1e-7.
+FLOAT64_REL_ERROR = 1e-6
+
+
+@pytest.mark.parametrize("name", list(FLOAT64_CASES))
+@pytest.mark.parametrize("scale", [1.0, 1e4, 1e-4])
+def test_float64_images_match_opencv_cv64f(isa, rng, name, scale):
+    ours, peer, terms = FLOAT64_CASES[name]
+    x = (rng.standard_normal((37, 53)) + 2.0) * scale  # a positive offset: sums that do not cancel to 0
+    got = ours(x)
+    assert got.dtype == np.float64 and got.shape == x.shape
+    ref = peer(x)
+    bound = FLOAT64_REL_ERROR * terms(x)
+    assert np.all(np.abs(got - ref) <= bound), f"{name}: worst error {np.max(np.abs(got - ref) / bound):.2f} x the bound"
+
+
+def test_float64_multichannel_and_views(rng):
+    x = rng.standard_normal((20, 30, 3)) * 50
+    got = ks.gaussian_blur(x[:, ::-1], 5, 1.0)  # a negative-stride view
+    assert got.dtype == np.float64
+    ref = cv2.GaussianBlur(np.ascontiguousarray(x[:, ::-1]), (5, 5), 1.0)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6 * np.abs(x).max())
+
+
+def test_ddepth_float64_and_float64_inputs_to_other_depths(rng):
+    f32 = random_image(rng, (17, 23), np.float32)
+    u8 = random_image(rng, (17, 23), np.uint8)
+    # ddepth float64 (any spelling) gives float64: the float32 result, widened
+    for spelling in (np.float64, "float64", float, np.dtype("f8")):
+        got = ks.sobel(f32, 1, 0, ddepth=spelling)
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got, ks.sobel(f32, 1, 0, ddepth=np.float32).astype(np.float64))
+    got = ks.filter2d(u8, _K7, ddepth=np.float64)
+    np.testing.assert_array_equal(got, ks.filter2d(u8, _K7, ddepth=np.float32).astype(np.float64))
+    # a float64 image is its float32 rounding for every output depth
+    f64 = f32.astype(np.float64) + 1e-9  # below float32's resolution at these magnitudes
+    np.testing.assert_array_equal(ks.laplacian(f64, ddepth=np.float32), ks.laplacian(f32))
+    np.testing.assert_array_equal(ks.laplacian(f64, ddepth=np.int16), ks.laplacian(f32, ddepth=np.int16))
+    np.testing.assert_array_equal(ks.filter2d(f64, _K7, ddepth=np.uint8), ks.filter2d(f32, _K7, ddepth=np.uint8))
+    np.testing.assert_array_equal(ks.filter_bank(f64, [_K7]), ks.filter_bank(f32, [_K7]))  # float32 by default
+    assert ks.gabor_bank(f64, 5, n_orientations=2).dtype == np.float32
+
+
+@pytest.mark.parametrize("name", list(PUBLIC_IMAGE_CALLS))
+def test_float64_non_finite_pixels_behave_as_float32(rng, name):
+    call = PUBLIC_IMAGE_CALLS[name]
+    x = rng.standard_normal((16, 19)) * 10
+    x[3, 4], x[9, 12], x[12, 2] = np.nan, np.inf, -np.inf
+    x[0, 0] = 1e300  # beyond float32: +inf, as float32 arithmetic would make it
+    with np.errstate(over="ignore"):
+        x32 = x.astype(np.float32)
+    got, want = call(x), call(x32)
+    # float32 by default (ddepth=np.float32) for these; the input's dtype for the others
+    float32_default = ("filter_bank", "gabor_bank", "log", "dog", "gradient_magnitude")
+    assert got.dtype == (np.float32 if name in float32_default else np.float64)
+    np.testing.assert_array_equal(got, want.astype(got.dtype))  # NaN where float32 has NaN, inf where inf
+    assert np.isnan(got).any() and np.isfinite(got).any()
