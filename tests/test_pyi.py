@@ -157,12 +157,30 @@ def _stub():
     tree = ast.parse(STUB.read_text(encoding="utf-8"))
     functions: Dict[str, List[ast.FunctionDef]] = {}
     classes: Dict[str, _StubClass] = {}
+    attributes: Dict[str, Tuple[str, Optional[ast.expr]]] = {}
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
             functions.setdefault(node.name, []).append(node)
         elif isinstance(node, ast.ClassDef):
             classes[node.name] = _StubClass(node)
-    return functions, classes
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            attributes[node.target.id] = (ast.unparse(node.annotation), node.value)
+    return functions, classes, attributes
+
+
+def _check_constant(where: str, raw, stub_attr: Optional[Tuple[str, Optional[ast.expr]]],
+                    problems: List[str]) -> None:
+    """A module or class constant: present, annotated with its type, its literal value equal."""
+    if stub_attr is None:
+        problems.append(f"{where}: constant missing from the stub")
+        return
+    annotation, value = stub_attr
+    literal = _literal(value)
+    if literal is not None and literal[0] == "literal" and literal[1] is not Ellipsis and literal[1] != raw:
+        problems.append(f"{where}: is {raw!r} in _core, {ast.unparse(value)} in the stub")
+    want = type(raw).__name__
+    if want not in annotation:
+        problems.append(f"{where}: is a {want} in _core, annotated {annotation} in the stub")
 
 
 def _is_pybind_function(obj) -> bool:
@@ -194,12 +212,17 @@ def _check_functions(where: str, runtime_obj, stub_defs: List[ast.FunctionDef], 
 # ------------------------------------------------------------------------------------------
 
 def core_problems() -> List[str]:
-    functions, classes = _stub()
+    functions, classes, attributes = _stub()
     problems: List[str] = []
     runtime_names = set()
     for name in _public_names(dir(_core)):
         obj = getattr(_core, name)
-        if isinstance(obj, type):
+        if name == "__doc__" or isinstance(obj, type(_core)):
+            continue  # submodules would have stubs of their own
+        if not callable(obj):
+            runtime_names.add(name)
+            _check_constant(name, obj, attributes.get(name), problems)
+        elif isinstance(obj, type):
             runtime_names.add(name)
             if name not in classes:
                 problems.append(f"class {name}: missing from the stub")
@@ -211,7 +234,7 @@ def core_problems() -> List[str]:
                 problems.append(f"{name}: missing from the stub")
                 continue
             _check_functions(name, obj, functions[name], name, problems)
-    for name in sorted(set(functions) | set(classes)):
+    for name in sorted(set(functions) | set(classes) | (set(attributes) - {"__all__"})):
         if name not in runtime_names:
             problems.append(f"{name}: in the stub but not in _core")
     return problems
@@ -256,16 +279,8 @@ def _check_class(cname: str, cls: type, stub: _StubClass, problems: List[str]) -
                 problems.append(f"{where}: a method in _core, a staticmethod in the stub")
             else:
                 _check_functions(where, raw, stub.methods[name], name, problems)
-        elif not callable(raw) and not isinstance(raw, str):  # class constants (MAX_EF)
-            if name not in stub.attributes:
-                problems.append(f"{where}: class attribute missing from the stub")
-                continue
-            annotation, value = stub.attributes[name]
-            if value is not None and _literal(value) != ("literal", raw):
-                problems.append(f"{where}: is {raw!r} in _core, {ast.unparse(value)} in the stub")
-            want = type(raw).__name__
-            if want not in annotation:
-                problems.append(f"{where}: is a {want} in _core, annotated {annotation} in the stub")
+        elif not callable(raw) and not isinstance(raw, str):  # class constants (MAX_EF), enum members
+            _check_constant(where, raw, stub.attributes.get(name), problems)
     for name in sorted(set(stub.methods) | set(stub.properties) | set(stub.attributes)):
         if name not in seen and name not in PYBIND11_INTERNALS:
             problems.append(f"{cname}.{name}: in the stub but not in _core")
@@ -284,7 +299,8 @@ def test_the_comparison_finds_mismatches(tmp_path, monkeypatch):
                   .replace("def metric_name(metric: str) -> str:", "def metric_name(metric: str) -> int:")
                   .replace("def set_isa(isa: str) -> str:", "def set_isa(isa: str = 'avx2') -> str:")
                   .replace("def max_kernel_size() -> int:", "def no_such_function() -> int:")
-                  .replace("    def memory_usage(self) -> int:", "    def memory_usage(self, extra: int) -> int:"))
+                  .replace("    def memory_usage(self) -> int:", "    def memory_usage(self, extra: int) -> int:")
+                  .replace("MAX_EF: typing.ClassVar[int] = 1048576", "MAX_EF: typing.ClassVar[int] = 1024"))
     stub = tmp_path / "_core.pyi"
     stub.write_text(broken, encoding="utf-8")
     monkeypatch.setattr(__import__(__name__), "STUB", stub)
@@ -295,6 +311,7 @@ def test_the_comparison_finds_mismatches(tmp_path, monkeypatch):
     assert "max_kernel_size: missing from the stub" in problems
     assert "no_such_function: in the stub but not in _core" in problems
     assert "HNSWIndex.memory_usage: parameters" in problems
+    assert "HNSWIndex.MAX_EF: is 1048576 in _core, 1024 in the stub" in problems
 
 
 @pytest.mark.parametrize("line,params,returns", [

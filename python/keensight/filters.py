@@ -102,9 +102,14 @@ def _keeps_dtype(ddepth: Any) -> bool:
 
 def _output_dtypes(src: np.ndarray, src_was_float64: bool, ddepth: Any) -> Tuple[np.dtype, np.dtype]:
     """(dtype the core writes, dtype returned): float64 results are computed as float32."""
-    if _asks_float64(ddepth) or (src_was_float64 and _keeps_dtype(ddepth)):
+    if src_was_float64 and _keeps_dtype(ddepth):
         return np.dtype(np.float32), _FLOAT64
-    dt = v.out_dtype(ddepth, src)
+    try:
+        dt = v.out_dtype(ddepth, src)  # the common case first: a dtype the core writes
+    except TypeError:
+        if _asks_float64(ddepth):
+            return np.dtype(np.float32), _FLOAT64
+        raise
     return dt, dt
 
 
