@@ -1,13 +1,13 @@
-// AVX2 + FMA GEMM kernels of the search area (compiled with -mavx2 -mfma;
-// selected at run time only on CPUs that have both).
+// AVX2 + FMA f32 GEMM kernels (compiled with -mavx2 -mfma; selected at run
+// time only on CPUs that have both): the 6x16 tile and the k-NN helpers.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <limits>
 
-#include "search/gemm_kernels.hpp"
+#include "core/gemm.hpp"
 
-namespace keensight::search::detail {
+namespace keensight::detail {
 namespace {
 
 constexpr int kMR = 6, kNR = 16;
@@ -20,7 +20,7 @@ constexpr int kMR = 6, kNR = 16;
 // Haswell/Zen sgemm kernel; measured here at ~100% of peak in L1, where a
 // 4 x 24 tile (all 16 registers) reached ~90%: the compiler has no spare
 // register to schedule with. The B slice (kc x 16 floats, 16 KiB at kc = 256)
-// stays in L1 across the A panels (search/gemm.hpp).
+// stays in L1 across the A panels (core/gemm.hpp).
 // A(i, p) is a[p * kMR + i] (packed panel) or a[i * lda + p] (plain rows).
 template <bool kPacked>
 inline void tile_6x16_impl(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c,
@@ -65,7 +65,7 @@ inline void tile_6x16_impl(std::int64_t kc, const float* a, std::int64_t lda, co
   store(5, c50, c51);
 }
 
-void tile_6x16(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc, bool accumulate) {
+void gemm_f32_6x16(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc, bool accumulate) {
   tile_6x16_impl<true>(kc, a, 0, b, c, ldc, accumulate);
 }
 
@@ -199,11 +199,11 @@ float bias_scale_argmin(const float* dots, const float* bias, float scale, std::
   return best;
 }
 
-const GemmKernels kTable = {kMR, kNR, tile_6x16, tile_rows_6x16, bias_scale_min, bias_scale_argmin,
-                            pack_panel_b};
+const GemmF32Kernels kTable = {{"f32_6x16_avx2", kMR, kNR, 1, gemm_f32_6x16}, tile_rows_6x16, bias_scale_min,
+                               bias_scale_argmin, pack_panel_b};
 
 }  // namespace
 
-const GemmKernels& gemm_kernels_avx2() { return kTable; }
+const GemmF32Kernels& gemm_f32_6x16_avx2() { return kTable; }
 
-}  // namespace keensight::search::detail
+}  // namespace keensight::detail
