@@ -377,6 +377,21 @@ GemmEpilogue<Acc> gemm_callback(Fn& fn) {
   return ep;
 }
 
+// Integer epilogues wrap around on overflow (as int32 arithmetic in NumPy),
+// never undefined behaviour; float ones round each step.
+template <class Acc>
+inline Acc epilogue_add(Acc x, Acc y) {
+  if constexpr (std::is_integral<Acc>::value)
+    return static_cast<Acc>(static_cast<std::make_unsigned_t<Acc>>(x) + static_cast<std::make_unsigned_t<Acc>>(y));
+  return x + y;
+}
+template <class Acc>
+inline Acc epilogue_mul(Acc x, Acc y) {
+  if constexpr (std::is_integral<Acc>::value)
+    return static_cast<Acc>(static_cast<std::make_unsigned_t<Acc>>(x) * static_cast<std::make_unsigned_t<Acc>>(y));
+  return x * y;
+}
+
 // Applies ep to block[i * ld + j] = C[row0 + i][col0 + j], i < rows, j < cols.
 template <class Acc>
 void apply_epilogue(const GemmEpilogue<Acc>& ep, std::int64_t row0, std::int64_t col0, std::int64_t rows,
@@ -385,12 +400,12 @@ void apply_epilogue(const GemmEpilogue<Acc>& ep, std::int64_t row0, std::int64_t
     for (std::int64_t i = 0; i < rows; ++i) {
       Acc* v = block + i * ld;
       if (ep.scale)
-        for (std::int64_t j = 0; j < cols; ++j) v[j] = v[j] * ep.scale[col0 + j];
+        for (std::int64_t j = 0; j < cols; ++j) v[j] = epilogue_mul(v[j], ep.scale[col0 + j]);
       if (ep.bias)
-        for (std::int64_t j = 0; j < cols; ++j) v[j] = v[j] + ep.bias[col0 + j];
+        for (std::int64_t j = 0; j < cols; ++j) v[j] = epilogue_add(v[j], ep.bias[col0 + j]);
       if (ep.residual) {
         const Acc* r = ep.residual + (row0 + i) * ep.ld_residual + col0;
-        for (std::int64_t j = 0; j < cols; ++j) v[j] = v[j] + r[j];
+        for (std::int64_t j = 0; j < cols; ++j) v[j] = epilogue_add(v[j], r[j]);
       }
       if (ep.clamp)
         for (std::int64_t j = 0; j < cols; ++j) v[j] = std::min(std::max(v[j], ep.lo), ep.hi);
@@ -453,4 +468,17 @@ void gemm(const GemmKernels<T>& kern, const typename T::A* a, std::int64_t lda, 
       threads);
 }
 
+}  // namespace keensight::detail
+
+namespace keensight::detail {
+// Instantiated once, in core/gemm_kernels.cpp.
+extern template void gemm<GemmF32>(const GemmKernels<GemmF32>&, const float*, std::int64_t, const float*, std::int64_t,
+                                   float*, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                                   const GemmEpilogue<float>&, int);
+extern template void gemm<GemmU8S8>(const GemmKernels<GemmU8S8>&, const std::uint8_t*, std::int64_t, const std::int8_t*,
+                                    std::int64_t, std::int32_t*, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                                    const GemmEpilogue<std::int32_t>&, int);
+extern template void gemm<GemmXnor>(const GemmKernels<GemmXnor>&, const std::uint8_t*, std::int64_t, const std::uint8_t*,
+                                    std::int64_t, std::int32_t*, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                                    const GemmEpilogue<std::int32_t>&, int);
 }  // namespace keensight::detail
