@@ -161,7 +161,20 @@ def test_f32_at_every_isa_level(isa, rng):
     b = rng.standard_normal((30, 70)).astype(np.float32)
     np.testing.assert_allclose(_core._gemm_f32(a, b), a.astype(np.float64) @ b.T.astype(np.float64), rtol=1e-4,
                                atol=1e-4)
-    assert _core._gemm_active_kernel("f32") == ("f32_6x16_scalar" if isa == "scalar" else "f32_6x16_avx2")
+    expected = {"scalar": ["f32_6x16_scalar"], "avx2": ["f32_6x16_avx2"],
+                "avx512": ["f32_12x32_avx512", "f32_6x16_avx2"]}[isa]
+    assert _core._gemm_active_kernel("f32") == next(name for name in expected if name in F32)
+
+
+@pytest.mark.skipif(len(F32) < 3, reason="this CPU has no AVX-512")
+@pytest.mark.parametrize("shape", SHAPES + LARGE)
+def test_f32_avx512_tile_equals_avx2_tile_bit_for_bit(shape, rng):
+    # The same FMAs in the same order: k-NN gives the same results at both levels.
+    m, n, k = shape
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k)).astype(np.float32)
+    np.testing.assert_array_equal(_core._gemm_f32(a, b, kernel="f32_12x32_avx512"),
+                                  _core._gemm_f32(a, b, kernel="f32_6x16_avx2"))
 
 
 EPILOGUES = [

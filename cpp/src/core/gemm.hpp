@@ -130,6 +130,10 @@ const GemmKernels<GemmXnor>& gemm_xnor_kernels(Isa isa);
 // Per-ISA tables (each in its own translation unit, compiled with its flags).
 const GemmF32Kernels& gemm_f32_6x16_scalar();
 const GemmF32Kernels& gemm_f32_6x16_avx2();
+const GemmF32Kernels& gemm_f32_12x32_avx512();
+// The AVX2 B-panel packing for 32-row panels (the AVX-512 table's).
+void gemm_f32_pack_panel_b32_avx2(const float* const* rows, std::int64_t k, const float* offset, float* dst,
+                                  float* sq_norms);
 const GemmKernels<GemmU8S8>& gemm_u8s8_6x16_scalar();
 const GemmKernels<GemmU8S8>& gemm_u8s8_6x16_avx2();
 const GemmKernels<GemmU8S8>& gemm_u8s8_6x16_avx2_vnni();
@@ -371,7 +375,7 @@ struct GemmEpilogue {
 template <class Acc, class Fn>
 GemmEpilogue<Acc> gemm_callback(Fn& fn) {
   GemmEpilogue<Acc> ep;
-  ep.ctx = &fn;
+  ep.ctx = const_cast<void*>(static_cast<const void*>(&fn));
   ep.callback = [](void* ctx, std::int64_t row0, std::int64_t col0, std::int64_t rows, std::int64_t cols, Acc* block,
                    std::int64_t ld) { (*static_cast<Fn*>(ctx))(row0, col0, rows, cols, block, ld); };
   return ep;

@@ -18,8 +18,11 @@ bool cpu_avx512_vpopcntdq() { return cpu_avx512() && cpu_info_at_startup().avx51
 }  // namespace
 
 const GemmF32Kernels& gemm_f32_kernels(Isa isa) {
+#ifdef KEENSIGHT_HAVE_AVX512
+  if (isa >= Isa::avx512) return gemm_f32_12x32_avx512();
+#endif
 #ifdef KEENSIGHT_HAVE_AVX2
-  if (isa >= Isa::avx2) return gemm_f32_6x16_avx2();  // AVX-512 runs the AVX2 tile
+  if (isa >= Isa::avx2) return gemm_f32_6x16_avx2();
 #endif
   (void)isa;
   return gemm_f32_6x16_scalar();
@@ -60,6 +63,9 @@ std::vector<const GemmKernels<GemmF32>*> gemm_f32_variants() {
   std::vector<const GemmKernels<GemmF32>*> v{&gemm_f32_6x16_scalar()};
 #ifdef KEENSIGHT_HAVE_AVX2
   if (cpu_avx2()) v.push_back(&gemm_f32_6x16_avx2());
+#endif
+#ifdef KEENSIGHT_HAVE_AVX512
+  if (cpu_avx512()) v.push_back(&gemm_f32_12x32_avx512());
 #endif
   return v;
 }

@@ -177,15 +177,22 @@ void gemm_worker(const SearchKernels& sk, const float* queries, std::int64_t q0,
       if (metric == Metric::l2) std::copy(norms.begin(), norms.begin() + mb, bias.begin());
       else std::fill(bias.begin(), bias.begin() + mb, 0.f);
 
+      // The GEMM's epilogue callback: each finished block of dot products
+      // becomes ranking values and goes to the heaps (no distance matrix).
+      const auto top_k = [&](std::int64_t row0, std::int64_t, std::int64_t rows, std::int64_t cols, float* block,
+                             std::int64_t ld) {
+        for (std::int64_t i = 0; i < rows; ++i) {
+          TopK& heap = heaps[qs + row0 + i - q0];
+          float* row = block + i * ld;
+          const float best = kern.bias_scale_min(row, bias.data(), scale, cols, row);
+          if (best <= heap.threshold()) push_row(heap, row, cols, bs);
+        }
+      };
+      const auto epilogue = keensight::detail::gemm_callback<float>(top_k);
       for (std::int64_t ic = 0; ic < mq; ic += mc) {
         const std::int64_t m = std::min(mc, mq - ic);
         keensight::detail::gemm_packed(kern, a_pack.get() + ic * dim, m, b_pack.get(), mb, dim, c.get(), ldc);
-        for (std::int64_t i = 0; i < m; ++i) {
-          TopK& heap = heaps[qs + ic + i - q0];
-          float* row = c.get() + i * ldc;
-          const float best = kern.bias_scale_min(row, bias.data(), scale, mb, row);
-          if (best <= heap.threshold()) push_row(heap, row, mb, bs);
-        }
+        keensight::detail::apply_epilogue(epilogue, ic, 0, m, mb, c.get(), ldc);
       }
     }
   }
