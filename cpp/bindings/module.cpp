@@ -12,6 +12,7 @@ void bind_search(py::module_& m);  // search.cpp: metrics, k-NN, FlatIndex, PCA,
 void bind_hnsw(py::module_& m);    // hnsw.cpp: the HNSW index
 void bind_sequential(py::module_& m);  // sequential.cpp: sequential three-way decisions
 void bind_preprocess(py::module_& m);  // preprocess.cpp: fused resize/crop/normalise for CNN inputs
+void bind_gemm(py::module_& m);        // gemm.cpp: private test bindings of the core GEMM driver
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -48,6 +49,8 @@ PYBIND11_MODULE(_core, m) {
     features["avx512dq"] = info.avx512dq;
     features["avx512vl"] = info.avx512vl;
     features["avx512vpopcntdq"] = info.avx512vpopcntdq;
+    features["avx512vnni"] = info.avx512vnni;
+    features["avxvnni"] = info.avxvnni;
     py::dict d;
     d["arch"] = info.arch;
     d["features"] = features;
@@ -71,4 +74,5 @@ PYBIND11_MODULE(_core, m) {
   keensight::bindings::bind_hnsw(m);
   keensight::bindings::bind_sequential(m);
   keensight::bindings::bind_preprocess(m);
+  keensight::bindings::bind_gemm(m);
 }

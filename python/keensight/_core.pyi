@@ -169,3 +169,24 @@ def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...
 def sobel(src: numpy.ndarray, dst: numpy.ndarray, dx: typing.SupportsInt | typing.SupportsIndex, dy: typing.SupportsInt | typing.SupportsIndex, ksize: typing.SupportsInt | typing.SupportsIndex, scale: typing.SupportsFloat | typing.SupportsIndex, anchor_x: typing.SupportsInt | typing.SupportsIndex = -1, anchor_y: typing.SupportsInt | typing.SupportsIndex = -1, border: typing.SupportsInt | typing.SupportsIndex = 4, border_value: typing.SupportsFloat | typing.SupportsIndex = 0.0, delta: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     ...
+# Private: tests of the core GEMM driver (cpp/bindings/gemm.cpp).
+def _gemm_kernels(op: str) -> list[str]:
+    """
+    Names of the GEMM tiles of `op` ('f32', 'u8s8', 'xnor') this build has and this CPU runs.
+    """
+def _gemm_active_kernel(op: str) -> str:
+    """
+    The tile `op` uses at the active ISA level.
+    """
+def _gemm_f32(a: numpy.ndarray, b: numpy.ndarray, scale: numpy.ndarray | None = None, bias: numpy.ndarray | None = None, residual: numpy.ndarray | None = None, lo: float | None = None, hi: float | None = None, kernel: str = '', num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    clamp(a @ b.T * scale + bias + residual, lo, hi) in float32 (private: tests of the core GEMM).
+    """
+def _gemm_u8s8(a: numpy.ndarray, b: numpy.ndarray, scale: numpy.ndarray | None = None, bias: numpy.ndarray | None = None, residual: numpy.ndarray | None = None, lo: int | None = None, hi: int | None = None, kernel: str = '', num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.int32]:
+    """
+    clamp(a @ b.T * scale + bias + residual, lo, hi) for uint8 a, int8 b, in int32, exact (wrapping on int32 overflow of the epilogue) (private: tests of the core GEMM).
+    """
+def _gemm_xnor(a_bits: numpy.ndarray, b_bits: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, scale: numpy.ndarray | None = None, bias: numpy.ndarray | None = None, residual: numpy.ndarray | None = None, lo: int | None = None, hi: int | None = None, kernel: str = '', num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.int32]:
+    """
+    The ±1 dot products k - 2 popcount(a XOR b) of bit rows packed by np.packbits(..., axis=1), then the epilogue, in int32 (private: tests of the core GEMM).
+    """

@@ -40,6 +40,7 @@ struct CpuInfo {
   bool sse42 = false, avx = false, avx2 = false, fma = false, f16c = false, popcnt = false;
   bool avx512f = false, avx512bw = false, avx512dq = false, avx512vl = false,
        avx512vpopcntdq = false;
+  bool avx512vnni = false, avxvnni = false;  // vpdpbusd on zmm (AVX512-VNNI) / ymm (AVX-VNNI)
   Isa detected = Isa::scalar;  // best level this CPU (and OS) supports
   Isa compiled = Isa::scalar;  // best level this build contains
   Isa active = Isa::scalar;    // level the kernels use now

@@ -103,6 +103,12 @@ CpuInfo detect() {
     info.avx512bw = os_zmm && ((r[1] >> 30) & 1);
     info.avx512vl = os_zmm && ((r[1] >> 31) & 1);
     info.avx512vpopcntdq = os_zmm && ((r[2] >> 14) & 1);
+    info.avx512vnni = os_zmm && ((r[2] >> 11) & 1);
+    const unsigned max_sub = r[0];
+    if (max_sub >= 1) {
+      cpuid(7, 1, r);
+      info.avxvnni = info.avx2 && ((r[0] >> 4) & 1);
+    }
   }
   info.fma = info.fma && info.avx;
   info.f16c = info.f16c && info.avx;

@@ -84,7 +84,7 @@
 #endif
 
 #include "core/atomic_file.hpp"
-#include "search/gemm.hpp"
+#include "core/gemm.hpp"
 #include "search/kernels.hpp"
 #include "core/topk.hpp"
 
@@ -673,8 +673,8 @@ struct HNSWIndex::Impl {
   struct PackedRotation {
     int nr = 0;
     std::int64_t k = 0;                  // 0: dense
-    search::detail::AlignedFloats panels;  // dense: R (dim rows)
-    search::detail::AlignedFloats vt, tt, v;  // WY: V^T (k rows of dim), T^T (k rows of k), V (dim rows of k)
+    keensight::detail::AlignedFloats panels;  // dense: R (dim rows)
+    keensight::detail::AlignedFloats vt, tt, v;  // WY: V^T (k rows of dim), T^T (k rows of k), V (dim rows of k)
     std::size_t floats = 0;
   };
   mutable std::mutex packed_mutex;
@@ -683,9 +683,9 @@ struct HNSWIndex::Impl {
   std::shared_ptr<PackedRotation> pack_rotation(const float* r, int nr) const {
     auto p = std::make_shared<PackedRotation>();
     p->nr = nr;
-    p->floats = static_cast<std::size_t>(search::detail::packed_size(dim, dim, nr));
+    p->floats = static_cast<std::size_t>(keensight::detail::packed_size(dim, dim, nr));
     p->panels.resize(static_cast<std::int64_t>(p->floats));
-    search::detail::pack_panels(r, dim, dim, dim, nr, nullptr, nullptr, p->panels.get());
+    keensight::detail::pack_panels(r, dim, dim, dim, nr, nullptr, nullptr, p->panels.get());
     return p;
   }
 
@@ -699,14 +699,14 @@ struct HNSWIndex::Impl {
       for (std::int64_t j = 0; j < k; ++j) vt[static_cast<std::size_t>(j * dim + i)] = V[i * k + j];
     for (std::int64_t i = 0; i < k; ++i)
       for (std::int64_t j = 0; j < k; ++j) tt[static_cast<std::size_t>(j * k + i)] = T[i * k + j];
-    const std::int64_t n_vt = search::detail::packed_size(k, dim, nr), n_tt = search::detail::packed_size(k, k, nr),
-                       n_v = search::detail::packed_size(dim, k, nr);
+    const std::int64_t n_vt = keensight::detail::packed_size(k, dim, nr), n_tt = keensight::detail::packed_size(k, k, nr),
+                       n_v = keensight::detail::packed_size(dim, k, nr);
     p->vt.resize(n_vt);
     p->tt.resize(n_tt);
     p->v.resize(n_v);
-    search::detail::pack_panels(vt.data(), dim, k, dim, nr, nullptr, nullptr, p->vt.get());
-    search::detail::pack_panels(tt.data(), k, k, k, nr, nullptr, nullptr, p->tt.get());
-    search::detail::pack_panels(V, k, dim, k, nr, nullptr, nullptr, p->v.get());
+    keensight::detail::pack_panels(vt.data(), dim, k, dim, nr, nullptr, nullptr, p->vt.get());
+    keensight::detail::pack_panels(tt.data(), k, k, k, nr, nullptr, nullptr, p->tt.get());
+    keensight::detail::pack_panels(V, k, dim, k, nr, nullptr, nullptr, p->v.get());
     p->floats = static_cast<std::size_t>(n_vt + n_tt + n_v);
     return p;
   }
@@ -753,7 +753,7 @@ struct HNSWIndex::Impl {
     return r;
   }
 
-  std::shared_ptr<const PackedRotation> packed_rotation(const search::detail::GemmKernels& g) const {
+  std::shared_ptr<const PackedRotation> packed_rotation(const keensight::detail::GemmF32Kernels& g) const {
     std::lock_guard<std::mutex> lock(packed_mutex);
     if (packed->nr != g.nr) packed = repack(*packed, g.nr);
     return packed;
@@ -761,25 +761,25 @@ struct HNSWIndex::Impl {
 
   // n rows of x (not normalised) times the rotation into out (n x dim).
   void rotate_rows(const float* x, std::int64_t n, float* out) const {
-    const search::detail::GemmKernels& g = search::detail::gemm_kernels();
+    const keensight::detail::GemmF32Kernels& g = keensight::detail::gemm_f32_kernels();
     const std::shared_ptr<const PackedRotation> rot = packed_rotation(g);
-    const std::int64_t mc = search::detail::round_up(search::detail::kGemmMC, g.mr);
-    const std::int64_t ldc = search::detail::round_up(dim, g.nr);
-    search::detail::AlignedFloats c(mc * ldc);
-    const std::int64_t k = rot->k, ldw = search::detail::round_up(std::max<std::int64_t>(k, 1), g.nr);
-    search::detail::AlignedFloats w(k ? mc * ldw : 0), w2(k ? mc * ldw : 0);
+    const std::int64_t mc = keensight::detail::round_up(keensight::detail::kGemmMC, g.mr);
+    const std::int64_t ldc = keensight::detail::round_up(dim, g.nr);
+    keensight::detail::AlignedFloats c(mc * ldc);
+    const std::int64_t k = rot->k, ldw = keensight::detail::round_up(std::max<std::int64_t>(k, 1), g.nr);
+    keensight::detail::AlignedFloats w(k ? mc * ldw : 0), w2(k ? mc * ldw : 0);
     for (std::int64_t i0 = 0; i0 < n; i0 += mc) {
       const std::int64_t m = std::min(mc, n - i0);
       const float* src = x + i0 * dim;
       float* dst = out + i0 * dim;
       if (k == 0) {
-        search::detail::gemm_rows(g, src, dim, m, rot->panels.get(), dim, dim, c.get(), ldc);
+        keensight::detail::gemm_rows(g, src, dim, m, rot->panels.get(), dim, dim, c.get(), ldc);
         for (std::int64_t r = 0; r < m; ++r) std::copy(c.get() + r * ldc, c.get() + r * ldc + dim, dst + r * dim);
         continue;
       }
-      search::detail::gemm_rows(g, src, dim, m, rot->vt.get(), k, dim, w.get(), ldw);     // x V
-      search::detail::gemm_rows(g, w.get(), ldw, m, rot->tt.get(), k, k, w2.get(), ldw);  // (x V) T
-      search::detail::gemm_rows(g, w2.get(), ldw, m, rot->v.get(), dim, k, c.get(), ldc); // ((x V) T) V^T
+      keensight::detail::gemm_rows(g, src, dim, m, rot->vt.get(), k, dim, w.get(), ldw);     // x V
+      keensight::detail::gemm_rows(g, w.get(), ldw, m, rot->tt.get(), k, k, w2.get(), ldw);  // (x V) T
+      keensight::detail::gemm_rows(g, w2.get(), ldw, m, rot->v.get(), dim, k, c.get(), ldc); // ((x V) T) V^T
       for (std::int64_t r = 0; r < m; ++r)
         for (std::int64_t j = 0; j < dim; ++j) dst[r * dim + j] = src[r * dim + j] - c.get()[r * ldc + j];
     }
@@ -1540,7 +1540,7 @@ struct HNSWIndex::Impl {
       return;
     }
     check_rotation(r);
-    packed = pack_rotation(r, search::detail::gemm_kernels().nr);
+    packed = pack_rotation(r, keensight::detail::gemm_f32_kernels().nr);
     rotated = true;
   }
 
@@ -1593,7 +1593,7 @@ struct HNSWIndex::Impl {
     const std::vector<float> Vf(V.begin(), V.end()), Tf(T.begin(), T.end());
     std::lock_guard<std::mutex> lock(packed_mutex);
     centre.clear();  // set again by the first add
-    packed = pack_wy(Vf.data(), Tf.data(), k, search::detail::gemm_kernels().nr);
+    packed = pack_wy(Vf.data(), Tf.data(), k, keensight::detail::gemm_f32_kernels().nr);
     rotated = true;
   }
 
@@ -1858,7 +1858,7 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
     for (std::size_t i = 0; i < k; ++i)
       for (std::size_t j = 0; j < k; ++j)
         if (!std::isfinite(T[i * k + j]) || (j < i && T[i * k + j] != 0.f)) in.fail("bad rotation");
-    impl->packed = impl->pack_wy(V.data(), T.data(), k, search::detail::gemm_kernels().nr);
+    impl->packed = impl->pack_wy(V.data(), T.data(), k, keensight::detail::gemm_f32_kernels().nr);
     impl->rotated = true;
     try {
       impl->check_rotation(impl->dense_rotation().data());  // the reflectors make a rotation
@@ -1874,7 +1874,7 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
     } catch (const ValueError& e) {
       in.fail(e.what());
     }
-    impl->packed = impl->pack_rotation(r.data(), search::detail::gemm_kernels().nr);
+    impl->packed = impl->pack_rotation(r.data(), keensight::detail::gemm_f32_kernels().nr);
     impl->rotated = true;
   }
   if (has_rotation != 0 && version >= 3) {

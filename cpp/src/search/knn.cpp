@@ -1,5 +1,5 @@
 // Exact k-NN: the operator. Shapes, blocking, threading and the top-k pass;
-// the arithmetic is in the GEMM tile (search/gemm_kernels.hpp) and the pair
+// the arithmetic is in the GEMM tile (core/gemm.hpp) and the pair
 // kernels (search/kernels.hpp).
 //
 // Every reported neighbour and distance is the one the pair kernels give
@@ -40,15 +40,15 @@
 
 #include "core/parallel.hpp"
 #include "keensight/search.hpp"
-#include "search/gemm.hpp"
+#include "core/gemm.hpp"
 #include "search/kernels.hpp"
 #include "core/topk.hpp"
 
 namespace keensight::search {
 namespace {
 
-using search::detail::AlignedFloats;
-using search::detail::GemmKernels;
+using keensight::detail::AlignedFloats;
+using keensight::detail::GemmF32Kernels;
 using search::detail::SearchKernels;
 using keensight::detail::TopK;
 
@@ -136,20 +136,20 @@ inline void push_row(TopK& heap, const float* values, std::int64_t count, std::i
 void gemm_worker(const SearchKernels& sk, const float* queries, std::int64_t q0, std::int64_t q1, const float* base,
                  std::int64_t b0, std::int64_t b1, std::int64_t dim, Metric metric, const float* centre, TopK* heaps,
                  float* max_sq_norm) {
-  const GemmKernels& kern = search::detail::gemm_kernels();
+  const GemmF32Kernels& kern = keensight::detail::gemm_f32_kernels();
   const int mr = kern.mr, nr = kern.nr;
-  const std::int64_t mc = search::detail::round_up(search::detail::kGemmMC, mr);
-  const std::int64_t nb = search::detail::gemm_block_rows(dim, nr);
-  const std::int64_t ldc = search::detail::round_up(nb, nr);
+  const std::int64_t mc = keensight::detail::round_up(keensight::detail::kGemmMC, mr);
+  const std::int64_t nb = keensight::detail::gemm_block_rows(dim, nr);
+  const std::int64_t ldc = keensight::detail::round_up(nb, nr);
   const std::int64_t chunk = std::max<std::int64_t>(mc, kQueryChunkBytes / (dim * 4) / mc * mc);
   const bool cosine = metric == Metric::cosine;
   const float scale = metric == Metric::l2 ? -2.f : -1.f;
 
-  AlignedFloats a_pack(search::detail::packed_size(std::min(chunk, q1 - q0), dim, mr));
-  AlignedFloats b_pack(search::detail::packed_size(std::min(nb, b1 - b0), dim, nr));
+  AlignedFloats a_pack(keensight::detail::packed_size(std::min(chunk, q1 - q0), dim, mr));
+  AlignedFloats b_pack(keensight::detail::packed_size(std::min(nb, b1 - b0), dim, nr));
   AlignedFloats c(mc * ldc);
-  std::vector<float> bias(static_cast<std::size_t>(search::detail::round_up(nb, nr))),
-      norms(static_cast<std::size_t>(search::detail::round_up(nb, nr))),
+  std::vector<float> bias(static_cast<std::size_t>(keensight::detail::round_up(nb, nr))),
+      norms(static_cast<std::size_t>(keensight::detail::round_up(nb, nr))),
       row_scale(static_cast<std::size_t>(std::max(chunk, nb)));
   float max_norm = 0.f;
 
@@ -158,14 +158,14 @@ void gemm_worker(const SearchKernels& sk, const float* queries, std::int64_t q0,
     const float* qrows = queries + qs * dim;
     if (cosine)
       for (std::int64_t i = 0; i < mq; ++i) row_scale[i] = inverse_norm(sk, qrows + i * dim, dim);
-    search::detail::pack_panels(qrows, dim, mq, dim, mr, cosine ? row_scale.data() : nullptr, centre, a_pack.get());
+    keensight::detail::pack_panels(qrows, dim, mq, dim, mr, cosine ? row_scale.data() : nullptr, centre, a_pack.get());
 
     for (std::int64_t bs = b0; bs < b1; bs += nb) {
       const std::int64_t mb = std::min(nb, b1 - bs);
       const float* brows = base + bs * dim;
       if (cosine) {  // unit rows: scaled while packed
         for (std::int64_t j = 0; j < mb; ++j) row_scale[j] = inverse_norm(sk, brows + j * dim, dim);
-        search::detail::pack_panels(brows, dim, mb, dim, nr, row_scale.data(), nullptr, b_pack.get());
+        keensight::detail::pack_panels(brows, dim, mb, dim, nr, row_scale.data(), nullptr, b_pack.get());
       } else {  // the packing pass also yields ||b||^2 (one read of the base, not two)
         const float* rows[64];  // nr <= 64 in every kernel table
         for (std::int64_t p0 = 0; p0 < mb; p0 += nr) {
@@ -177,15 +177,22 @@ void gemm_worker(const SearchKernels& sk, const float* queries, std::int64_t q0,
       if (metric == Metric::l2) std::copy(norms.begin(), norms.begin() + mb, bias.begin());
       else std::fill(bias.begin(), bias.begin() + mb, 0.f);
 
+      // The GEMM's epilogue callback: each finished block of dot products
+      // becomes ranking values and goes to the heaps (no distance matrix).
+      const auto top_k = [&](std::int64_t row0, std::int64_t, std::int64_t rows, std::int64_t cols, float* block,
+                             std::int64_t ld) {
+        for (std::int64_t i = 0; i < rows; ++i) {
+          TopK& heap = heaps[qs + row0 + i - q0];
+          float* row = block + i * ld;
+          const float best = kern.bias_scale_min(row, bias.data(), scale, cols, row);
+          if (best <= heap.threshold()) push_row(heap, row, cols, bs);
+        }
+      };
+      const auto epilogue = keensight::detail::gemm_callback<float>(top_k);
       for (std::int64_t ic = 0; ic < mq; ic += mc) {
         const std::int64_t m = std::min(mc, mq - ic);
-        search::detail::gemm_packed(kern, a_pack.get() + ic * dim, m, b_pack.get(), mb, dim, c.get(), ldc);
-        for (std::int64_t i = 0; i < m; ++i) {
-          TopK& heap = heaps[qs + ic + i - q0];
-          float* row = c.get() + i * ldc;
-          const float best = kern.bias_scale_min(row, bias.data(), scale, mb, row);
-          if (best <= heap.threshold()) push_row(heap, row, mb, bs);
-        }
+        keensight::detail::gemm_packed(kern, a_pack.get() + ic * dim, m, b_pack.get(), mb, dim, c.get(), ldc);
+        keensight::detail::apply_epilogue(epilogue, ic, 0, m, mb, c.get(), ldc);
       }
     }
   }
@@ -258,7 +265,7 @@ std::vector<float> sample_centre(const float* base, std::int64_t n, std::int64_t
 // - cosine (unit rows): |approximate - pair| <= 2 gamma_(h+4).
 // Each bound is doubled for safety.
 bool certified(Metric metric, std::int64_t dim, double tau, double kth, double p, double max_b) {
-  const std::int64_t slice = search::detail::gemm_slice_length(dim);
+  const std::int64_t slice = keensight::detail::gemm_slice_length(dim);
   const std::int64_t h = std::max(slice + (dim + slice - 1) / slice, dim / 8 + 8) + 2;
   const double u = std::ldexp(1.0, -24);
   if (!(std::isfinite(tau) && std::isfinite(kth))) return false;
@@ -409,7 +416,7 @@ void knn(const float* queries, std::int64_t nq, const float* base, std::int64_t 
   for (std::int64_t i = 0; i < nq; ++i) heaps.emplace_back(kc);
   float max_sq_norm = 0.f;
   std::mutex norm_mutex;
-  run_split(nq, n, search::detail::gemm_block_rows(dim, search::detail::gemm_kernels().nr), kc, heaps,
+  run_split(nq, n, keensight::detail::gemm_block_rows(dim, keensight::detail::gemm_f32_kernels().nr), kc, heaps,
             [&](std::int64_t q0, std::int64_t q1, std::int64_t b0, std::int64_t b1, TopK* h) {
               float local = 0.f;
               gemm_worker(sk, queries, q0, q1, base, b0, b1, dim, metric, c, h, &local);

@@ -1,5 +1,5 @@
 // PCA projection (x - mean) · componentsᵀ, optionally whitened: the blocked
-// GEMM of search/gemm.hpp over blocks of centred rows (no packing: with tens
+// GEMM of core/gemm.hpp over blocks of centred rows (no packing: with tens
 // of components, packing the rows would cost about as much as the products).
 // The rows are centred before the product, not after it as scikit-learn's
 // PCA.transform does (x · componentsᵀ - mean · componentsᵀ): for data far from
@@ -12,7 +12,7 @@
 
 #include "core/parallel.hpp"
 #include "keensight/search.hpp"
-#include "search/gemm.hpp"
+#include "core/gemm.hpp"
 
 namespace keensight::search {
 
@@ -24,16 +24,16 @@ void pca_transform(const float* x, std::int64_t n, std::int64_t dim, const float
   if (n == 0) return;
   if (!x || !mean || !components || !out) throw ValueError("pca_transform: null pointer");
 
-  const search::detail::GemmKernels& kern = search::detail::gemm_kernels();
+  const keensight::detail::GemmF32Kernels& kern = keensight::detail::gemm_f32_kernels();
   const int mr = kern.mr, nr = kern.nr;
-  const std::int64_t mc = search::detail::round_up(search::detail::kGemmMC, mr);
-  const std::int64_t ldc = search::detail::round_up(n_components, nr);
+  const std::int64_t mc = keensight::detail::round_up(keensight::detail::kGemmMC, mr);
+  const std::int64_t ldc = keensight::detail::round_up(n_components, nr);
   // The components are packed once and shared by every thread.
-  search::detail::AlignedFloats b(search::detail::packed_size(n_components, dim, nr));
-  search::detail::pack_panels(components, dim, n_components, dim, nr, nullptr, nullptr, b.get());
+  keensight::detail::AlignedFloats b(keensight::detail::packed_size(n_components, dim, nr));
+  keensight::detail::pack_panels(components, dim, n_components, dim, nr, nullptr, nullptr, b.get());
 
   keensight::detail::parallel_chunks(n, mc, [&](std::int64_t begin, std::int64_t end) {
-    search::detail::AlignedFloats c(search::detail::round_up(mc, mr) * ldc);
+    keensight::detail::AlignedFloats c(keensight::detail::round_up(mc, mr) * ldc);
     std::vector<float> centred(static_cast<std::size_t>(mc * dim));
     for (std::int64_t i0 = begin; i0 < end; i0 += mc) {
       const std::int64_t m = std::min(mc, end - i0);
@@ -42,7 +42,7 @@ void pca_transform(const float* x, std::int64_t n, std::int64_t dim, const float
         float* dst = centred.data() + i * dim;
         for (std::int64_t j = 0; j < dim; ++j) dst[j] = row[j] - mean[j];
       }
-      search::detail::gemm_rows(kern, centred.data(), dim, m, b.get(), n_components, dim, c.get(), ldc);
+      keensight::detail::gemm_rows(kern, centred.data(), dim, m, b.get(), n_components, dim, c.get(), ldc);
       for (std::int64_t i = 0; i < m; ++i) {
         const float* ci = c.get() + i * ldc;
         float* o = out + (i0 + i) * n_components;

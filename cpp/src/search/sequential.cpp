@@ -18,14 +18,14 @@
 
 #include "core/parallel.hpp"
 #include "keensight/search.hpp"
-#include "search/gemm.hpp"
+#include "core/gemm.hpp"
 #include "search/kernels.hpp"
 #include "core/topk.hpp"
 
 namespace keensight::search {
 namespace {
 
-using search::detail::AlignedFloats;
+using keensight::detail::AlignedFloats;
 
 // Queries processed together (at most): the first granule is one GEMM over
 // the block, and every packed reference panel, streamed from L3, serves the
@@ -99,15 +99,15 @@ SequentialIndex::SequentialIndex(const float* refs, std::int64_t n, std::int64_t
   packed_isa_ = active_isa();
   if (metric == Metric::l2) {
     const std::int64_t m0 = level_end_.front();
-    const search::detail::GemmKernels& gk = search::detail::gemm_kernels(packed_isa_);
+    const keensight::detail::GemmF32Kernels& gk = keensight::detail::gemm_f32_kernels(packed_isa_);
     const search::detail::SearchKernels& sk = search::detail::search_kernels();
     first_norms_.resize(static_cast<std::size_t>(n));
     for (std::int64_t p = 0; p < n; ++p) {
       const float* row = granules_.data() + p * m0;
       first_norms_[p] = sk.dot(row, row, m0);
     }
-    first_packed_.resize(static_cast<std::size_t>(search::detail::packed_size(n, m0, gk.nr) + 16));
-    search::detail::pack_panels(granules_.data(), m0, n, m0, gk.nr, nullptr, nullptr,
+    first_packed_.resize(static_cast<std::size_t>(keensight::detail::packed_size(n, m0, gk.nr) + 16));
+    keensight::detail::pack_panels(granules_.data(), m0, n, m0, gk.nr, nullptr, nullptr,
                                aligned_start(first_packed_));
   }
   if (components || mean) {
@@ -119,10 +119,10 @@ SequentialIndex::SequentialIndex(const float* refs, std::int64_t n, std::int64_t
     if (scale) scale_.assign(scale, scale + dim);
     // The first granule's components in GEMM panels: the block of queries is
     // projected on them at once (gemm_rows, as pca_transform).
-    const search::detail::GemmKernels& gk = search::detail::gemm_kernels(packed_isa_);
-    const std::int64_t rows = std::min(search::detail::round_up(level_end_.front(), gk.nr), dim);
-    components_packed_.resize(static_cast<std::size_t>(search::detail::packed_size(rows, input_dim, gk.nr) + 16));
-    search::detail::pack_panels(components, input_dim, rows, input_dim, gk.nr, nullptr, nullptr,
+    const keensight::detail::GemmF32Kernels& gk = keensight::detail::gemm_f32_kernels(packed_isa_);
+    const std::int64_t rows = std::min(keensight::detail::round_up(level_end_.front(), gk.nr), dim);
+    components_packed_.resize(static_cast<std::size_t>(keensight::detail::packed_size(rows, input_dim, gk.nr) + 16));
+    keensight::detail::pack_panels(components, input_dim, rows, input_dim, gk.nr, nullptr, nullptr,
                                aligned_start(components_packed_));
   }
 }
@@ -407,7 +407,7 @@ void SequentialIndex::predict(const float* queries, std::int64_t nq, double delt
   if (k <= 0) throw ValueError("k: expected a positive number of neighbours");
   const std::int64_t kk = std::min(k, n_);  // slots that can hold a reference
   // The tile the references were packed for (the ISA level may have changed since).
-  const search::detail::GemmKernels& gk = search::detail::gemm_kernels(packed_isa_);
+  const keensight::detail::GemmF32Kernels& gk = keensight::detail::gemm_f32_kernels(packed_isa_);
   const search::detail::SearchKernels& sk = search::detail::search_kernels();
   const std::int64_t n = n_, C = n_classes_, m0 = level_end_.front();
   const float inf = std::numeric_limits<float>::infinity();
@@ -415,13 +415,13 @@ void SequentialIndex::predict(const float* queries, std::int64_t nq, double delt
   // full one (results do not depend on the blocks: each value is computed the
   // same way in any block).
   const std::int64_t threads = std::max<std::int64_t>(1, get_num_threads());
-  const std::int64_t block = std::min(kQueryBlock, search::detail::round_up((nq + threads - 1) / threads, gk.mr));
+  const std::int64_t block = std::min(kQueryBlock, keensight::detail::round_up((nq + threads - 1) / threads, gk.mr));
   const std::int64_t blocks = (nq + block - 1) / block;
 
   const bool project = projects();
   const std::int64_t in = input_dim_;
   // Components the block is projected on at once: the first granule's, in whole GEMM panels.
-  const std::int64_t first_rows = std::min(search::detail::round_up(m0, gk.nr), dim_);
+  const std::int64_t first_rows = std::min(keensight::detail::round_up(m0, gk.nr), dim_);
 
   keensight::detail::parallel_chunks(blocks, 1, [&](std::int64_t b0, std::int64_t b1) {
     std::vector<float> class_min(static_cast<std::size_t>(block * C));
@@ -438,11 +438,11 @@ void SequentialIndex::predict(const float* queries, std::int64_t nq, double delt
       // GEMM and arithmetic, so the same values as PCA.transform gives).
       const float* z = queries + q0 * dim_;
       if (project) {
-        const std::int64_t ldc = search::detail::round_up(first_rows, gk.nr);
-        products.resize(search::detail::round_up(qn, gk.mr) * ldc);
+        const std::int64_t ldc = keensight::detail::round_up(first_rows, gk.nr);
+        products.resize(keensight::detail::round_up(qn, gk.mr) * ldc);
         for (std::int64_t i = 0; i < qn; ++i)  // centred first, as pca_transform
           for (std::int64_t j = 0; j < in; ++j) centred[i * in + j] = queries[(q0 + i) * in + j] - mean_[j];
-        search::detail::gemm_rows(gk, centred.data(), in, qn, packed_components(), first_rows, in,
+        keensight::detail::gemm_rows(gk, centred.data(), in, qn, packed_components(), first_rows, in,
                                  products.get(), ldc);
         for (std::int64_t i = 0; i < qn; ++i)
           for (std::int64_t j = 0; j < first_rows; ++j) {
@@ -462,17 +462,17 @@ void SequentialIndex::predict(const float* queries, std::int64_t nq, double delt
       // first-granule distances again, directly, for the references of the
       // classes still in play (SequentialQuery::prepare).
       if (metric_ == Metric::l2) {
-        const std::int64_t ldc = search::detail::round_up(kRefBlock, gk.nr);
-        packed_q.resize(search::detail::packed_size(qn, m0, gk.mr));
-        dots.resize(search::detail::round_up(qn, gk.mr) * ldc);
-        search::detail::pack_panels(z, dim_, qn, m0, gk.mr, nullptr, nullptr, packed_q.get());
+        const std::int64_t ldc = keensight::detail::round_up(kRefBlock, gk.nr);
+        packed_q.resize(keensight::detail::packed_size(qn, m0, gk.mr));
+        dots.resize(keensight::detail::round_up(qn, gk.mr) * ldc);
+        keensight::detail::pack_panels(z, dim_, qn, m0, gk.mr, nullptr, nullptr, packed_q.get());
         for (std::int64_t i = 0; i < qn; ++i) qoffset[i] = sk.dot(z + i * dim_, z + i * dim_, m0);
         std::fill(class_min.begin(), class_min.begin() + qn * C, inf);
         for (std::int64_t i = 0; i < qn; ++i)  // a position in the class even if no value is finite
           std::copy(class_begin_.begin(), class_begin_.end() - 1, class_arg.begin() + i * C);
         for (std::int64_t r0 = 0; r0 < n; r0 += kRefBlock) {  // kRefBlock is a multiple of nr
           const std::int64_t rn = std::min(kRefBlock, n - r0);
-          search::detail::gemm_packed(gk, packed_q.get(), qn, packed_first() + r0 * m0, rn, m0,
+          keensight::detail::gemm_packed(gk, packed_q.get(), qn, packed_first() + r0 * m0, rn, m0,
                                      dots.get(), ldc);
           const std::int64_t c_first =
               std::upper_bound(class_begin_.begin(), class_begin_.end(), r0) - class_begin_.begin() - 1;

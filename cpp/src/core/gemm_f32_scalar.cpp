@@ -1,10 +1,11 @@
-// Portable reference GEMM kernels of the search area (the reference in tests).
+// Portable reference f32 GEMM kernels (the reference in tests): the 6x16 tile
+// and the k-NN helpers of core/gemm.hpp's GemmF32Kernels.
 #include <algorithm>
 #include <limits>
 
-#include "search/gemm_kernels.hpp"
+#include "core/gemm.hpp"
 
-namespace keensight::search::detail {
+namespace keensight::detail {
 namespace {
 
 constexpr int kMR = 6, kNR = 16;
@@ -29,7 +30,7 @@ void tile_6x16_impl(std::int64_t kc, const float* a, std::int64_t lda, const flo
   }
 }
 
-void tile_6x16(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc, bool accumulate) {
+void gemm_f32_6x16(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc, bool accumulate) {
   tile_6x16_impl<true>(kc, a, 0, b, c, ldc, accumulate);
 }
 
@@ -76,11 +77,11 @@ float bias_scale_argmin(const float* dots, const float* bias, float scale, std::
   return best;
 }
 
-const GemmKernels kTable = {kMR, kNR, tile_6x16, tile_rows_6x16, bias_scale_min, bias_scale_argmin,
-                            pack_panel_b};
+const GemmF32Kernels kTable = {{"f32_6x16_scalar", kMR, kNR, 1, gemm_f32_6x16}, tile_rows_6x16, bias_scale_min,
+                               bias_scale_argmin, pack_panel_b};
 
 }  // namespace
 
-const GemmKernels& gemm_kernels_scalar() { return kTable; }
+const GemmF32Kernels& gemm_f32_6x16_scalar() { return kTable; }
 
-}  // namespace keensight::search::detail
+}  // namespace keensight::detail

@@ -1,13 +1,13 @@
-// AVX2 + FMA GEMM kernels of the search area (compiled with -mavx2 -mfma;
-// selected at run time only on CPUs that have both).
+// AVX2 + FMA f32 GEMM kernels (compiled with -mavx2 -mfma; selected at run
+// time only on CPUs that have both): the 6x16 tile and the k-NN helpers.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <limits>
 
-#include "search/gemm_kernels.hpp"
+#include "core/gemm.hpp"
 
-namespace keensight::search::detail {
+namespace keensight::detail {
 namespace {
 
 constexpr int kMR = 6, kNR = 16;
@@ -20,7 +20,7 @@ constexpr int kMR = 6, kNR = 16;
 // Haswell/Zen sgemm kernel; measured here at ~100% of peak in L1, where a
 // 4 x 24 tile (all 16 registers) reached ~90%: the compiler has no spare
 // register to schedule with. The B slice (kc x 16 floats, 16 KiB at kc = 256)
-// stays in L1 across the A panels (search/gemm.hpp).
+// stays in L1 across the A panels (core/gemm.hpp).
 // A(i, p) is a[p * kMR + i] (packed panel) or a[i * lda + p] (plain rows).
 template <bool kPacked>
 inline void tile_6x16_impl(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c,
@@ -65,7 +65,7 @@ inline void tile_6x16_impl(std::int64_t kc, const float* a, std::int64_t lda, co
   store(5, c50, c51);
 }
 
-void tile_6x16(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc, bool accumulate) {
+void gemm_f32_6x16(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc, bool accumulate) {
   tile_6x16_impl<true>(kc, a, 0, b, c, ldc, accumulate);
 }
 
@@ -121,18 +121,20 @@ inline void transpose8(__m256& r0, __m256& r1, __m256& r2, __m256& r3, __m256& r
   r6 = _mm256_permute2f128_ps(u2, u6, 0x31), r7 = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-// Two 8 x 8 transposes per 8 coordinates (rows 0-7 into lanes 0-7 of the
-// panel, rows 8-15 into lanes 8-15); a row's squared norm accumulates in its
-// own register lanes in coordinate blocks of 8, then a scalar tail, the same
-// whatever the row's slot.
-void pack_panel_b(const float* const* rows, std::int64_t k, const float* offset, float* dst, float* sq_norms) {
-  static_assert(kNR == 16, "two 8-row halves");
+// NR / 8 8 x 8 transposes per 8 coordinates (rows 0-7 into lanes 0-7 of the
+// panel, rows 8-15 into lanes 8-15, ...); a row's squared norm accumulates in
+// its own register lanes in coordinate blocks of 8, then a scalar tail, the
+// same whatever the row's slot and whatever NR (the AVX-512 table packs 32-row
+// panels with it: its norms, and so k-NN's results, equal the AVX2 table's).
+template <int kNR>
+void pack_panel_b_nr(const float* const* rows, std::int64_t k, const float* offset, float* dst, float* sq_norms) {
+  static_assert(kNR % 8 == 0, "8-row groups");
   const __m256 zero = _mm256_setzero_ps();
   __m256 norm[kNR];
   for (int i = 0; i < kNR; ++i) norm[i] = zero;
   std::int64_t j = 0;
   for (; j + 8 <= k; j += 8) {
-    for (int half = 0; half < 2; ++half) {
+    for (int half = 0; half < kNR / 8; ++half) {
       __m256 r[8];
       for (int i = 0; i < 8; ++i) {
         const float* row = rows[half * 8 + i];
@@ -154,6 +156,10 @@ void pack_panel_b(const float* const* rows, std::int64_t k, const float* offset,
     }
   if (sq_norms)
     for (int i = 0; i < kNR; ++i) sq_norms[i] = tail[i];
+}
+
+void pack_panel_b(const float* const* rows, std::int64_t k, const float* offset, float* dst, float* sq_norms) {
+  pack_panel_b_nr<kNR>(rows, k, offset, dst, sq_norms);
 }
 
 // Two passes: a vector minimum, then (only when it beats `bound`) the first
@@ -199,11 +205,16 @@ float bias_scale_argmin(const float* dots, const float* bias, float scale, std::
   return best;
 }
 
-const GemmKernels kTable = {kMR, kNR, tile_6x16, tile_rows_6x16, bias_scale_min, bias_scale_argmin,
-                            pack_panel_b};
+const GemmF32Kernels kTable = {{"f32_6x16_avx2", kMR, kNR, 1, gemm_f32_6x16}, tile_rows_6x16, bias_scale_min,
+                               bias_scale_argmin, pack_panel_b};
 
 }  // namespace
 
-const GemmKernels& gemm_kernels_avx2() { return kTable; }
+const GemmF32Kernels& gemm_f32_6x16_avx2() { return kTable; }
 
-}  // namespace keensight::search::detail
+void gemm_f32_pack_panel_b32_avx2(const float* const* rows, std::int64_t k, const float* offset, float* dst,
+                                  float* sq_norms) {
+  pack_panel_b_nr<32>(rows, k, offset, dst, sq_norms);
+}
+
+}  // namespace keensight::detail

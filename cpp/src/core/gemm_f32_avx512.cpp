@@ -1,0 +1,79 @@
+// AVX-512 f32 GEMM tile (compiled with the AVX-512 flags; selected at run time
+// only on CPUs and OSes with AVX-512 F/BW/DQ/VL).
+//
+// Each product sums its slice's terms in coordinate order with one FMA each,
+// as the AVX2 6x16 tile does, and the driver's slice is the same (kGemmKC):
+// every value is bit-identical to the AVX2 table's, so k-NN, PCA, HNSW and the
+// sequential classifier give the same results at both levels (and k-NN's
+// error bound holds unchanged). The k-NN helpers are the AVX2 ones (the B
+// panels of 32 rows are packed by the same code as the 16-row ones).
+#include <immintrin.h>
+
+#include "core/gemm.hpp"
+
+namespace keensight::detail {
+namespace {
+
+constexpr int kMR = 12, kNR = 32;
+
+// 12 x 32 register tile: 24 zmm accumulators + 2 B vectors + 1 broadcast of
+// the 32 registers (BLIS's SkylakeX sgemm budget, transposed). Per
+// coordinate: 2 B loads, 12 broadcasts, 24 FMAs: 12 cycles of the two FMA
+// ports against 14 loads, and 24 independent chains cover the FMA latency.
+// A(i, p) is a[p * kMR + i] (packed panel) or a[i * lda + p] (plain rows).
+template <bool kPacked>
+inline void tile_12x32_impl(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c,
+                            std::int64_t ldc, bool accumulate) {
+  __m512 acc[kMR][2];
+#pragma GCC unroll 12
+  for (int i = 0; i < kMR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (std::int64_t p = 0; p < kc; ++p) {
+    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < kMR; ++i) {
+      const __m512 av = _mm512_set1_ps(kPacked ? a[i] : a[i * lda + p]);
+      acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+    }
+    if (kPacked) a += kMR;
+    b += kNR;
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < kMR; ++i) {
+    float* ci = c + i * ldc;
+    __m512 lo = acc[i][0], hi = acc[i][1];
+    if (accumulate) {
+      lo = _mm512_add_ps(lo, _mm512_loadu_ps(ci));
+      hi = _mm512_add_ps(hi, _mm512_loadu_ps(ci + 16));
+    }
+    _mm512_storeu_ps(ci, lo);
+    _mm512_storeu_ps(ci + 16, hi);
+  }
+}
+
+void gemm_f32_12x32(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc, bool accumulate) {
+  tile_12x32_impl<true>(kc, a, 0, b, c, ldc, accumulate);
+}
+
+void tile_rows_12x32(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c, std::int64_t ldc,
+                     bool accumulate) {
+  tile_12x32_impl<false>(kc, a, lda, b, c, ldc, accumulate);
+}
+
+}  // namespace
+
+const GemmF32Kernels& gemm_f32_12x32_avx512() {
+  static const GemmF32Kernels table = [] {
+    GemmF32Kernels t = gemm_f32_6x16_avx2();
+    t.name = "f32_12x32_avx512";
+    t.mr = kMR;
+    t.nr = kNR;
+    t.tile = gemm_f32_12x32;
+    t.tile_rows = tile_rows_12x32;
+    t.pack_panel_b = gemm_f32_pack_panel_b32_avx2;
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace keensight::detail

@@ -1,0 +1,45 @@
+// AVX-VNNI u8 x s8 -> s32 GEMM tile (compiled with -mavx2 -mavxvnni; selected
+// at run time only on CPUs that report AVX-VNNI, e.g. Alder Lake, Sapphire
+// Rapids). vpdpbusd multiplies four u8 x s8 pairs of each 32-bit lane and adds
+// them to the int32 lane without intermediate saturation: exact.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "core/gemm.hpp"
+
+namespace keensight::detail {
+namespace {
+
+constexpr int kMR = 6, kNR = 16;
+
+// 6 x 16 tile: 12 accumulators + 2 B vectors + 1 broadcast of 16 ymm; one
+// vpdpbusd per row and 8 columns per four coordinates.
+void gemm_u8s8_6x16(std::int64_t kc, const std::uint32_t* a, const std::uint32_t* b, std::int32_t* c,
+                    std::int64_t ldc, bool accumulate) {
+  __m256i acc[kMR][2];
+  for (int i = 0; i < kMR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+  for (std::int64_t p = 0; p < kc; ++p, a += kMR, b += kNR) {
+    const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b));
+    const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + 8));
+    for (int i = 0; i < kMR; ++i) {
+      const __m256i av = _mm256_set1_epi32(static_cast<int>(a[i]));  // unsigned operand first
+      acc[i][0] = _mm256_dpbusd_avx_epi32(acc[i][0], av, b0);
+      acc[i][1] = _mm256_dpbusd_avx_epi32(acc[i][1], av, b1);
+    }
+  }
+  for (int i = 0; i < kMR; ++i)
+    for (int h = 0; h < 2; ++h) {
+      auto* ci = reinterpret_cast<__m256i*>(c + i * ldc + 8 * h);
+      const __m256i v = accumulate ? _mm256_add_epi32(acc[i][h], _mm256_loadu_si256(ci)) : acc[i][h];
+      _mm256_storeu_si256(ci, v);
+    }
+}
+
+const GemmKernels<GemmU8S8> kTable = {"u8s8_6x16_avx2_vnni", kMR, kNR, 4, gemm_u8s8_6x16};
+
+}  // namespace
+
+const GemmKernels<GemmU8S8>& gemm_u8s8_6x16_avx2_vnni() { return kTable; }
+
+}  // namespace keensight::detail
