@@ -4,16 +4,6 @@
 
 namespace keensight::search::detail {
 
-const GemmKernels& gemm_kernels(Isa isa) {
-#ifdef KEENSIGHT_HAVE_AVX2
-  if (isa >= Isa::avx2) return gemm_kernels_avx2();  // AVX-512 runs the AVX2 tile
-#endif
-  (void)isa;
-  return gemm_kernels_scalar();
-}
-
-const GemmKernels& gemm_kernels() { return gemm_kernels(active_isa()); }
-
 // Reads the panel's rows side by side and writes the panel sequentially: each
 // destination line is written once (row by row, every line would be touched r
 // times at a stride of r floats).

@@ -57,7 +57,8 @@ const GemmKernels& gemm_kernels_scalar();
 const GemmKernels& gemm_kernels_avx2();
 #endif
 
-// The table for the active ISA level, and for a given level.
+// The table the kernels use now (core/dispatch.hpp), and the table `isa` falls back
+// to along its chain (selected in search/dispatch.cpp).
 const GemmKernels& gemm_kernels();
 const GemmKernels& gemm_kernels(Isa isa);
 

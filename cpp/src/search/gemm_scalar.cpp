@@ -76,11 +76,23 @@ float bias_scale_argmin(const float* dots, const float* bias, float scale, std::
   return best;
 }
 
-const GemmKernels kTable = {kMR, kNR, tile_6x16, tile_rows_6x16, bias_scale_min, bias_scale_argmin,
-                            pack_panel_b};
+GemmKernels make_table() {
+  GemmKernels t{};  // by member name: see core/dispatch.hpp
+  t.mr = kMR;
+  t.nr = kNR;
+  t.tile = tile_6x16;
+  t.tile_rows = tile_rows_6x16;
+  t.bias_scale_min = bias_scale_min;
+  t.bias_scale_argmin = bias_scale_argmin;
+  t.pack_panel_b = pack_panel_b;
+  return t;
+}
 
 }  // namespace
 
-const GemmKernels& gemm_kernels_scalar() { return kTable; }
+const GemmKernels& gemm_kernels_scalar() {
+  static const GemmKernels table = make_table();
+  return table;
+}
 
 }  // namespace keensight::search::detail
