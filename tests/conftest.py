@@ -9,15 +9,10 @@ import pytest
 import keensight
 from keensight import _core
 
-_LEVELS = ["scalar", "avx2", "avx512"]
-
-
 def available_isas():
     """Levels this CPU and build can run, lowest first (scalar always)."""
     info = keensight.cpu_info()
-    order = {name: i for i, name in enumerate(_LEVELS)}
-    cap = min(order[info["detected"]], order[info["compiled"]])
-    return _LEVELS[: cap + 1]
+    return [name for name in info["levels"] if name in info["compiled_levels"]]
 
 
 @pytest.fixture(params=available_isas())

@@ -13,7 +13,21 @@ import pytest
 import keensight as ks
 from keensight import _core
 
-ORDER = {"scalar": 0, "avx2": 1, "avx512": 2}
+LEVELS = ["scalar", "avx2", "avx2_vnni", "avx512", "avx512_vnni", "avx512_vpopcntdq"]
+# The features each level needs (core.hpp); a level's chain is the levels whose
+# features are a subset of its own.
+LEVEL_FEATURES = {
+    "scalar": set(),
+    "avx2": {"avx2", "fma", "f16c", "popcnt"},
+    "avx512": {"avx2", "fma", "f16c", "popcnt", "avx512f", "avx512bw", "avx512dq", "avx512vl"},
+}
+LEVEL_FEATURES["avx2_vnni"] = LEVEL_FEATURES["avx2"] | {"avxvnni"}
+LEVEL_FEATURES["avx512_vnni"] = LEVEL_FEATURES["avx512"] | {"avx512vnni"}
+LEVEL_FEATURES["avx512_vpopcntdq"] = LEVEL_FEATURES["avx512"] | {"avx512vpopcntdq"}
+
+
+def chain(level: str) -> list[str]:
+    return [m for m in LEVELS if LEVEL_FEATURES[m] <= LEVEL_FEATURES[level]]
 
 
 def child(code: str, **env) -> dict:
@@ -28,14 +42,27 @@ def child(code: str, **env) -> dict:
 INFO = "import json, keensight; print(json.dumps(keensight.cpu_info()))"
 
 
+def usable(info: dict) -> list[str]:
+    return [name for name in info["levels"] if name in info["compiled_levels"]]
+
+
 def test_cpu_info_fields():
     info = ks.cpu_info()
-    for key in ("arch", "features", "detected", "compiled", "active", "forced", "openmp", "num_threads"):
+    for key in ("arch", "features", "detected", "compiled", "active", "forced", "forced_valid", "openmp",
+                "num_threads", "levels", "compiled_levels", "enabled_levels", "all_levels"):
         assert key in info
     assert all(isinstance(v, bool) for v in info["features"].values())
-    assert ORDER[info["active"]] <= min(ORDER[info["detected"]], ORDER[info["compiled"]])
-    if info["detected"] != "scalar":
-        assert info["features"]["avx2"] and info["features"]["fma"]
+    for key in ("avxvnni", "avx512vnni", "avx512vpopcntdq", "avx2", "fma", "avx512f"):
+        assert key in info["features"]
+    assert info["all_levels"] == LEVELS
+    for key in ("levels", "compiled_levels", "enabled_levels"):
+        assert info[key][0] == "scalar" and info[key] == [name for name in LEVELS if name in info[key]]
+    # A level is available exactly when the CPU has every feature it needs.
+    features = {name for name, present in info["features"].items() if present}
+    assert info["levels"] == [name for name in LEVELS if LEVEL_FEATURES[name] <= features]
+    assert info["detected"] == info["levels"][-1] and info["compiled"] == info["compiled_levels"][-1]
+    assert info["active"] == info["enabled_levels"][-1]
+    assert set(info["enabled_levels"]) <= set(usable(info))
 
 
 def test_cpu_info_agrees_with_proc_cpuinfo():
@@ -49,36 +76,46 @@ def test_cpu_info_agrees_with_proc_cpuinfo():
         if line.startswith("flags"):
             flags = set(line.split(":", 1)[1].split())
             break
-    assert info["features"]["avx2"] == ("avx2" in flags)
-    assert info["features"]["fma"] == ("fma" in flags)
-    assert info["features"]["avx512f"] == ("avx512f" in flags)
+    # keensight's names are the compiler's (-mavxvnni); Linux spells some with "_".
+    for ours, linux in [("avx2", "avx2"), ("fma", "fma"), ("avx512f", "avx512f"), ("avx512bw", "avx512bw"),
+                        ("avx512vl", "avx512vl"), ("avxvnni", "avx_vnni"), ("avx512vnni", "avx512_vnni"),
+                        ("avx512vpopcntdq", "avx512_vpopcntdq"), ("popcnt", "popcnt")]:
+        assert info["features"][ours] == (linux in flags), ours
 
 
-def test_keensight_isa_forces_lower_level():
-    parent = ks.cpu_info()
-    forced = child(INFO, KEENSIGHT_ISA="scalar")
-    assert forced["active"] == "scalar" and forced["forced"] == "scalar"
-    if ORDER[min(parent["detected"], parent["compiled"], key=ORDER.get)] >= 1:
-        assert child(INFO, KEENSIGHT_ISA="avx2")["active"] == "avx2"
-    high = child(INFO, KEENSIGHT_ISA="avx512")
-    assert ORDER[high["active"]] <= min(ORDER[parent["detected"]], ORDER[parent["compiled"]])
+def test_start_up_enables_every_usable_level():
+    info = child(INFO, KEENSIGHT_ISA="")
+    assert info["enabled_levels"] == usable(info) and info["active"] == usable(info)[-1]
 
 
-def test_keensight_isa_names_ignore_case_and_unknown_names_warn():
+@pytest.mark.parametrize("level", LEVELS)
+def test_keensight_isa_forces_every_level_name(level):
+    """KEENSIGHT_ISA=<level> restricts the kernels to the level's chain; a level the
+    CPU or build lacks is clamped to the best level of its chain that both have."""
+    forced = child(INFO, KEENSIGHT_ISA=level.upper())
+    assert forced["forced"] == level.upper() and forced["forced_valid"]
+    have = usable(forced)
+    clamped = [m for m in chain(level) if m in have][-1]
+    assert forced["active"] == clamped
+    if clamped == have[-1]:
+        assert forced["enabled_levels"] == have  # the best level: nothing restricted
+    else:
+        assert forced["enabled_levels"] == [m for m in chain(clamped) if m in have]
+
+
+def test_keensight_isa_unknown_names_warn_and_are_ignored():
     # "foo" or "AVX2" silently ran scalar.
     parent = ks.cpu_info()
-    best = min(parent["detected"], parent["compiled"], key=ORDER.get)
-    if ORDER[best] >= 1:
-        upper = child(INFO, KEENSIGHT_ISA="AVX2")
-        assert upper["active"] == "avx2" and upper["forced_valid"]
     assert child(INFO, KEENSIGHT_ISA="Scalar")["active"] == "scalar"
     import os
     env = dict(os.environ, KEENSIGHT_ISA="foo")
     out = subprocess.run([sys.executable, "-c", INFO], env=env, capture_output=True, text=True, check=True)
     bogus = json.loads(out.stdout)
     assert bogus["forced"] == "foo" and not bogus["forced_valid"]
-    assert bogus["active"] == best  # ignored, not a silent fall to scalar
-    assert "KEENSIGHT_ISA='foo'" in out.stderr and "'scalar', 'avx2' or 'avx512'" in out.stderr
+    assert bogus["active"] == usable(parent)[-1]  # ignored, not a silent fall to scalar
+    assert bogus["enabled_levels"] == usable(parent)
+    assert "KEENSIGHT_ISA='foo'" in out.stderr and "RuntimeWarning" in out.stderr
+    assert all(repr(name) in out.stderr for name in LEVELS)
 
 
 def test_scalar_process_gives_same_results(tmp_path):
@@ -96,16 +133,26 @@ def test_scalar_process_gives_same_results(tmp_path):
 
 def test_set_isa():
     before = _core.active_isa()
+    info = ks.cpu_info()
+    have = usable(info)
     try:
         assert _core.set_isa("scalar") == "scalar"
-        assert ks.cpu_info()["active"] == "scalar"
-        top = _core.set_isa("avx512")
-        info = ks.cpu_info()
-        assert ORDER[top] == min(ORDER[info["detected"]], ORDER[info["compiled"]])
-        with pytest.raises(ValueError, match="isa"):
+        assert ks.cpu_info()["active"] == "scalar" and ks.cpu_info()["enabled_levels"] == ["scalar"]
+        for level in LEVELS:
+            got = _core.set_isa(level)
+            clamped = [m for m in chain(level) if m in have][-1]
+            assert got == clamped == _core.active_isa() == ks.cpu_info()["active"]
+            enabled = ks.cpu_info()["enabled_levels"]
+            assert enabled == (have if clamped == have[-1] else [m for m in chain(clamped) if m in have])
+            # set_isa(active_isa()) keeps what is enabled: the restore idiom of the tests.
+            _core.set_isa(_core.active_isa())
+            assert ks.cpu_info()["enabled_levels"] == enabled
+        assert _core.set_isa("AVX2") == ("avx2" if "avx2" in have else "scalar")
+        with pytest.raises(ValueError, match="isa: expected 'scalar', 'avx2', 'avx2_vnni'"):
             _core.set_isa("sse9")
     finally:
         _core.set_isa(before)
+    assert ks.cpu_info()["enabled_levels"] == info["enabled_levels"]
 
 
 def test_threads():

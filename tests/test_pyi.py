@@ -215,7 +215,11 @@ def core_problems() -> List[str]:
     functions, classes, attributes = _stub()
     problems: List[str] = []
     runtime_names = set()
-    for name in _public_names(dir(_core)):
+    # Private module functions (the GEMM test bindings, _gemm_*) are bindings too.
+    module_names = sorted(set(_public_names(dir(_core))) |
+                          {n for n in dir(_core) if n.startswith("_") and not n.startswith("__")
+                           and _is_pybind_function(getattr(_core, n))})
+    for name in module_names:
         obj = getattr(_core, name)
         if name == "__doc__" or isinstance(obj, type(_core)):
             continue  # submodules would have stubs of their own

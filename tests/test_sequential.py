@@ -3,6 +3,7 @@ a plain NumPy implementation of the method, exact 1-NN, and scikit-learn."""
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
 import pytest
@@ -69,7 +70,11 @@ def test_matches_numpy_reference(isa, rng, metric):
         np.testing.assert_allclose(class_d[i], dist, rtol=1e-4, atol=1e-3)
 
 
-def test_delta_inf_is_exact_1nn(isa, rng):
+def test_delta_inf_is_exact_1nn(isa):
+    # The same data at every level (the `rng` fixture seeds from the test id, level
+    # included): the drop-out rate asserted below is a property of the data, and it
+    # ranges over 0.46..0.50 of exhaustive across seeds.
+    rng = np.random.default_rng(zlib.crc32(b"tests/test_sequential.py::test_delta_inf_is_exact_1nn"))
     X, y = blobs(rng, n_classes=7, per_class=50, dim=40)
     Q, _ = blobs(rng, n_classes=7, per_class=20, dim=40, spread=1.5)
     clf = SequentialClassifier(m=8, delta=math.inf).fit(X, y)

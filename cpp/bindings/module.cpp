@@ -38,22 +38,22 @@ PYBIND11_MODULE(_core, m) {
   m.def("cpu_info", []() {
     const CpuInfo info = keensight::cpu_info();
     py::dict features;
-    features["sse4_2"] = info.sse42;
-    features["avx"] = info.avx;
-    features["avx2"] = info.avx2;
-    features["fma"] = info.fma;
-    features["f16c"] = info.f16c;
-    features["popcnt"] = info.popcnt;
-    features["avx512f"] = info.avx512f;
-    features["avx512bw"] = info.avx512bw;
-    features["avx512dq"] = info.avx512dq;
-    features["avx512vl"] = info.avx512vl;
-    features["avx512vpopcntdq"] = info.avx512vpopcntdq;
-    features["avx512vnni"] = info.avx512vnni;
-    features["avxvnni"] = info.avxvnni;
+    for (const auto& [name, present] : info.features()) features[name] = present;
+    const auto names = [](IsaSet set) {
+      py::list out;  // best order, lowest first
+      for (int i = 0; i < kIsaCount; ++i)
+        if (set.contains(static_cast<Isa>(i))) out.append(isa_name(static_cast<Isa>(i)));
+      return out;
+    };
+    IsaSet all;
+    for (int i = 0; i < kIsaCount; ++i) all = all.with(static_cast<Isa>(i));
     py::dict d;
     d["arch"] = info.arch;
     d["features"] = features;
+    d["levels"] = names(info.levels);
+    d["compiled_levels"] = names(info.compiled_levels);
+    d["enabled_levels"] = names(info.enabled);
+    d["all_levels"] = names(all);
     d["detected"] = isa_name(info.detected);
     d["compiled"] = isa_name(info.compiled);
     d["active"] = isa_name(info.active);

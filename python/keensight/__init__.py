@@ -47,8 +47,9 @@ def _check_isa_variable() -> None:
     if info["forced"] is not None and not info["forced_valid"]:
         import warnings
 
-        warnings.warn(f"KEENSIGHT_ISA={info['forced']!r} names no SIMD level (expected 'scalar', 'avx2' or "
-                      f"'avx512', in any case); it is ignored and the kernels use {info['active']!r}",
+        names = ", ".join(repr(name) for name in info["all_levels"])
+        warnings.warn(f"KEENSIGHT_ISA={info['forced']!r} names no SIMD level (expected one of {names}, in any "
+                      f"case); it is ignored and the kernels use {info['active']!r}",
                       RuntimeWarning, stacklevel=3)
 
 
@@ -64,22 +65,32 @@ __all__ = [
 
 
 def cpu_info() -> Dict[str, Any]:
-    """Detected CPU features and the SIMD level the kernels use.
+    """Detected CPU features and the SIMD levels the kernels use.
+
+    A level is a set of features (``avx2``: AVX2+FMA+F16C+POPCNT; ``avx2_vnni``:
+    + AVX-VNNI; ``avx512``: avx2 + AVX-512 F/BW/DQ/VL; ``avx512_vnni``: + AVX512_VNNI;
+    ``avx512_vpopcntdq``: + AVX512_VPOPCNTDQ). Each kernel area uses the best level
+    it has among the enabled ones, falling back along the level's chain
+    (``avx512_vnni`` -> ``avx512`` -> ``avx2`` -> ``scalar``).
 
     Returns
     -------
     dict
-        ``arch``, ``features`` (flag -> bool), ``detected`` (best level of this
-        CPU), ``compiled`` (best level in this build), ``active`` (level in use:
-        the lowest of those and ``KEENSIGHT_ISA``), ``forced`` (``KEENSIGHT_ISA``
-        or None), ``forced_valid`` (whether it names a level: ``scalar``,
-        ``avx2`` or ``avx512``, in any case; an unknown name forces nothing and
-        is warned about at import), ``openmp`` and ``num_threads``.
+        ``arch``; ``features`` (flag -> bool, every feature detected, true only
+        with OS support); ``levels`` (levels this CPU has), ``compiled_levels``
+        (levels this build has), ``enabled_levels`` (levels the kernels may use
+        now), ``all_levels`` (every level name), each lowest first;
+        ``detected`` / ``compiled`` (best of ``levels`` / ``compiled_levels``),
+        ``active`` (best enabled level); ``forced`` (``KEENSIGHT_ISA`` or None),
+        ``forced_valid`` (whether it names a level, in any case; an unknown name
+        forces nothing and is warned about at import); ``openmp`` and
+        ``num_threads``.
 
     Examples
     --------
     >>> import keensight
-    >>> keensight.cpu_info()["active"] in ("scalar", "avx2", "avx512")
+    >>> info = keensight.cpu_info()
+    >>> info["active"] in info["enabled_levels"] and "scalar" in info["levels"]
     True
     """
     return _core.cpu_info()

@@ -178,15 +178,15 @@ def _gemm_active_kernel(op: str) -> str:
     """
     The tile `op` uses at the active ISA level.
     """
-def _gemm_f32(a: numpy.ndarray, b: numpy.ndarray, scale: numpy.ndarray | None = None, bias: numpy.ndarray | None = None, residual: numpy.ndarray | None = None, lo: float | None = None, hi: float | None = None, kernel: str = '', num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float32]:
+def _gemm_f32(a: typing.Any, b: typing.Any, scale: typing.Any = None, bias: typing.Any = None, residual: typing.Any = None, lo: typing.Any = None, hi: typing.Any = None, kernel: str = '', num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float32]:
     """
     clamp(a @ b.T * scale + bias + residual, lo, hi) in float32 (private: tests of the core GEMM).
     """
-def _gemm_u8s8(a: numpy.ndarray, b: numpy.ndarray, scale: numpy.ndarray | None = None, bias: numpy.ndarray | None = None, residual: numpy.ndarray | None = None, lo: int | None = None, hi: int | None = None, kernel: str = '', num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.int32]:
+def _gemm_u8s8(a: typing.Any, b: typing.Any, scale: typing.Any = None, bias: typing.Any = None, residual: typing.Any = None, lo: typing.Any = None, hi: typing.Any = None, kernel: str = '', num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.int32]:
     """
     clamp(a @ b.T * scale + bias + residual, lo, hi) for uint8 a, int8 b, in int32, exact (wrapping on int32 overflow of the epilogue) (private: tests of the core GEMM).
     """
-def _gemm_xnor(a_bits: numpy.ndarray, b_bits: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, scale: numpy.ndarray | None = None, bias: numpy.ndarray | None = None, residual: numpy.ndarray | None = None, lo: int | None = None, hi: int | None = None, kernel: str = '', num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.int32]:
+def _gemm_xnor(a_bits: typing.Any, b_bits: typing.Any, k: typing.SupportsInt | typing.SupportsIndex, scale: typing.Any = None, bias: typing.Any = None, residual: typing.Any = None, lo: typing.Any = None, hi: typing.Any = None, kernel: str = '', num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.int32]:
     """
     The ±1 dot products k - 2 popcount(a XOR b) of bit rows packed by np.packbits(..., axis=1), then the epilogue, in int32 (private: tests of the core GEMM).
     """

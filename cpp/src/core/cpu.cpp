@@ -1,6 +1,9 @@
-// CPU feature detection and the process-wide ISA level (numpy/faiss style:
-// detect once, pick the best compiled level, allow KEENSIGHT_ISA to force lower).
+// CPU feature detection and the process-wide set of enabled ISA levels (numpy/faiss
+// style: detect once, enable what the CPU and build both have, let KEENSIGHT_ISA or
+// set_isa restrict the kernels to one level's fallback chain).
 #include "keensight/core.hpp"
+
+#include "core/dispatch.hpp"
 
 #include <atomic>
 #include <cctype>
@@ -17,22 +20,55 @@
 
 namespace keensight {
 
+namespace {
+
+constexpr const char* kIsaNames[kIsaCount] = {"scalar", "avx2", "avx2_vnni", "avx512", "avx512_vnni",
+                                              "avx512_vpopcntdq"};
+
+// The level each level adds its features to (scalar: none): the tree of inclusion.
+constexpr Isa kParent[kIsaCount] = {Isa::scalar, Isa::scalar, Isa::avx2, Isa::avx2, Isa::avx512, Isa::avx512};
+
+}  // namespace
+
+Isa IsaSet::best() const {
+  for (int i = kIsaCount - 1; i > 0; --i)
+    if (contains(static_cast<Isa>(i))) return static_cast<Isa>(i);
+  return Isa::scalar;
+}
+
 const char* isa_name(Isa isa) {
-  switch (isa) {
-    case Isa::scalar: return "scalar";
-    case Isa::avx2: return "avx2";
-    case Isa::avx512: return "avx512";
-  }
-  return "unknown";
+  const int i = static_cast<int>(isa);
+  return i >= 0 && i < kIsaCount ? kIsaNames[i] : "unknown";
 }
 
 Isa isa_from_name(const std::string& name) {
   std::string key;  // case does not matter: "AVX2" is avx2
   for (const char ch : name) key += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  if (key == "scalar") return Isa::scalar;
-  if (key == "avx2") return Isa::avx2;
-  if (key == "avx512") return Isa::avx512;
-  throw ValueError("isa: expected 'scalar', 'avx2' or 'avx512' (any case), got '" + name + "'");
+  std::string choices;
+  for (int i = 0; i < kIsaCount; ++i) {
+    if (key == kIsaNames[i]) return static_cast<Isa>(i);
+    choices += (i ? (i + 1 == kIsaCount ? " or '" : ", '") : "'") + std::string(kIsaNames[i]) + "'";
+  }
+  throw ValueError("isa: expected " + choices + " (any case), got '" + name + "'");
+}
+
+IsaSet isa_chain(Isa isa) {
+  IsaSet chain = IsaSet{}.with(Isa::scalar);
+  if (static_cast<int>(isa) < 0 || static_cast<int>(isa) >= kIsaCount) return chain;
+  for (Isa level = isa; level != Isa::scalar; level = kParent[static_cast<int>(level)]) chain = chain.with(level);
+  return chain;
+}
+
+std::vector<std::pair<const char*, bool>> CpuInfo::features() const {
+  return {{"sse4_2", sse42},         {"avx", avx},
+          {"avx2", avx2},            {"fma", fma},
+          {"f16c", f16c},            {"popcnt", popcnt},
+          {"bmi1", bmi1},            {"bmi2", bmi2},
+          {"avxvnni", avxvnni},      {"avx512f", avx512f},
+          {"avx512bw", avx512bw},    {"avx512dq", avx512dq},
+          {"avx512vl", avx512vl},    {"avx512cd", avx512cd},
+          {"avx512vnni", avx512vnni}, {"avx512vpopcntdq", avx512vpopcntdq},
+          {"avx512bitalg", avx512bitalg}, {"avx512vbmi", avx512vbmi}};
 }
 
 namespace {
@@ -57,16 +93,50 @@ std::uint64_t xgetbv0() {
   return (static_cast<std::uint64_t>(hi) << 32) | lo;
 #endif
 }
+
+bool bit(unsigned reg, int b) { return (reg >> b) & 1u; }
 #endif
 
-Isa compiled_level() {
-#if defined(KEENSIGHT_HAVE_AVX512)
-  return Isa::avx512;
-#elif defined(KEENSIGHT_HAVE_AVX2)
-  return Isa::avx2;
-#else
-  return Isa::scalar;
+// The levels this build compiled flags for (CMakeLists.txt defines KEENSIGHT_HAVE_*).
+IsaSet compiled_levels() {
+  IsaSet s = IsaSet{}.with(Isa::scalar);
+#if defined(KEENSIGHT_HAVE_AVX2)
+  s = s.with(Isa::avx2);
 #endif
+#if defined(KEENSIGHT_HAVE_AVX2_VNNI)
+  s = s.with(Isa::avx2_vnni);
+#endif
+#if defined(KEENSIGHT_HAVE_AVX512)
+  s = s.with(Isa::avx512);
+#endif
+#if defined(KEENSIGHT_HAVE_AVX512_VNNI)
+  s = s.with(Isa::avx512_vnni);
+#endif
+#if defined(KEENSIGHT_HAVE_AVX512_VPOPCNTDQ)
+  s = s.with(Isa::avx512_vpopcntdq);
+#endif
+  return s;
+}
+
+// The levels whose whole feature set the CPU has.
+IsaSet levels_of(const CpuInfo& f) {
+  IsaSet s = IsaSet{}.with(Isa::scalar);
+  if (!(f.avx2 && f.fma && f.f16c && f.popcnt)) return s;
+  s = s.with(Isa::avx2);
+  if (f.avxvnni) s = s.with(Isa::avx2_vnni);
+  if (!(f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl)) return s;
+  s = s.with(Isa::avx512);
+  if (f.avx512vnni) s = s.with(Isa::avx512_vnni);
+  if (f.avx512vpopcntdq) s = s.with(Isa::avx512_vpopcntdq);
+  return s;
+}
+
+// What set_isa(want) enables among the usable levels, and the level it reports.
+IsaSet enabled_for(Isa want, IsaSet usable, Isa* level) {
+  const Isa clamped = (isa_chain(want) & usable).best();
+  *level = clamped;
+  // The best usable level stands for "everything usable" (the start-up default).
+  return clamped == usable.best() ? usable : (isa_chain(clamped) & usable);
 }
 
 CpuInfo detect() {
@@ -85,40 +155,45 @@ CpuInfo detect() {
   cpuid(0, 0, r);
   const unsigned max_leaf = r[0];
   cpuid(1, 0, r);
-  info.sse42 = (r[2] >> 20) & 1;
-  info.popcnt = (r[2] >> 23) & 1;
-  info.fma = (r[2] >> 12) & 1;
-  info.f16c = (r[2] >> 29) & 1;
-  const bool osxsave = (r[2] >> 27) & 1;
-  const bool avx_hw = (r[2] >> 28) & 1;
-  std::uint64_t xcr0 = osxsave ? xgetbv0() : 0;
-  const bool os_ymm = (xcr0 & 0x6) == 0x6;              // XMM + YMM state saved
-  const bool os_zmm = (xcr0 & 0xE6) == 0xE6;            // + opmask, ZMM_Hi256, Hi16_ZMM
+  info.sse42 = bit(r[2], 20);
+  info.popcnt = bit(r[2], 23);
+  info.fma = bit(r[2], 12);
+  info.f16c = bit(r[2], 29);
+  const bool osxsave = bit(r[2], 27);
+  const bool avx_hw = bit(r[2], 28);
+  const std::uint64_t xcr0 = osxsave ? xgetbv0() : 0;
+  const bool os_ymm = (xcr0 & 0x6) == 0x6;    // XMM + YMM state saved
+  const bool os_zmm = (xcr0 & 0xE6) == 0xE6;  // + opmask, ZMM_Hi256, Hi16_ZMM
   info.avx = avx_hw && os_ymm;
   if (max_leaf >= 7) {
     cpuid(7, 0, r);
-    info.avx2 = info.avx && ((r[1] >> 5) & 1);
-    info.avx512f = os_zmm && ((r[1] >> 16) & 1);
-    info.avx512dq = os_zmm && ((r[1] >> 17) & 1);
-    info.avx512bw = os_zmm && ((r[1] >> 30) & 1);
-    info.avx512vl = os_zmm && ((r[1] >> 31) & 1);
-    info.avx512vpopcntdq = os_zmm && ((r[2] >> 14) & 1);
-    info.avx512vnni = os_zmm && ((r[2] >> 11) & 1);
-    const unsigned max_sub = r[0];
-    if (max_sub >= 1) {
+    const unsigned max_subleaf = r[0];
+    info.bmi1 = bit(r[1], 3);
+    info.bmi2 = bit(r[1], 8);
+    info.avx2 = info.avx && bit(r[1], 5);
+    info.avx512f = os_zmm && bit(r[1], 16);
+    info.avx512dq = os_zmm && bit(r[1], 17);
+    info.avx512cd = os_zmm && bit(r[1], 28);
+    info.avx512bw = os_zmm && bit(r[1], 30);
+    info.avx512vl = os_zmm && bit(r[1], 31);
+    info.avx512vbmi = os_zmm && bit(r[2], 1);
+    info.avx512vnni = os_zmm && bit(r[2], 11);
+    info.avx512bitalg = os_zmm && bit(r[2], 12);
+    info.avx512vpopcntdq = os_zmm && bit(r[2], 14);
+    if (max_subleaf >= 1) {
       cpuid(7, 1, r);
-      info.avxvnni = info.avx2 && ((r[0] >> 4) & 1);
+      info.avxvnni = info.avx && bit(r[0], 4);  // VEX-encoded: YMM state suffices
     }
   }
   info.fma = info.fma && info.avx;
   info.f16c = info.f16c && info.avx;
-  if (info.avx2 && info.fma && info.f16c && info.popcnt) info.detected = Isa::avx2;
-  if (info.detected == Isa::avx2 && info.avx512f && info.avx512bw && info.avx512dq &&
-      info.avx512vl)
-    info.detected = Isa::avx512;
 #endif
-  info.compiled = compiled_level();
-  Isa level = info.detected < info.compiled ? info.detected : info.compiled;
+  info.levels = levels_of(info);
+  info.compiled_levels = compiled_levels();
+  info.detected = info.levels.best();
+  info.compiled = info.compiled_levels.best();
+  const IsaSet usable = info.levels & info.compiled_levels;
+  info.enabled = usable;
   if (const char* env = std::getenv("KEENSIGHT_ISA")) {
     info.forced = env;
     if (!info.forced.empty()) {
@@ -127,19 +202,20 @@ CpuInfo detect() {
       try {
         const Isa want = isa_from_name(info.forced);
         info.forced_valid = true;
-        if (want < level) level = want;
+        Isa level;
+        info.enabled = enabled_for(want, usable, &level);
       } catch (const ValueError&) {
         info.forced_valid = false;
       }
     }
   }
-  info.active = level;
+  info.active = info.enabled.best();
   return info;
 }
 
-std::atomic<int>& active_level() {
-  static std::atomic<int> level{static_cast<int>(cpu_info_at_startup().active)};
-  return level;
+std::atomic<std::uint32_t>& enabled_bits() {
+  static std::atomic<std::uint32_t> bits{cpu_info_at_startup().enabled.bits};
+  return bits;
 }
 
 }  // namespace
@@ -151,18 +227,31 @@ const CpuInfo& cpu_info_at_startup() {
 
 CpuInfo cpu_info() {
   CpuInfo info = cpu_info_at_startup();
-  info.active = active_isa();
+  info.enabled = enabled_isas();
+  info.active = info.enabled.best();
   return info;
 }
 
-Isa active_isa() { return static_cast<Isa>(active_level().load(std::memory_order_relaxed)); }
+IsaSet enabled_isas() { return IsaSet{enabled_bits().load(std::memory_order_relaxed)}; }
+
+Isa active_isa() { return enabled_isas().best(); }
 
 Isa set_isa(Isa isa) {
   const CpuInfo& info = cpu_info_at_startup();
-  Isa cap = info.detected < info.compiled ? info.detected : info.compiled;
-  Isa level = isa < cap ? isa : cap;
-  active_level().store(static_cast<int>(level), std::memory_order_relaxed);
+  Isa level;
+  const IsaSet enabled = enabled_for(isa, info.levels & info.compiled_levels, &level);
+  enabled_bits().store(enabled.bits, std::memory_order_relaxed);
   return level;
 }
 
 }  // namespace keensight
+
+namespace keensight::detail {
+
+void incomplete_kernel_table(const char* area, Isa level) {
+  // A build defect, not bad input: a table member was added without filling it.
+  throw std::logic_error(std::string("keensight: the ") + area + " kernel table for " + isa_name(level) +
+                         " has an unset entry");
+}
+
+}  // namespace keensight::detail

@@ -82,6 +82,7 @@ struct GemmXnor {
 
 template <class T>
 struct GemmKernels {
+  using Types = T;
   using PackedA = typename T::PackedA;
   using PackedB = typename T::PackedB;
   using Acc = typename T::Acc;

@@ -77,8 +77,20 @@ float bias_scale_argmin(const float* dots, const float* bias, float scale, std::
   return best;
 }
 
-const GemmF32Kernels kTable = {{"f32_6x16_scalar", kMR, kNR, 1, gemm_f32_6x16}, tile_rows_6x16, bias_scale_min,
-                               bias_scale_argmin, pack_panel_b};
+// Filled by member name (see core/dispatch.hpp).
+const GemmF32Kernels kTable = [] {
+  GemmF32Kernels t{};
+  t.name = "f32_6x16_scalar";
+  t.mr = kMR;
+  t.nr = kNR;
+  t.k_group = 1;
+  t.tile = gemm_f32_6x16;
+  t.tile_rows = tile_rows_6x16;
+  t.bias_scale_min = bias_scale_min;
+  t.bias_scale_argmin = bias_scale_argmin;
+  t.pack_panel_b = pack_panel_b;
+  return t;
+}();
 
 }  // namespace
 

@@ -43,7 +43,16 @@ void gemm_u8s8_6x16(std::int64_t kc, const std::uint32_t* a, const std::uint32_t
     }
 }
 
-const GemmKernels<GemmU8S8> kTable = {"u8s8_6x16_avx2", kMR, kNR, 2, gemm_u8s8_6x16};
+// Filled by member name (see core/dispatch.hpp).
+const GemmKernels<GemmU8S8> kTable = [] {
+  GemmKernels<GemmU8S8> t{};
+  t.name = "u8s8_6x16_avx2";
+  t.mr = kMR;
+  t.nr = kNR;
+  t.k_group = 2;
+  t.tile = gemm_u8s8_6x16;
+  return t;
+}();
 
 }  // namespace
 

@@ -24,7 +24,16 @@ void gemm_u8s8_6x16(std::int64_t kc, const std::uint32_t* a, const std::uint32_t
     for (int j = 0; j < kNR; ++j) c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
-const GemmKernels<GemmU8S8> kTable = {"u8s8_6x16_scalar", kMR, kNR, 4, gemm_u8s8_6x16};
+// Filled by member name (see core/dispatch.hpp).
+const GemmKernels<GemmU8S8> kTable = [] {
+  GemmKernels<GemmU8S8> t{};
+  t.name = "u8s8_6x16_scalar";
+  t.mr = kMR;
+  t.nr = kNR;
+  t.k_group = 4;
+  t.tile = gemm_u8s8_6x16;
+  return t;
+}();
 
 }  // namespace
 

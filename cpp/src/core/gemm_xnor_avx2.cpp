@@ -69,7 +69,16 @@ void gemm_xnor_4x8(std::int64_t kc, const std::uint64_t* a, const std::uint64_t*
   }
 }
 
-const GemmKernels<GemmXnor> kTable = {"xnor_4x8_avx2", kMR, kNR, 8, gemm_xnor_4x8};
+// Filled by member name (see core/dispatch.hpp).
+const GemmKernels<GemmXnor> kTable = [] {
+  GemmKernels<GemmXnor> t{};
+  t.name = "xnor_4x8_avx2";
+  t.mr = kMR;
+  t.nr = kNR;
+  t.k_group = 8;
+  t.tile = gemm_xnor_4x8;
+  return t;
+}();
 
 }  // namespace
 

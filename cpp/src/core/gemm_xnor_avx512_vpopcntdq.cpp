@@ -40,7 +40,16 @@ void gemm_xnor_8x16(std::int64_t kc, const std::uint64_t* a, const std::uint64_t
     }
 }
 
-const GemmKernels<GemmXnor> kTable = {"xnor_8x16_avx512_vpopcntdq", kMR, kNR, 8, gemm_xnor_8x16};
+// Filled by member name (see core/dispatch.hpp).
+const GemmKernels<GemmXnor> kTable = [] {
+  GemmKernels<GemmXnor> t{};
+  t.name = "xnor_8x16_avx512_vpopcntdq";
+  t.mr = kMR;
+  t.nr = kNR;
+  t.k_group = 8;
+  t.tile = gemm_xnor_8x16;
+  return t;
+}();
 
 }  // namespace
 

@@ -30,7 +30,16 @@ void gemm_xnor_6x16(std::int64_t kc, const std::uint64_t* a, const std::uint64_t
     for (int j = 0; j < kNR; ++j) c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
-const GemmKernels<GemmXnor> kTable = {"xnor_6x16_scalar", kMR, kNR, 8, gemm_xnor_6x16};
+// Filled by member name (see core/dispatch.hpp).
+const GemmKernels<GemmXnor> kTable = [] {
+  GemmKernels<GemmXnor> t{};
+  t.name = "xnor_6x16_scalar";
+  t.mr = kMR;
+  t.nr = kNR;
+  t.k_group = 8;
+  t.tile = gemm_xnor_6x16;
+  return t;
+}();
 
 }  // namespace
 

@@ -1,6 +1,8 @@
 #include "filters/kernels.hpp"
 
 #include <atomic>
+
+#include "core/dispatch.hpp"
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
 #include <immintrin.h>
 #define KEENSIGHT_X86_FENCE 1
@@ -8,18 +10,26 @@
 
 namespace keensight::filters::detail {
 
-const FilterKernels& filter_kernels(Isa isa) {
-#ifdef KEENSIGHT_HAVE_AVX512
-  if (isa >= Isa::avx512) return filter_kernels_avx512();
-#endif
+namespace {
+
+const keensight::detail::KernelTables<FilterKernels>& tables() {
+  static const keensight::detail::KernelTables<FilterKernels> registry("filters", {
+      {Isa::scalar, filter_kernels_scalar},
 #ifdef KEENSIGHT_HAVE_AVX2
-  if (isa >= Isa::avx2) return filter_kernels_avx2();
+      {Isa::avx2, filter_kernels_avx2},
 #endif
-  (void)isa;
-  return filter_kernels_scalar();
+#ifdef KEENSIGHT_HAVE_AVX512
+      {Isa::avx512, filter_kernels_avx512},
+#endif
+  });
+  return registry;
 }
 
-const FilterKernels& filter_kernels() { return filter_kernels(active_isa()); }
+}  // namespace
+
+const FilterKernels& filter_kernels(Isa isa) { return tables().at(isa); }
+
+const FilterKernels& filter_kernels() { return tables().select(); }
 
 void column_pairs_x2_by_rows(const FilterKernels& k, const float* const* rows, int ksize,
                              const float* coeffs, bool subtract, std::int64_t n, float* dst0,

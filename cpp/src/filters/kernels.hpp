@@ -155,9 +155,9 @@ const FilterKernels& filter_kernels_avx2();
 const FilterKernels& filter_kernels_avx512();
 #endif
 
-// The table for the active ISA level.
+// The table the kernels use now (core/dispatch.hpp: the best enabled level this area has).
 const FilterKernels& filter_kernels();
-// The table for a given level (clamped to what this build has).
+// The table `isa` falls back to along its chain, among the levels this build has.
 const FilterKernels& filter_kernels(Isa isa);
 
 // Largest column kernel column_pairs_x2 takes.

@@ -34,7 +34,9 @@ const PreprocessKernels& preprocess_kernels_scalar();
 const PreprocessKernels& preprocess_kernels_avx2();
 #endif
 
-// The table for the active ISA level.
+// The table the kernels use now (core/dispatch.hpp), and the table `isa` falls back
+// to along its chain.
 const PreprocessKernels& preprocess_kernels();
+const PreprocessKernels& preprocess_kernels(Isa isa);
 
 }  // namespace keensight::preprocess::detail

@@ -29,10 +29,18 @@ void horizontal_store(const float* row, int channels, const int* map, const std:
   }
 }
 
-constexpr PreprocessKernels kTable = {vertical_u8, horizontal_store};
+PreprocessKernels make_table() {
+  PreprocessKernels t{};  // by member name: see core/dispatch.hpp
+  t.vertical_u8 = vertical_u8;
+  t.horizontal_store = horizontal_store;
+  return t;
+}
 
 }  // namespace
 
-const PreprocessKernels& preprocess_kernels_scalar() { return kTable; }
+const PreprocessKernels& preprocess_kernels_scalar() {
+  static const PreprocessKernels table = make_table();
+  return table;
+}
 
 }  // namespace keensight::preprocess::detail

@@ -78,7 +78,8 @@ const SearchKernels& search_kernels_avx2();
 const SearchKernels& search_kernels_avx512();
 #endif
 
-// The table for the active ISA level, and for a given level.
+// The table the kernels use now (core/dispatch.hpp), and the table `isa` falls back
+// to along its chain (search/dispatch.cpp).
 const SearchKernels& search_kernels();
 const SearchKernels& search_kernels(Isa isa);
 

@@ -97,12 +97,25 @@ float min_value(const float* v, std::int64_t n) {
   return m[0];
 }
 
-const SearchKernels kTable = {l2_sq,      dot,        l1,        chi2,      l2_sq_bounded,
-                              l2_sq_rows, min_value,  l2_sq_many_by_rows<l2_sq>,
-                              l2_sq_bounded_many_by_rows<l2_sq_bounded>};
+SearchKernels make_table() {
+  SearchKernels t{};  // by member name: see core/dispatch.hpp
+  t.l2_sq = l2_sq;
+  t.dot = dot;
+  t.l1 = l1;
+  t.chi2 = chi2;
+  t.l2_sq_bounded = l2_sq_bounded;
+  t.l2_sq_rows = l2_sq_rows;
+  t.min_value = min_value;
+  t.l2_sq_many = l2_sq_many_by_rows<l2_sq>;
+  t.l2_sq_bounded_many = l2_sq_bounded_many_by_rows<l2_sq_bounded>;
+  return t;
+}
 
 }  // namespace
 
-const SearchKernels& search_kernels_scalar() { return kTable; }
+const SearchKernels& search_kernels_scalar() {
+  static const SearchKernels table = make_table();
+  return table;
+}
 
 }  // namespace keensight::search::detail
