@@ -206,6 +206,29 @@ class SequentialClassifier(ClassifierMixin, BaseEstimator):
         self.delta_validation_ = {"exhaustive_accuracy": full, "delta": chosen}
         return chosen
 
+    # -- pickling ---------------------------------------------------------
+    # The C++ index is not pickled: its references (and the fitted PCA, labels and
+    # delta) are, and the index is rebuilt from them, exactly as fit built it.
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())  # (object.__getstate__ returns __dict__ itself)
+        index = state.pop("index_", None)
+        if index is not None:
+            state["_references_"] = index.references()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        references = state.pop("_references_", None)
+        super().__setstate__(state)
+        if references is not None:
+            try:
+                self.index_ = self._index(v.matrix(references, "references"), np.asarray(self._y_, np.int64),
+                                          self.pca_)
+            except (TypeError, AttributeError, IndexError) as exc:
+                raise ValueError(f"SequentialClassifier: the pickled state is inconsistent ({exc})") from None
+            if self.index_.n_levels != self.n_levels_:
+                raise ValueError("SequentialClassifier: the pickled state is inconsistent (granules)")
+
     # -- prediction -------------------------------------------------------
     def _decide(self, class_d: np.ndarray, nn_i: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
         if int(self.n_neighbors) == 1:  # the leader; ties: the lower reference index, as 1-NN
