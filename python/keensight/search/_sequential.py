@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _core
 from .. import _validate as v
-from ._estimator import BaseEstimator, ClassifierMixin, check_fitted, labels_to_indices, vote
+from ._estimator import BaseEstimator, ClassifierMixin, check_fitted, check_X, labels_to_indices, vote
 from ._pca import PCA
 
 
@@ -162,7 +162,7 @@ class SequentialClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> "SequentialClassifier":
         """Fit the PCA and store the transformed references; fit delta if not given."""
         self._check_params()
-        X = v.matrix(X, "X")
+        X = check_X(self, X, reset=True)
         self.classes_, y_idx = labels_to_indices(y, len(X))
         self.n_features_in_ = X.shape[1]
         self.pca_ = PCA(whiten=self.whiten).fit(X)
@@ -239,7 +239,7 @@ class SequentialClassifier(ClassifierMixin, BaseEstimator):
         check_fitted(self, "index_")
         # The index applies the PCA itself, query by query and granule by granule,
         # and rejects NaN and infinity (they reach every projected coordinate).
-        X = v.matrix(X, "X", dim=self.n_features_in_, check_finite=False)
+        X = check_X(self, X, reset=False, check_finite=False)
         return self.index_.predict(X, self.delta_, int(self.n_neighbors))
 
     def predict(self, X: Any) -> np.ndarray:
