@@ -105,8 +105,9 @@ void FlatIndex::add(const float* rows, std::int64_t n, const std::int64_t* ids) 
   check_rows(metric_, rows, n * dim_, "x");  // before the lock: searches go on meanwhile
   if (ids) check_new_ids(ids, n, "ids");
   std::unique_lock<std::shared_mutex> lock(*mutex_);
-  // The default ids, size_ .. size_ + n - 1, may meet ids given earlier.
-  for (std::int64_t i = 0; i < n; ++i) {
+  // The default ids, size_ .. size_ + n - 1, may meet ids given earlier (never
+  // while the ids are the row numbers).
+  for (std::int64_t i = 0; (ids || !identity_) && i < n; ++i) {
     const std::int64_t id = ids ? ids[i] : size_ + i;
     if (row_of(id) >= 0)
       throw ValueError(std::string(ids ? "ids" : "ids (default: len(index) + arange(n))") + ": id " +
