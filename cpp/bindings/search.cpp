@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "keensight/search.hpp"
 
@@ -29,6 +30,21 @@ void check_matrix(const f32_matrix& a, const char* name, std::int64_t cols = -1)
 void check_vector(const f32_matrix& a, const char* name, std::int64_t size) {
   if (a.ndim() != 1 || a.shape(0) != size)
     throw ValueError(std::string(name) + ": expected a 1-D array of " + std::to_string(size) + " values");
+}
+
+using i64_vector = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+
+void check_ids(const i64_vector& ids, const char* name, std::int64_t n) {
+  if (ids.ndim() != 1 || (n >= 0 && ids.shape(0) != n))
+    throw ValueError(std::string(name) + ": expected a 1-D array" +
+                     (n >= 0 ? " of " + std::to_string(n) + " ids" : std::string()));
+}
+
+template <class T>
+py::array_t<T> to_array(const std::vector<T>& v) {
+  py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
 }
 
 using KnnResult = std::pair<py::array_t<float>, py::array_t<std::int64_t>>;
@@ -74,15 +90,30 @@ void bind_search(py::module_& m) {
       .def_property_readonly("metric", [](const search::FlatIndex& f) { return std::string(search::metric_name(f.metric())); })
       .def("__len__", &search::FlatIndex::size, py::call_guard<py::gil_scoped_release>())
       .def("add",
-           [](search::FlatIndex& f, const f32_matrix& x) {
+           [](search::FlatIndex& f, const f32_matrix& x, const py::object& ids) {
              check_matrix(x, "x", f.dim());
+             i64_vector id_array;
+             if (!ids.is_none()) {
+               id_array = i64_vector::ensure(ids);
+               if (!id_array) throw TypeError("ids: expected an integer array");
+               check_ids(id_array, "ids", x.shape(0));
+             }
+             const std::int64_t* ip = ids.is_none() ? nullptr : id_array.data();
              py::gil_scoped_release release;
-             f.add(x.data(), x.shape(0));
+             f.add(x.data(), x.shape(0), ip);
            },
-           py::arg("x"))
+           py::arg("x"), py::arg("ids") = py::none())
       .def("search",
-           [](const search::FlatIndex& f, const f32_matrix& queries, std::int64_t k) {
+           [](const search::FlatIndex& f, const f32_matrix& queries, std::int64_t k, const py::object& allowed) {
              check_matrix(queries, "queries", f.dim());
+             i64_vector allowed_array;
+             if (!allowed.is_none()) {
+               allowed_array = i64_vector::ensure(allowed);
+               if (!allowed_array) throw TypeError("allowed: expected an integer array");
+               check_ids(allowed_array, "allowed", -1);
+             }
+             const std::int64_t* ap = allowed.is_none() ? nullptr : allowed_array.data();
+             const std::int64_t na = allowed.is_none() ? 0 : allowed_array.shape(0);
              // Rows may be added or reset meanwhile: the search fills slots past
              // the rows it finds with -1 / inf.
              KnnResult r = knn_result(queries.shape(0), k, f.size());
@@ -91,11 +122,50 @@ void bind_search(py::module_& m) {
              std::int64_t* i = r.second.mutable_data();
              {
                py::gil_scoped_release release;
-               f.search(queries.data(), queries.shape(0), k, d, i);
+               f.search(queries.data(), queries.shape(0), k, d, i, ap, na);
              }
              return r;
            },
-           py::arg("queries"), py::arg("k"))
+           py::arg("queries"), py::arg("k"), py::arg("allowed") = py::none())
+      .def("range_search",
+           [](const search::FlatIndex& f, const f32_matrix& queries, float radius) {
+             check_matrix(queries, "queries", f.dim());
+             search::RangeSearchResult r;
+             {
+               py::gil_scoped_release release;
+               r = f.range_search(queries.data(), queries.shape(0), radius);
+             }
+             return py::make_tuple(to_array(r.lims), to_array(r.distances), to_array(r.ids));
+           },
+           py::arg("queries"), py::arg("radius"))
+      .def("remove",
+           [](search::FlatIndex& f, const i64_vector& ids) {
+             check_ids(ids, "ids", -1);
+             py::gil_scoped_release release;
+             return f.remove(ids.data(), ids.shape(0));
+           },
+           py::arg("ids"))
+      .def("get_items",
+           [](const search::FlatIndex& f, const i64_vector& ids) {
+             check_ids(ids, "ids", -1);
+             py::array_t<float> out({static_cast<std::int64_t>(ids.shape(0)), f.dim()});
+             float* o = out.mutable_data();
+             {
+               py::gil_scoped_release release;
+               f.get_items(ids.data(), ids.shape(0), o);
+             }
+             return out;
+           },
+           py::arg("ids"))
+      .def("ids",
+           [](const search::FlatIndex& f) {
+             std::vector<std::int64_t> ids;
+             {
+               py::gil_scoped_release release;
+               ids = f.ids();
+             }
+             return to_array(ids);
+           })
       .def("rows",
            [](const search::FlatIndex& f) {
              py::array_t<float> out({f.size(), f.dim()});
@@ -109,7 +179,25 @@ void bind_search(py::module_& m) {
            })
       .def("reset", &search::FlatIndex::reset, py::call_guard<py::gil_scoped_release>())
       .def("save", &search::FlatIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
-      .def_static("load", &search::FlatIndex::load, py::arg("path"), py::call_guard<py::gil_scoped_release>());
+      .def_static("load", &search::FlatIndex::load, py::arg("path"), py::call_guard<py::gil_scoped_release>())
+      .def("to_bytes",
+           [](const search::FlatIndex& f) {
+             std::vector<unsigned char> bytes;
+             {
+               py::gil_scoped_release release;
+               bytes = f.to_bytes();
+             }
+             return py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+           })
+      .def_static("from_bytes",
+                  [](const py::bytes& data) {
+                    char* p = nullptr;
+                    py::ssize_t size = 0;
+                    if (PYBIND11_BYTES_AS_STRING_AND_SIZE(data.ptr(), &p, &size) != 0) throw py::error_already_set();
+                    py::gil_scoped_release release;  // `data` is immutable and held by the caller
+                    return search::FlatIndex::from_bytes(p, static_cast<std::size_t>(size));
+                  },
+                  py::arg("data"));
 
   m.def("pca_transform",
         [](const f32_matrix& x, const f32_matrix& mean, const f32_matrix& components, py::object scale) {

@@ -68,6 +68,14 @@ void bind_sequential(py::module_& m) {
            py::arg("metric") = "l2", py::arg("mean") = py::none(), py::arg("components") = py::none(),
            py::arg("scale") = py::none())
       .def_property_readonly("n_levels", &SequentialIndex::n_levels)
+      .def("references",
+           [](const SequentialIndex& self) {
+             py::array_t<float> out({self.size(), self.dim()});
+             float* o = out.mutable_data();
+             py::gil_scoped_release release;
+             self.copy_references(o);
+             return out;
+           })
       .def_property_readonly("dim", &SequentialIndex::dim)
       .def_property_readonly("input_dim", &SequentialIndex::input_dim)
       .def("predict",

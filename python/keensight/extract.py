@@ -599,6 +599,32 @@ class Extractor:
 
     # -- construction --------------------------------------------------------------------
 
+    # An Extractor pickles as its parameters and is rebuilt from them (the onnxruntime
+    # sessions are not picklable and are per-process anyway); the model file's SHA-256
+    # travels along, so a process that finds another file under the same name refuses it.
+    _PARAMETERS = ("model", "outputs", "batch_size", "threads", "normalize", "input_spec",
+                   "decode_threads", "jpeg_draft", "streams", "max_pixels")
+
+    def __getstate__(self) -> dict:
+        return {"parameters": {name: getattr(self, name) for name in self._PARAMETERS},
+                "model_sha256": self.model_sha256_}
+
+    def __setstate__(self, state: Any) -> None:
+        try:
+            parameters, sha256 = state["parameters"], state["model_sha256"]
+            names = set(parameters)
+        except (TypeError, KeyError) as exc:
+            raise ValueError(f"Extractor pickle: unexpected state ({exc!r})") from None
+        if names != set(self._PARAMETERS):
+            raise ValueError(f"Extractor pickle: expected the parameters {list(self._PARAMETERS)}, "
+                             f"got {sorted(names)}")
+        for name in self._PARAMETERS:
+            setattr(self, name, parameters[name])
+        self._setup()
+        if self.model_sha256_ != sha256:
+            raise ValueError(f"Extractor pickle: the model file {str(self.model_path_)!r} is not the one "
+                             f"pickled (sha256 {self.model_sha256_[:12]}... instead of {str(sha256)[:12]}...)")
+
     def _setup(self) -> None:
         import onnx
         import onnxruntime as ort

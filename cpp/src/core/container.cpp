@@ -66,28 +66,48 @@ std::uint64_t fnv1a64(const void* data, std::size_t bytes, std::uint64_t hash) {
 }
 
 // ---------------------------------------------------------------------------
-ContainerWriter::ContainerWriter(const std::string& path, const std::string& magic, std::uint32_t version)
-    : file_((require_little_endian(), path)) {
+ContainerWriter::ContainerWriter(const std::string& path, const std::string& magic, std::uint32_t version) {
+  require_little_endian();
+  const std::string m = padded_magic(magic);  // before the temporary file exists
+  file_.emplace(path);
+  write(m.data(), kMagicBytes);
+  write_value(version);
+}
+
+ContainerWriter::ContainerWriter(std::vector<unsigned char>& sink, const std::string& magic, std::uint32_t version)
+    : memory_(&sink) {
+  require_little_endian();
   const std::string m = padded_magic(magic);
+  sink.clear();
   write(m.data(), kMagicBytes);
   write_value(version);
 }
 
 void ContainerWriter::write(const void* data, std::size_t bytes) {
   if (bytes == 0) return;
-  file_.write(data, bytes);
+  if (file_) {
+    file_->write(data, bytes);
+  } else {
+    const unsigned char* p = static_cast<const unsigned char*>(data);
+    memory_->insert(memory_->end(), p, p + bytes);
+  }
   hash_ = fnv1a64(data, bytes, hash_);
 }
 
 void ContainerWriter::commit() {
   const std::uint64_t checksum = hash_;
-  file_.write(&checksum, sizeof checksum);
-  file_.commit();
+  if (file_) {
+    file_->write(&checksum, sizeof checksum);
+    file_->commit();
+  } else {
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(&checksum);
+    memory_->insert(memory_->end(), p, p + sizeof checksum);
+  }
 }
 
 // ---------------------------------------------------------------------------
 ContainerReader::ContainerReader(const std::string& path, const std::string& magic, const char* what)
-    : path_(path), what_(what) {
+    : source_("file '" + path + "'"), what_(what) {
   require_little_endian();
   file_ = std::fopen(path.c_str(), "rb");
   if (!file_) throw FileError("cannot read '" + path + "': " + std::strerror(errno), errno, path);
@@ -109,15 +129,29 @@ ContainerReader::ContainerReader(const std::string& path, const std::string& mag
   }
   std::uint64_t stored = 0;
   if (std::fread(&stored, 1, sizeof stored, file_) != sizeof stored) fail("truncated (no checksum)");
+  verify(head.data(), head.size(), hash, stored, magic, size);
+  if (!seek(file_, position_)) fail("cannot seek");
+}
 
+ContainerReader::ContainerReader(const void* data, std::size_t size, const std::string& magic, const char* what)
+    : source_("bytes"), what_(what), memory_(static_cast<const unsigned char*>(data)) {
+  require_little_endian();
+  if (size < kHeaderBytes + kTrailerBytes) fail("truncated (" + std::to_string(size) + " bytes)");
+  const std::uint64_t hash = fnv1a64(memory_, size - kTrailerBytes);
+  std::uint64_t stored = 0;
+  std::memcpy(&stored, memory_ + size - kTrailerBytes, sizeof stored);
+  verify(memory_, kHeaderBytes, hash, stored, magic, size);
+}
+
+void ContainerReader::verify(const unsigned char* head, std::size_t head_size, std::uint64_t hash,
+                             std::uint64_t stored, const std::string& magic, std::uint64_t size) {
   const std::string m = padded_magic(magic);
-  if (head.size() < kHeaderBytes || std::memcmp(head.data(), m.data(), kMagicBytes) != 0)
-    fail(std::string("not a ") + what + " file (wrong magic)");
-  if (hash != stored) fail("checksum mismatch: the file is corrupt or truncated");
-  std::memcpy(&version_, head.data() + kMagicBytes, sizeof version_);
+  if (head_size < kHeaderBytes || std::memcmp(head, m.data(), kMagicBytes) != 0)
+    fail(std::string("not a ") + what_ + " " + (file_ ? "file" : "payload") + " (wrong magic)");
+  if (hash != stored) fail(std::string("checksum mismatch: the ") + (file_ ? "file" : "data") + " is corrupt or truncated");
+  std::memcpy(&version_, head + kMagicBytes, sizeof version_);
   position_ = kHeaderBytes;
   body_end_ = size - kTrailerBytes;
-  if (!seek(file_, position_)) fail("cannot seek");
 }
 
 ContainerReader::~ContainerReader() {
@@ -125,7 +159,7 @@ ContainerReader::~ContainerReader() {
 }
 
 void ContainerReader::fail(const std::string& why) const {
-  throw ValueError(std::string(what_) + " file '" + path_ + "': " + why);
+  throw ValueError(std::string(what_) + " " + source_ + ": " + why);
 }
 
 void ContainerReader::require_version(std::uint32_t newest) const {
@@ -136,7 +170,11 @@ void ContainerReader::require_version(std::uint32_t newest) const {
 
 void ContainerReader::read(void* data, std::size_t bytes) {
   if (bytes > remaining()) fail("truncated (fields past the end of the data)");
-  if (bytes > 0 && std::fread(data, 1, bytes, file_) != bytes) fail("truncated (read error)");
+  if (bytes == 0) return;
+  if (memory_)
+    std::memcpy(data, memory_ + position_, bytes);
+  else if (std::fread(data, 1, bytes, file_) != bytes)
+    fail("truncated (read error)");
   position_ += bytes;
 }
 

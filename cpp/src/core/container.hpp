@@ -1,6 +1,9 @@
 // Internal: the one binary file container of every index (FlatIndex,
 // HNSW): one place for the magic, the format version, the checksum and the
-// atomic write.
+// atomic write. The same bytes go to a file (save / load) or to memory
+// (to_bytes / from_bytes, pickling): a writer with a memory sink produces
+// exactly what the file writer would write, and a reader over memory checks
+// them exactly as it checks a file.
 //
 // Layout (little-endian):
 //   magic     8 bytes naming the index type ("KSFLAT" padded with zeros, ...)
@@ -21,8 +24,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "core/atomic_file.hpp"
 
@@ -37,6 +42,9 @@ class ContainerWriter {
   // Opens a temporary file beside `path`; `magic` has at most 8 characters.
   // The temporary file is removed unless commit() succeeds.
   ContainerWriter(const std::string& path, const std::string& magic, std::uint32_t version);
+  // Appends to `sink` instead (cleared first); the container is complete in it
+  // once commit() returns.
+  ContainerWriter(std::vector<unsigned char>& sink, const std::string& magic, std::uint32_t version);
   ContainerWriter(const ContainerWriter&) = delete;
   ContainerWriter& operator=(const ContainerWriter&) = delete;
 
@@ -46,11 +54,12 @@ class ContainerWriter {
     static_assert(std::is_trivially_copyable<T>::value, "plain values only");
     write(&value, sizeof(T));
   }
-  // Appends the checksum, flushes, fsyncs and renames over the target.
+  // Appends the checksum; for a file, flushes, fsyncs and renames over the target.
   void commit();
 
  private:
-  detail::AtomicFile file_;
+  std::optional<detail::AtomicFile> file_;  // empty: memory_
+  std::vector<unsigned char>* memory_ = nullptr;
   std::uint64_t hash_ = kFnvOffset;
 };
 
@@ -59,6 +68,9 @@ class ContainerReader {
   // Opens and verifies `path` (size, checksum, magic); `what` names the index
   // type in messages ("FlatIndex"). Throws ValueError.
   ContainerReader(const std::string& path, const std::string& magic, const char* what);
+  // Verifies `size` bytes at `data` the same way; they must outlive the reader
+  // (nothing is copied). Messages name "<what> bytes" instead of the file.
+  ContainerReader(const void* data, std::size_t size, const std::string& magic, const char* what);
   ~ContainerReader();
   ContainerReader(const ContainerReader&) = delete;
   ContainerReader& operator=(const ContainerReader&) = delete;
@@ -80,9 +92,14 @@ class ContainerReader {
 
  private:
   [[noreturn]] void fail(const std::string& why) const;
-  std::string path_;
+  // The checks common to both sources, on the first bytes, the FNV-1a of all
+  // but the trailer and the stored checksum.
+  void verify(const unsigned char* head, std::size_t head_size, std::uint64_t hash, std::uint64_t stored,
+              const std::string& magic, std::uint64_t size);
+  std::string source_;  // "file '<path>'" or "bytes"
   const char* what_;
   std::FILE* file_ = nullptr;
+  const unsigned char* memory_ = nullptr;  // the source when file_ is null
   std::uint32_t version_ = 0;
   std::uint64_t position_ = 0, body_end_ = 0;
 };

@@ -510,4 +510,15 @@ void SequentialIndex::predict(const float* queries, std::int64_t nq, double delt
   });
 }
 
+void SequentialIndex::copy_references(float* out) const {
+  std::int64_t begin = 0;
+  for (std::size_t g = 0; g < level_end_.size(); ++g) {
+    const std::int64_t end = level_end_[g], width = end - begin;
+    const float* granule = granules_.data() + granule_offset_[g];
+    for (std::int64_t p = 0; p < n_; ++p)
+      std::copy(granule + p * width, granule + (p + 1) * width, out + original_[static_cast<std::size_t>(p)] * dim_ + begin);
+    begin = end;
+  }
+}
+
 }  // namespace keensight::search

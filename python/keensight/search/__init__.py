@@ -8,11 +8,12 @@ similarity: larger is closer), ``"cosine"`` (1 - cosine similarity), ``"l1"``,
 """
 from __future__ import annotations
 
+from ._index import Index
 from ._flat import FlatIndex, knn
 from ._hnsw import HNSWIndex
 from ._pca import PCA
 from ._sequential import SequentialClassifier, SequentialStats
 from ._classifiers import KNeighborsClassifier, aggregate
 
-__all__: list = ["knn", "FlatIndex", "PCA", "HNSWIndex", "SequentialClassifier", "SequentialStats",
+__all__: list = ["Index", "knn", "FlatIndex", "PCA", "HNSWIndex", "SequentialClassifier", "SequentialStats",
                   "KNeighborsClassifier", "aggregate"]

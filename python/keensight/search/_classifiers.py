@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import _validate as v
 from .._numeric import l2_normalize
-from ._estimator import BaseEstimator, ClassifierMixin, check_fitted, labels_to_indices, vote
+from ._estimator import BaseEstimator, ClassifierMixin, check_fitted, check_X, labels_to_indices, vote
 
 _BACKENDS = ("flat", "hnsw")
 
@@ -49,7 +49,7 @@ class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
         v.positive_int(self.n_neighbors, "n_neighbors")
         if self.backend not in _BACKENDS:
             raise ValueError(f"backend: expected one of {_BACKENDS}, got {self.backend!r}")
-        X = v.matrix(X, "X")
+        X = check_X(self, X, reset=True)
         self.classes_, self._y_ = labels_to_indices(y, len(X))
         self.n_features_in_ = X.shape[1]
         params = dict(self.index_params or {})
@@ -67,7 +67,7 @@ class KNeighborsClassifier(ClassifierMixin, BaseEstimator):
         as many columns as there are training rows (``min(n_neighbors, n_samples)``)."""
         check_fitted(self, "index_")
         k = v.positive_int(self.n_neighbors if n_neighbors is None else n_neighbors, "n_neighbors")
-        X = v.matrix(X, "X", dim=self.n_features_in_)
+        X = check_X(self, X, reset=False)
         if self.backend == "hnsw" and self.ef is not None:
             return self.index_.search(X, k, ef=self.ef)
         return self.index_.search(X, k)

@@ -7,10 +7,40 @@ from typing import Any, Tuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: F401  (re-exported)
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import DataConversionWarning, NotFittedError
 from sklearn.utils.multiclass import check_classification_targets
 
-__all__ = ["BaseEstimator", "ClassifierMixin", "check_fitted", "labels_to_indices", "vote"]
+from .. import _validate
+
+__all__ = ["BaseEstimator", "ClassifierMixin", "check_fitted", "check_X", "labels_to_indices", "vote"]
+
+
+def check_X(estimator: Any, X: Any, *, reset: bool, allow_empty: bool = False,
+            check_finite: bool = True) -> np.ndarray:
+    """`X` as the C-contiguous float32 matrix the C++ core takes, refused in scikit-learn's
+    words where its estimator checks expect them (sparse input, complex values, a 1-D
+    array, no samples or features, another number of features than in fit); object
+    arrays of numbers are converted. ``reset=False`` checks ``n_features_in_``."""
+    name = type(estimator).__name__
+    if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(f"X: {name} does not support sparse input; pass a dense array (X.toarray())")
+    a = np.asarray(X)
+    if a.dtype.kind == "c":
+        raise ValueError("X: Complex data not supported")
+    if a.dtype.kind == "O":
+        a = a.astype(np.float64)  # TypeError naming the first non-number
+    if a.ndim == 1:
+        raise ValueError(f"X: expected a 2-D array, got a 1-D array of shape {a.shape}. Reshape your data "
+                         "with X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single sample.")
+    if a.ndim == 2 and a.shape[1] == 0:
+        raise ValueError(f"X: 0 feature(s) (shape={a.shape}) while a minimum of 1 is required.")
+    if a.ndim == 2 and a.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"X: 0 sample(s) (shape={a.shape}) while a minimum of 1 is required.")
+    if not reset and a.ndim == 2 and a.shape[1] != estimator.n_features_in_:
+        raise ValueError(f"X has {a.shape[1]} features, but {name} is expecting "
+                         f"{estimator.n_features_in_} features as input (X: expected {estimator.n_features_in_} columns, "
+                         "as in fit).")
+    return _validate.matrix(a, "X", allow_empty=allow_empty, check_finite=check_finite)
 
 
 def check_fitted(estimator: Any, attribute: str) -> None:
@@ -23,7 +53,13 @@ def labels_to_indices(y: Any, n_samples: int, classification: bool = True) -> Tu
     """(classes_, index of each sample's class); y must be 1-D, one label per row and,
     with `classification`, hold class labels (scikit-learn's rule: continuous floats
     such as 0.5 are refused)."""
+    if y is None:
+        raise ValueError("y: this estimator requires y to be passed, but the target y is None")
     y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn("A column-vector y was passed when a 1d array was expected; it is used as y.ravel()",
+                      DataConversionWarning, stacklevel=3)
+        y = y.ravel()
     if y.ndim != 1:
         raise ValueError(f"y: expected a 1-D array of labels, got shape {y.shape}")
     if len(y) != n_samples:

@@ -14,6 +14,7 @@ import numpy as np
 from .. import _core
 from .. import _validate
 from .._validate import matrix as _matrix
+from ._index import Index, as_bytes, ids_array
 
 METRICS = ("l2", "ip", "cosine", "l1", "chi2")
 
@@ -94,16 +95,25 @@ def knn(queries: Any, base: Any, k: int, metric: str = "l2") -> Tuple[np.ndarray
     return _core.knn(q, b, _validate.positive_int(k, "k", high=_validate.INT64_MAX), metric)
 
 
-class FlatIndex:
+class FlatIndex(Index):
     """A brute-force index: exact search over every stored vector.
 
-    Vectors are appended by :meth:`add`; their ids are their insertion order
-    (0, 1, 2, ...). :meth:`search` is :func:`knn` over the stored vectors.
+    Implements the :class:`~keensight.search.Index` protocol in full: ids,
+    filtered search, range search, removal, stored vectors back, files, bytes
+    and pickling. :meth:`search` is :func:`knn` over the stored vectors (or over
+    the `allowed` ones) with the row numbers mapped to ids.
+
+    Ids are int64 labels, any values but -1 (the missing-result marker), unique
+    in the index. By default a batch of n vectors gets ``len(self) ...
+    len(self) + n - 1`` (the insertion order, as before ids existed); after
+    :meth:`remove` those may already be taken, which raises ValueError (pass
+    ids explicitly then). Vectors stay in insertion order, which breaks ties
+    (the earlier vector first); :meth:`remove` compacts the storage.
 
     Thread safety: any method may be called from several threads at once.
-    Searches run concurrently; :meth:`add` and :meth:`reset` wait for the
-    searches in flight and a search sees the vectors before or after them,
-    never a part.
+    Searches run concurrently; :meth:`add`, :meth:`remove` and :meth:`reset`
+    wait for the searches in flight and a search sees the vectors before or
+    after them, never a part.
 
     Parameters
     ----------
@@ -117,12 +127,21 @@ class FlatIndex:
     >>> import numpy as np
     >>> from keensight.search import FlatIndex
     >>> index = FlatIndex(2)
-    >>> index.add(np.array([[0, 0], [3, 4]], dtype=np.float32))
+    >>> index.add(np.array([[0, 0], [3, 4], [6, 8]], dtype=np.float32), ids=[10, 20, 30])
     >>> len(index)
-    2
+    3
     >>> d, i = index.search([[3, 3]], k=1)
     >>> int(i[0, 0]), float(d[0, 0])
-    (1, 1.0)
+    (20, 1.0)
+    >>> index.search([[3, 3]], k=1, allowed=[10, 30])[1].tolist()
+    [[10]]
+    >>> lims, d, i = index.range_search([[0, 0]], radius=26.0)
+    >>> lims.tolist(), i.tolist()
+    ([0, 2], [10, 20])
+    >>> index.remove([20])
+    1
+    >>> index.ids.tolist(), index.get_items([30]).tolist()
+    ([10, 30], [[6.0, 8.0]])
     """
 
     def __init__(self, dim: int, metric: str = "l2") -> None:
@@ -145,27 +164,92 @@ class FlatIndex:
     def __repr__(self) -> str:
         return f"FlatIndex(dim={self.dim}, metric={self.metric!r}, n={len(self)})"
 
-    def add(self, x: Any) -> None:
-        """Append the rows of `x` (shape (n, dim)); they get ids ``len(self) ... len(self) + n - 1``.
+    def __contains__(self, id: Any) -> bool:
+        return bool(np.isin(id, self.ids).any())
 
-        Raises ValueError for NaN or infinity (and negative values with ``"chi2"``).
+    @property
+    def ids(self) -> np.ndarray:
+        """The ids of the stored vectors (int64), in storage order."""
+        return self._index.ids()
+
+    def add(self, x: Any, ids: Any = None) -> None:
+        """Append the rows of `x` (shape (n, dim)).
+
+        Parameters
+        ----------
+        x : array-like, shape (n, dim)
+            Finite values (and non-negative ones with ``"chi2"``); n = 0 adds nothing.
+        ids : array-like of int, shape (n,), optional
+            Labels new to the index, any int64 but -1; default
+            ``len(self) + arange(n)``.
+
+        Raises ValueError for NaN or infinity, negative values with ``"chi2"``,
+        and ids repeated in the batch, already in the index, or -1; nothing is
+        added then.
         """
-        self._index.add(_matrix(x, "x", dim=self.dim, allow_empty=True))
+        x = _matrix(x, "x", dim=self.dim, allow_empty=True)
+        id_array = None if ids is None else ids_array(ids, "ids", x.shape[0])
+        self._index.add(x, id_array)
 
-    def search(self, queries: Any, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: Any, k: int, allowed: Any = None) -> Tuple[np.ndarray, np.ndarray]:
         """The `k` nearest stored vectors of every query row: (distances, ids), as :func:`knn`
-        (``min(k, len(self))`` columns).
+        (``min(k, len(self))`` columns) with ids in place of row numbers.
+
+        `allowed`, an array-like of ids (unknown ones ignored), restricts the
+        results to those vectors, searched exactly; slots past them hold id -1
+        and distance inf (-inf for ``"ip"``), as :meth:`HNSWIndex.search`.
 
         Raises ValueError if the index is empty.
         """
         q = _matrix(queries, "queries", dim=self.dim, allow_empty=True)
         k = _validate.positive_int(k, "k", high=_validate.INT64_MAX)
+        allow = None if allowed is None else ids_array(allowed, "allowed")
         if len(self) == 0:
             raise ValueError("FlatIndex.search: the index is empty (add vectors first)")
-        return self._index.search(q, k)
+        return self._index.search(q, k, allow)
+
+    def range_search(self, queries: Any, radius: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every stored vector within `radius` of each query, in faiss's form.
+
+        As faiss's ``range_search``: a vector is returned when its distance is
+        strictly below `radius` (``"l2"``: the squared distance), or for
+        ``"ip"`` when the inner product is strictly above it. Distances are the
+        ones :meth:`search` reports.
+
+        Returns
+        -------
+        lims : ndarray of int64, shape (nq + 1,)
+            The results of query ``i`` are ``distances[lims[i]:lims[i + 1]]`` and
+            ``ids[lims[i]:lims[i + 1]]``, in storage order (not sorted).
+        distances : ndarray of float32, shape (lims[-1],)
+        ids : ndarray of int64, shape (lims[-1],)
+        """
+        q = _matrix(queries, "queries", dim=self.dim, allow_empty=True)
+        r = _validate.real(radius, "radius", finite=False)
+        if np.isnan(r):
+            raise ValueError("radius: expected a number, got NaN")
+        return self._index.range_search(q, r)
+
+    def remove(self, ids: Any) -> int:
+        """Delete the vectors of `ids` (unknown ids are ignored, as faiss's ``remove_ids``)
+        and compact the storage; returns how many were removed."""
+        return int(self._index.remove(ids_array(ids, "ids")))
+
+    def mark_deleted(self, ids: Any) -> None:
+        """Exclude `ids` from results: for a flat index, :meth:`remove` (a removed
+        vector guides no later search, so nothing is kept). Unknown ids: ValueError."""
+        id_array = ids_array(ids, "ids")
+        missing = id_array[~np.isin(id_array, self.ids)]
+        if missing.size:
+            raise ValueError(f"ids: {missing[:5].tolist()} not in the index")
+        self._index.remove(id_array)
+
+    def get_items(self, ids: Any) -> np.ndarray:
+        """The stored vectors of `ids`, shape (len(ids), dim), float32; ValueError for an unknown id."""
+        return self._index.get_items(ids_array(ids, "ids"))
 
     def vectors(self) -> np.ndarray:
-        """A copy of the stored vectors, shape (len(self), dim), in id order."""
+        """A copy of the stored vectors, shape (len(self), dim), in storage order (that of :attr:`ids`)."""
         return self._index.rows()
 
     def reset(self) -> None:
@@ -175,22 +259,36 @@ class FlatIndex:
     def save(self, path: PathLike) -> None:
         """Write the index to `path` atomically (a temporary file beside it, then a rename).
 
-        The file holds a magic number, the format version, the metric, dim and
-        count, the float32 vectors and an FNV-1a 64 checksum.
+        The file holds a magic number, the format version (2), the metric, dim
+        and count, the float32 vectors, the ids unless they are ``0 .. n-1``,
+        and an FNV-1a 64 checksum.
         """
         self._index.save(_validate.output_file(path, "path"))
 
     @classmethod
     def load(cls, path: PathLike) -> "FlatIndex":
-        """Read an index written by :meth:`save`.
+        """Read an index written by :meth:`save` (format versions 1 and 2).
 
         Raises ValueError for a file that is not a FlatIndex file, is truncated
         or corrupt (checksum mismatch), has an unsupported format version or
-        holds vectors :meth:`add` would refuse (NaN, infinity, chi2 negatives);
-        FileNotFoundError, IsADirectoryError or PermissionError when `path`
-        cannot be read.
+        holds what :meth:`add` would refuse (NaN, infinity, chi2 negatives,
+        duplicate ids); FileNotFoundError, IsADirectoryError or PermissionError
+        when `path` cannot be read.
         """
-        inner = _core.FlatIndex.load(_validate.input_file(path, "path"))
+        return cls._wrap(_core.FlatIndex.load(_validate.input_file(path, "path")))
+
+    def to_bytes(self) -> bytes:
+        """Exactly the bytes :meth:`save` writes (pickling goes through them)."""
+        return self._index.to_bytes()
+
+    @classmethod
+    def from_bytes(cls, data: Any) -> "FlatIndex":
+        """An index from :meth:`to_bytes` (or a file's contents), validated as :meth:`load`
+        validates a file: ValueError for truncated, corrupt or foreign data."""
+        return cls._wrap(_core.FlatIndex.from_bytes(as_bytes(data)))
+
+    @classmethod
+    def _wrap(cls, inner: Any) -> "FlatIndex":
         index = cls.__new__(cls)
         index._index = inner
         return index

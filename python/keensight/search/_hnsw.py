@@ -304,6 +304,12 @@ class HNSWIndex:
         self._pca = self._index.rotation() is not None
         return self
 
+    def __reduce__(self) -> Tuple[Any, ...]:
+        """Pickle and :func:`copy.deepcopy` through the index file, validated as
+        :meth:`load` validates it (keensight.search._index.reduce_hnsw)."""
+        from ._index import reduce_hnsw
+        return reduce_hnsw(self)
+
     # ------------------------------------------------------------- properties
     def __len__(self) -> int:
         """Vectors stored, deleted ones included (they remain in the graph)."""

@@ -17,7 +17,7 @@ from .._validate import matrix as _matrix
 
 from sklearn.base import TransformerMixin
 
-from ._estimator import BaseEstimator, check_fitted
+from ._estimator import BaseEstimator, check_fitted, check_X
 
 
 def _svd_flip_rows(vt: np.ndarray) -> np.ndarray:
@@ -84,10 +84,10 @@ class PCA(TransformerMixin, BaseEstimator):
     # -- fitting -----------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> "PCA":
         """Learn the principal axes of `X` (shape (n_samples, n_features)). Returns self."""
-        x = _matrix(X, "X").astype(np.float64)
+        x = check_X(self, X, reset=True).astype(np.float64)
         n, d = x.shape
         if n < 2:
-            raise ValueError(f"X: PCA needs at least 2 samples, got {n}")
+            raise ValueError(f"X: PCA needs at least 2 samples, got n_samples = {n}")
         if not isinstance(self.whiten, (bool, np.bool_)):
             raise TypeError(f"whiten: expected a bool, got {type(self.whiten).__name__}")
         limit = min(n, d)
@@ -135,6 +135,11 @@ class PCA(TransformerMixin, BaseEstimator):
         self._prepare()
         return self
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]  # transform computes and returns float32
+        return tags
+
     def _prepare(self) -> None:
         """float32 copies that transform hands to the C++ kernel."""
         self._mean32 = np.ascontiguousarray(self.mean_, dtype=np.float32)
@@ -155,9 +160,7 @@ class PCA(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         """Project `X` (shape (n, n_features)) on the components: float32 (n, n_components_)."""
         self._check_fitted()
-        x = _matrix(X, "X", allow_empty=True, check_finite=False)
-        if x.shape[1] != self.n_features_in_:
-            raise ValueError(f"X: expected {self.n_features_in_} features (as in fit), got {x.shape[1]}")
+        x = check_X(self, X, reset=False, allow_empty=True, check_finite=False)
         z = _core.pca_transform(x, self._mean32, self._components32, self._scale32)
         # A NaN or infinity in X makes its row of z non-finite (inf * 0 is NaN), and z
         # is n_components_ wide instead of n_features_in_: the check costs less here.
@@ -172,6 +175,8 @@ class PCA(TransformerMixin, BaseEstimator):
     def inverse_transform(self, X: Any) -> np.ndarray:
         """Map projections (shape (n, n_components_)) back to the input space: float32 (n, n_features)."""
         self._check_fitted()
+        if hasattr(X, "tocsr"):
+            raise TypeError("X: PCA does not support sparse input; pass a dense array (X.toarray())")
         z = _matrix(X, "X", allow_empty=True)
         if z.shape[1] != self.n_components_:
             raise ValueError(f"X: expected {self.n_components_} columns (n_components_), got {z.shape[1]}")

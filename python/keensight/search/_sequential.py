@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _core
 from .. import _validate as v
-from ._estimator import BaseEstimator, ClassifierMixin, check_fitted, labels_to_indices, vote
+from ._estimator import BaseEstimator, ClassifierMixin, check_fitted, check_X, labels_to_indices, vote
 from ._pca import PCA
 
 
@@ -162,7 +162,7 @@ class SequentialClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> "SequentialClassifier":
         """Fit the PCA and store the transformed references; fit delta if not given."""
         self._check_params()
-        X = v.matrix(X, "X")
+        X = check_X(self, X, reset=True)
         self.classes_, y_idx = labels_to_indices(y, len(X))
         self.n_features_in_ = X.shape[1]
         self.pca_ = PCA(whiten=self.whiten).fit(X)
@@ -206,6 +206,29 @@ class SequentialClassifier(ClassifierMixin, BaseEstimator):
         self.delta_validation_ = {"exhaustive_accuracy": full, "delta": chosen}
         return chosen
 
+    # -- pickling ---------------------------------------------------------
+    # The C++ index is not pickled: its references (and the fitted PCA, labels and
+    # delta) are, and the index is rebuilt from them, exactly as fit built it.
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())  # (object.__getstate__ returns __dict__ itself)
+        index = state.pop("index_", None)
+        if index is not None:
+            state["_references_"] = index.references()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        references = state.pop("_references_", None)
+        super().__setstate__(state)
+        if references is not None:
+            try:
+                self.index_ = self._index(v.matrix(references, "references"), np.asarray(self._y_, np.int64),
+                                          self.pca_)
+            except (TypeError, AttributeError, IndexError) as exc:
+                raise ValueError(f"SequentialClassifier: the pickled state is inconsistent ({exc})") from None
+            if self.index_.n_levels != self.n_levels_:
+                raise ValueError("SequentialClassifier: the pickled state is inconsistent (granules)")
+
     # -- prediction -------------------------------------------------------
     def _decide(self, class_d: np.ndarray, nn_i: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
         if int(self.n_neighbors) == 1:  # the leader; ties: the lower reference index, as 1-NN
@@ -216,7 +239,7 @@ class SequentialClassifier(ClassifierMixin, BaseEstimator):
         check_fitted(self, "index_")
         # The index applies the PCA itself, query by query and granule by granule,
         # and rejects NaN and infinity (they reach every projected coordinate).
-        X = v.matrix(X, "X", dim=self.n_features_in_, check_finite=False)
+        X = check_X(self, X, reset=False, check_finite=False)
         return self.index_.predict(X, self.delta_, int(self.n_neighbors))
 
     def predict(self, X: Any) -> np.ndarray:

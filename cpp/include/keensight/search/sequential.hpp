@@ -52,6 +52,9 @@ class SequentialIndex {
   std::int64_t input_dim() const { return input_dim_; }
   std::int64_t n_classes() const { return n_classes_; }
   std::int64_t n_levels() const { return static_cast<std::int64_t>(level_end_.size()); }
+  // The references as given to the constructor (n x dim, original order), put
+  // back together from the granules: what a copy of the index is rebuilt from.
+  void copy_references(float* out) const;
 
   // For nq queries (nq x input_dim()) and delta >= 1 (inf: never
   // reject): class_distances (nq x n_classes) = rho_c at the granule where the
