@@ -37,8 +37,7 @@ using detail::kNoLink;
 using detail::kNoLink16;
 using detail::Scratch;
 using detail::SearchKernels;
-// kHNSWMaxNorm squared, the bound check_rows compares squared norms with.
-constexpr float kMaxNorm2 = static_cast<float>(kHNSWMaxNorm * kHNSWMaxNorm);
+using detail::kMaxNorm2;
 constexpr std::int64_t kQueryBlockBytes = std::int64_t{4} << 20;  // see search()
 // pca=true keeps the leading kPcaAxes axes in order and completes them with
 // Householder reflectors (set_pca_axes: 2 k dim + k^2 floats and multiply-adds

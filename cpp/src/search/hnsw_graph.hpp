@@ -100,28 +100,31 @@ struct HNSWGraph : HNSWStorage {
   void knn(Scratch& s, Split q, std::size_t ef, const Accept& accept, const Distance& dist) const;
 
  private:
+  // Defined in hnsw_graph.cpp, inline as they were in one class before: the inliner
+  // weighs functions declared inline higher (measured: without it, searches take 5% more
+  // instructions).
   template <bool kBuilding, class Accept>
-  void search_layer(Scratch& s, Split q, std::uint32_t ep, float ep_dist, int level, std::size_t ef,
+  inline void search_layer(Scratch& s, Split q, std::uint32_t ep, float ep_dist, int level, std::size_t ef,
                     const Accept& accept, const Distance& dist) const;
   template <bool kBuilding>
-  void search_pool(Scratch& s, Split q, std::uint32_t ep, float ep_dist, int level, std::size_t ef,
+  inline void search_pool(Scratch& s, Split q, std::uint32_t ep, float ep_dist, int level, std::size_t ef,
                    const Distance& dist) const;
   template <class Bound, class Take>
-  void score_links(Scratch& s, Split q, std::uint32_t n_fresh, const Distance& dist, const Bound& bound,
+  inline void score_links(Scratch& s, Split q, std::uint32_t n_fresh, const Distance& dist, const Bound& bound,
                    const Take& take) const;
   template <class Link>
-  std::uint32_t gather_fresh(Scratch& s, const Link* list, std::size_t cap) const;
+  inline std::uint32_t gather_fresh(Scratch& s, const Link* list, std::size_t cap) const;
   template <bool kBuilding>
-  std::uint32_t fresh_links(Scratch& s, std::uint32_t node, int level) const;
+  inline std::uint32_t fresh_links(Scratch& s, std::uint32_t node, int level) const;
   template <bool kBuilding>
-  const std::uint32_t* read_links(Scratch& s, std::uint32_t node, int level) const;
-  void prefetch_links(std::uint32_t i, int level) const;
+  inline const std::uint32_t* read_links(Scratch& s, std::uint32_t node, int level) const;
+  inline void prefetch_links(std::uint32_t i, int level) const;
   template <bool kBuilding>
-  void greedy(Scratch& s, Split q, std::uint32_t& cur, float& cur_dist, int level, const Distance& dist) const;
-  void select_neighbors(const std::vector<Cand>& cands, std::size_t m, std::vector<Cand>& out,
+  inline void greedy(Scratch& s, Split q, std::uint32_t& cur, float& cur_dist, int level, const Distance& dist) const;
+  inline void select_neighbors(const std::vector<Cand>& cands, std::size_t m, std::vector<Cand>& out,
                         const Distance& dist) const;
-  void add_link(Scratch& s, std::uint32_t node, std::uint32_t target, int level, const Distance& dist);
-  void replace_furthest(Scratch& s, std::uint32_t node, std::uint32_t target, const Distance& dist);
+  inline void add_link(Scratch& s, std::uint32_t node, std::uint32_t target, int level, const Distance& dist);
+  inline void replace_furthest(Scratch& s, std::uint32_t node, std::uint32_t target, const Distance& dist);
   void link_lost(Scratch& s, std::uint32_t e) {
     if (in_degree[e].fetch_sub(1, std::memory_order_relaxed) == 1) s.orphans.push_back(e);
   }

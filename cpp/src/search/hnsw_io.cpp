@@ -73,7 +73,7 @@ using detail::kMaxLevel;
 using detail::kNoLink;
 using detail::SearchKernels;
 using detail::Split;
-constexpr float kMaxNorm2 = static_cast<float>(kHNSWMaxNorm * kHNSWMaxNorm);
+using detail::kMaxNorm2;
 
 constexpr char kMagic[] = "KEENHNSW";
 constexpr std::uint32_t kFormatVersion = 4;

@@ -42,6 +42,8 @@ namespace keensight::search::detail {
 constexpr int kMaxLevel = 30;
 constexpr int kMaxGranule = 1 << 24;  // the largest dim: a larger granule means the same
 constexpr std::uint32_t kNoLink = 0xffffffffu;  // an unused link slot
+// kHNSWMaxNorm squared: the bound on the squared norm of a vector as stored or a query.
+constexpr float kMaxNorm2 = static_cast<float>(kHNSWMaxNorm * kHNSWMaxNorm);
 // While an index has room for at most kNarrowNodes nodes, its layer-0 links
 // are stored as uint16 (0xffff: unused), half the bytes: at M=16 a node's 2M
 // links fill one cache line instead of two, and 60k nodes' links take 3.8 MB
