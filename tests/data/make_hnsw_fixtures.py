@@ -1,12 +1,14 @@
 """Writes HNSW index files of format versions 1, 2, 3 with the OLD code (main's build) and the
 search results the old code gives on them. v3: saved by the old code. v2 / v1: the old code can
 only write v3; v2 is v3 without the centre section, v1 is v2 without rotation kind 2, built here
-from v3 files whose centre is all zeros (cosine with a rotation; no rotation), checksum redone."""
-import struct, sys, numpy as np
+from v3 files whose centre is all zeros (cosine with a rotation; no rotation), checksum redone.
+
+Run once with the code before format 4 (main at 17c57ad): python make_hnsw_fixtures.py tests/data"""
+import struct, sys, tempfile, numpy as np
 from keensight.search import HNSWIndex
 
 out = sys.argv[1]
-rng = np.random.default_rng(11)
+tmp = tempfile.mkdtemp()
 
 def data(n, dim, seed):
     r = np.random.default_rng(seed)
@@ -53,23 +55,23 @@ b.save(f"{out}/hnsw_v3_ip.bin"); cases.append(("hnsw_v3_ip", 20, 3))
 x = data(500, 20, 4)
 c = HNSWIndex(20, metric="cosine", M=6, ef_construction=40, pca=True)
 c.add(x)
-c.save(f"/tmp/hnswsplit/cos_dense.bin")
-rewrite("/tmp/hnswsplit/cos_dense.bin", f"{out}/hnsw_v2_cosine_rotation.bin", 2, True); cases.append(("hnsw_v2_cosine_rotation", 20, 5))
-rewrite("/tmp/hnswsplit/cos_dense.bin", f"{out}/hnsw_v1_cosine_rotation.bin", 1, True); cases.append(("hnsw_v1_cosine_rotation", 20, 6))
+c.save(f"{tmp}/cos_dense.bin")
+rewrite(f"{tmp}/cos_dense.bin", f"{out}/hnsw_v2_cosine_rotation.bin", 2, True); cases.append(("hnsw_v2_cosine_rotation", 20, 5))
+rewrite(f"{tmp}/cos_dense.bin", f"{out}/hnsw_v1_cosine_rotation.bin", 1, True); cases.append(("hnsw_v1_cosine_rotation", 20, 6))
 # cosine + reflectors (dim 400 > 300 ... too big); use dim 20 with set_pca_axes directly
 x = data(400, 20, 7)
 d = HNSWIndex(20, metric="cosine", M=6, ef_construction=40)
 q, _ = np.linalg.qr(np.random.default_rng(8).normal(size=(20, 20)))
 d._index.set_pca_axes(np.ascontiguousarray(q[:, :5].T, dtype=np.float32))
 d.add(x)
-d.save("/tmp/hnswsplit/cos_wy.bin")
-rewrite("/tmp/hnswsplit/cos_wy.bin", f"{out}/hnsw_v2_cosine_reflectors.bin", 2, True); cases.append(("hnsw_v2_cosine_reflectors", 20, 9))
+d.save(f"{tmp}/cos_wy.bin")
+rewrite(f"{tmp}/cos_wy.bin", f"{out}/hnsw_v2_cosine_reflectors.bin", 2, True); cases.append(("hnsw_v2_cosine_reflectors", 20, 9))
 # l2 without rotation, 16 dims -> v1 (identical payload)
 x = data(500, 16, 10)
 e = HNSWIndex(16, M=5, ef_construction=30, granule=4)
 e.add(x)
-e.save("/tmp/hnswsplit/l2_plain.bin")
-rewrite("/tmp/hnswsplit/l2_plain.bin", f"{out}/hnsw_v1_l2.bin", 1, False); cases.append(("hnsw_v1_l2", 16, 12))
+e.save(f"{tmp}/l2_plain.bin")
+rewrite(f"{tmp}/l2_plain.bin", f"{out}/hnsw_v1_l2.bin", 1, False); cases.append(("hnsw_v1_l2", 16, 12))
 
 for name, dim, seed in cases:
     idx = HNSWIndex.load(f"{out}/{name}.bin")
