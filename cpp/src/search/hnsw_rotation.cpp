@@ -261,27 +261,19 @@ constexpr std::int64_t kPcaNeighbours = 10;
 
 std::vector<float> fit_pca_axes(const float* x, std::int64_t n, std::int64_t dim) {
   const auto d = static_cast<std::size_t>(dim);
-  const auto gather = [&](const float* src, const std::vector<std::int64_t>& rows) {
-    std::vector<float> out(rows.size() * d);
+  // At most `count` evenly spaced rows of src (n_src rows): src itself when it
+  // has no more, else a copy into `copy`.
+  const auto subsample = [&](const float* src, std::int64_t n_src, std::int64_t count, std::vector<float>& copy) {
+    if (n_src <= count) return std::make_pair(src, n_src);
+    const std::vector<std::int64_t> rows = evenly_spaced(n_src, count);
+    copy.resize(rows.size() * d);
     for (std::size_t r = 0; r < rows.size(); ++r)
-      std::copy(src + rows[r] * dim, src + (rows[r] + 1) * dim, out.begin() + static_cast<std::ptrdiff_t>(r * d));
-    return out;
+      std::copy(src + rows[r] * dim, src + (rows[r] + 1) * dim, copy.begin() + static_cast<std::ptrdiff_t>(r * d));
+    return std::make_pair(static_cast<const float*>(copy.data()), count);
   };
   std::vector<float> ref_rows, sample_rows;
-  const float* ref = x;
-  std::int64_t n_ref = n;
-  if (n > kPcaReferenceRows) {
-    ref_rows = gather(x, evenly_spaced(n, kPcaReferenceRows));
-    ref = ref_rows.data();
-    n_ref = kPcaReferenceRows;
-  }
-  const float* sample = ref;
-  std::int64_t n_sample = n_ref;
-  if (n_ref > kPcaSampleRows) {
-    sample_rows = gather(ref, evenly_spaced(n_ref, kPcaSampleRows));
-    sample = sample_rows.data();
-    n_sample = kPcaSampleRows;
-  }
+  const auto [ref, n_ref] = subsample(x, n, kPcaReferenceRows, ref_rows);
+  const auto [sample, n_sample] = subsample(ref, n_ref, kPcaSampleRows, sample_rows);
   const std::int64_t k = std::min(kPcaNeighbours, n_ref - 1);
   std::vector<double> cov(d * d, 0.0);
   if (k >= 1) {
