@@ -3,6 +3,7 @@ termination, the PCA rotation, filters, deletion, persistence, threads, bad inpu
 from __future__ import annotations
 
 import os
+import pathlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -43,17 +44,45 @@ def brute_force(base, queries, k, metric="l2", ids=None):
     return dist, labels
 
 
+def fnv1a64(data):
+    h = 0xCBF29CE484222325
+    for b in bytes(data):  # FNV-1a 64, as the file format specifies
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def file_version(raw):
+    return int.from_bytes(bytes(raw[8:12]), "little")
+
+
+def file_payload(raw):
+    """The body of an index file: format 4 (the core container: 12-byte header,
+    checksum after the body) or 1 to 3 (32-byte header of their own)."""
+    return bytearray(raw[12:-8]) if file_version(raw) >= 4 else bytearray(raw[32:])
+
+
 def write_with_checksum(path, raw, payload):
     """Writes the header of `raw` with the checksum of the (edited) `payload`
     recomputed, then the payload: a crafted file that passes the checksum."""
     import struct
 
-    h = 0xCBF29CE484222325
-    for b in bytes(payload):  # FNV-1a 64, as the file format specifies
-        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    if file_version(raw) >= 4:  # container: the checksum covers the header too, and follows the body
+        header = bytes(raw[:12])
+        path.write_bytes(header + bytes(payload) + struct.pack("<Q", fnv1a64(header + bytes(payload))))
+        return
     header = bytearray(raw[:32])
-    struct.pack_into("<Q", header, 24, h)
+    struct.pack_into("<Q", header, 16, len(payload))
+    struct.pack_into("<Q", header, 24, fnv1a64(payload))
     path.write_bytes(bytes(header) + bytes(payload))
+
+
+def write_legacy(path, payload, version):
+    """A file of format version 1 to 3 (the header they had: magic, version,
+    header size 32, payload size, FNV-1a 64 of the payload) around `payload`."""
+    import struct
+
+    header = b"KEENHNSW" + struct.pack("<IIQQ", version, 32, len(payload), fnv1a64(payload))
+    path.write_bytes(header + bytes(payload))
 
 
 def recall(found, truth):
@@ -236,7 +265,7 @@ def test_pca_axes_index(tmp_path, data):
     np.testing.assert_array_equal(i1, i_on)
     np.testing.assert_array_equal(d1, d_on)
     raw = bytearray(path.read_bytes())
-    payload = raw[32:]
+    payload = file_payload(raw)
     assert struct.unpack_from("<I", payload, 28)[0] == 2  # rotation kind: reflectors
     struct.pack_into("<f", payload, 56 + 4, 0.5)  # V[0][0] must be 1
     write_with_checksum(path, raw, payload)
@@ -478,8 +507,19 @@ def test_load_rejects_truncated_file(saved):
         saved.write_bytes(raw[:size])
         with pytest.raises(ValueError, match="truncated"):
             HNSWIndex.load(saved)
-    saved.write_bytes(raw + b"\0")
+    saved.write_bytes(raw + b"\0")  # the checksum (the last 8 bytes) no longer matches
+    with pytest.raises(ValueError, match="checksum"):
+        HNSWIndex.load(saved)
+    write_with_checksum(saved, raw, file_payload(raw) + b"\0")
     with pytest.raises(ValueError, match="trailing"):
+        HNSWIndex.load(saved)
+    write_legacy(saved, file_payload(raw), 3)
+    legacy = saved.read_bytes()
+    saved.write_bytes(legacy + b"\0")
+    with pytest.raises(ValueError, match="trailing"):
+        HNSWIndex.load(saved)
+    saved.write_bytes(legacy[:-1])
+    with pytest.raises(ValueError, match="truncated"):
         HNSWIndex.load(saved)
 
 
@@ -490,13 +530,13 @@ def test_load_rejects_wrong_magic_or_version(saved):
     saved.write_bytes(bytes(bad))
     with pytest.raises(ValueError, match="magic"):
         HNSWIndex.load(saved)
-    v1 = bytearray(raw)
-    v1[8] = 1  # version 1 (no reflector rotations) is still read
-    saved.write_bytes(bytes(v1))
-    assert len(HNSWIndex.load(saved)) == 300
+    assert file_version(raw) == 4
+    for version in 1, 2, 3:  # the formats before the core container are still read
+        write_legacy(saved, file_payload(raw), version)  # (no rotation: the same payload)
+        assert len(HNSWIndex.load(saved)) == 300
     bad = bytearray(raw)
     bad[8] = 99  # format version
-    saved.write_bytes(bytes(bad))
+    write_with_checksum(saved, bad, file_payload(raw))
     with pytest.raises(ValueError, match="version 99"):
         HNSWIndex.load(saved)
     saved.write_bytes(b"hello world, this is not an index at all")
@@ -506,14 +546,14 @@ def test_load_rejects_wrong_magic_or_version(saved):
 
 class HNSWFile:
     """A saved index's payload sections as writable NumPy views (the layout of
-    the C++ file comment, format version 3), for crafting files: edit them, then
-    save() writes the file with a valid checksum."""
+    the C++ file comment, format versions 3 and 4), for crafting files: edit
+    them, then save() writes the file with a valid checksum."""
 
     def __init__(self, path):
         self.path = path
         self.raw = bytearray(path.read_bytes())
-        p = self.payload = self.raw[32:]
-        version = int(np.frombuffer(self.raw, "<u4", 1, 8)[0])
+        p = self.payload = file_payload(self.raw)
+        version = file_version(self.raw)
         self.fixed = np.frombuffer(p, "<u4", 8, 0)  # dim, metric, M, efc, efs, granule, early, rotation
         dim, metric, m, _, _, granule, _, rotation = (int(v) for v in self.fixed)
         self.count = n = int(np.frombuffer(p, "<u8", 1, 40)[0])
@@ -668,11 +708,13 @@ def test_reads_format_version_2(tmp_path, data):
     index.save(path)
     f = HNSWFile(path)
     assert f.centre is not None and not f.centre.any()
-    payload = f.payload[:f.centre_offset] + f.payload[f.centre_offset + DIM * 4:]
-    raw = bytearray(f.raw[:32])
-    struct.pack_into("<I", raw, 8, 2)
-    struct.pack_into("<Q", raw, 16, len(payload))
-    write_with_checksum(path, raw, payload)
+    payload = bytearray(f.payload[:f.centre_offset] + f.payload[f.centre_offset + DIM * 4:])
+    # Version 4's option-flags word (the 7th u32) also holds pca in bit 1; versions
+    # 1 to 3 had only early termination there.
+    flags = struct.unpack_from("<I", payload, 24)[0]
+    assert flags == 3  # early termination and pca
+    struct.pack_into("<I", payload, 24, flags & 1)
+    write_legacy(path, bytes(payload), 2)
     back = HNSWIndex.load(path)
     for a, b in zip(back.search(queries, K), index.search(queries, K)):
         np.testing.assert_array_equal(a, b)
@@ -1079,3 +1121,104 @@ def test_arguments_out_of_range_and_booleans(tmp_path):
     core.add(x, None, 1)
     with pytest.raises(ValueError, match="ef"):
         core.search(x[:1], 1, MAX_EF + 1, None, 1)
+
+
+# --------------------------------------------------------------------------- format versions 1 to 3
+# Files written by the code before the core container (format 3, as saved; 2 and 1 cut from format-3
+# files whose centre is all zeros, checksums redone), with the search results that code gave on
+# them: tests/data/make_hnsw_fixtures.py, run once on that code.
+FIXTURES = ["hnsw_v3_l2_pca", "hnsw_v3_ip", "hnsw_v2_cosine_rotation", "hnsw_v1_cosine_rotation",
+            "hnsw_v2_cosine_reflectors", "hnsw_v1_l2"]
+DATA = pathlib.Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_reads_files_of_earlier_formats(tmp_path, name):
+    raw = (DATA / f"{name}.bin").read_bytes()
+    assert file_version(raw) == int(name[6])
+    expected = np.load(DATA / f"{name}.expected.npz")
+    index = HNSWIndex.load(DATA / f"{name}.bin", num_threads=1)
+    np.testing.assert_array_equal(index.ids, expected["stored_ids"])
+    assert index.n_deleted == int(expected["n_deleted"])
+    assert index.max_level == int(expected["max_level"])
+    if expected["rotation"].size:
+        np.testing.assert_allclose(index.rotation, expected["rotation"], atol=1e-6)
+    else:
+        assert index.rotation is None
+    d, i = index.search(expected["queries"], 10, ef=32)
+    # The same graph searched the same way: the same neighbours (ties and the last ulp of a
+    # distance may differ on another CPU's kernels).
+    assert np.mean(i == expected["ids"]) >= 0.99
+    np.testing.assert_allclose(d, expected["distances"], rtol=1e-5, atol=1e-5)
+    # Saved again it is format 4 and reads back the same.
+    path = tmp_path / "again.ksh"
+    index.save(path)
+    assert file_version(path.read_bytes()) == 4
+    back = HNSWIndex.load(path, num_threads=1)
+    for a, b in zip(back.search(expected["queries"], 10, ef=32), (d, i)):
+        np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------- the PCA fit (C++)
+def numpy_pca_axes(x):
+    """The reference fit: what the Python layer computed before the fit moved to C++ -- the
+    principal axes (numpy.linalg.eigh) of the differences between 1000 evenly spaced rows of
+    (up to) 10000 evenly spaced rows and their 10 nearest neighbours among those."""
+    from keensight.search import knn
+
+    n, dim = x.shape
+    ref = x if n <= 10000 else x[np.linspace(0, n - 1, 10000).astype(np.int64)]
+    sample = ref if len(ref) <= 1000 else ref[np.linspace(0, len(ref) - 1, 1000).astype(np.int64)]
+    k = min(10, len(ref) - 1)
+    _, nbr = knn(sample, ref, k + 1)
+    diff = (ref[nbr] - sample[:, None, :]).reshape(-1, dim).astype(np.float64)
+    values, vecs = np.linalg.eigh(diff.T @ diff)
+    return values[::-1], vecs[:, ::-1].T
+
+
+def decaying_clusters(rng, n, dim):
+    basis = np.linalg.qr(rng.standard_normal((dim, dim)))[0]
+    centres = 4 * rng.standard_normal((20, dim))
+    scale = np.linspace(2.0, 0.1, dim)
+    return ((centres[rng.integers(0, 20, n)] + rng.standard_normal((n, dim)) * scale) @ basis).astype(np.float32)
+
+
+@pytest.mark.parametrize("dim,n", [(16, 3000), (48, 12000), (400, 2500)])
+def test_pca_fit_matches_numpy_eigh(dim, n):
+    """pca=True fits the rotation in C++ (Householder tridiagonalisation + implicit QL): its
+    leading axes are numpy.linalg.eigh's on the same data, up to sign (400-d: the 128 axes
+    the reflectors keep; the rest only complete the rotation)."""
+    rng = np.random.default_rng(dim)
+    x = decaying_clusters(rng, n, dim)
+    values, axes = numpy_pca_axes(x)
+    index = HNSWIndex(dim, M=8, ef_construction=40, pca=True, num_threads=1)
+    index.add(x)
+    r = index.rotation.astype(np.float64)
+    np.testing.assert_allclose(r @ r.T, np.eye(dim), atol=2e-5)
+    k = min(dim, 128)
+    # Axes of eigenvalues well apart from their neighbours' are determined up to sign.
+    gap = np.minimum(np.abs(np.diff(values, prepend=np.inf)), np.abs(np.diff(values, append=-np.inf)))
+    sure = np.flatnonzero(gap[:k] > 1e-6 * values[0])
+    assert len(sure) >= 0.9 * k
+    np.testing.assert_allclose(np.abs(np.sum(r[sure] * axes[sure], axis=1)), 1.0, atol=1e-4)
+    # The variance of the differences along the fitted axes comes in eigh's (decreasing) order.
+    cov = (axes.T * values) @ axes
+    diff_var = np.einsum("ij,jk,ik->i", r[:k], cov, r[:k])
+    np.testing.assert_allclose(diff_var, values[:k], rtol=1e-4, atol=1e-9 * values[0])
+
+
+def test_pca_fit_recall_and_cosine():
+    """The C++ fit gives the recall of a brute-force search, for l2 and for cosine (fitted on
+    the unit vectors it stores)."""
+    rng = np.random.default_rng(5)
+    x = decaying_clusters(rng, 4000, 64)
+    q = x[:100] + 0.05 * rng.standard_normal((100, 64)).astype(np.float32)
+    for metric in "l2", "cosine":
+        index = HNSWIndex(64, metric=metric, pca=True, num_threads=1)
+        index.add(x)
+        unit = x / np.linalg.norm(x, axis=1, keepdims=True) if metric == "cosine" else x
+        _, axes = numpy_pca_axes(unit)
+        assert abs(float(index.rotation[0].astype(np.float64) @ axes[0])) > 0.9999
+        qq = q / np.linalg.norm(q, axis=1, keepdims=True) if metric == "cosine" else q
+        _, i = index.search(q, K, ef=80)
+        assert recall(i, brute_force(unit, qq, K)[1]) >= 0.95

@@ -32,7 +32,7 @@ void check_ids(const i64_array& ids, const char* name, std::int64_t n) {
 }
 
 search::HNSWOptions options(const std::string& metric, int M, int ef_construction, int ef_search,
-                            int granule, bool early_termination, std::uint64_t seed) {
+                            int granule, bool early_termination, std::uint64_t seed, bool pca) {
   search::HNSWOptions o;
   o.metric = search::metric_from_name(metric);
   o.M = M;
@@ -41,6 +41,7 @@ search::HNSWOptions options(const std::string& metric, int M, int ef_constructio
   o.granule = granule;
   o.early_termination = early_termination;
   o.seed = seed;
+  o.pca = pca;
   return o;
 }
 
@@ -51,13 +52,13 @@ void bind_hnsw(py::module_& m) {
   cls.attr("MAX_EF") = search::kHNSWMaxEf;
   cls
       .def(py::init([](std::int64_t dim, const std::string& metric, int M, int ef_construction,
-                       int ef_search, int granule, bool early_termination, std::uint64_t seed) {
+                       int ef_search, int granule, bool early_termination, std::uint64_t seed, bool pca) {
              return HNSWIndex(dim, options(metric, M, ef_construction, ef_search, granule,
-                                           early_termination, seed));
+                                           early_termination, seed, pca));
            }),
            py::arg("dim"), py::arg("metric") = "l2", py::arg("M") = 16,
            py::arg("ef_construction") = 200, py::arg("ef_search") = 64, py::arg("granule") = 32,
-           py::arg("early_termination") = true, py::arg("seed") = 100)
+           py::arg("early_termination") = true, py::arg("seed") = 100, py::arg("pca") = false)
       .def("set_rotation",
            [](HNSWIndex& self, const f32_array& r) {
              if (r.ndim() != 2 || r.shape(0) != self.dim() || r.shape(1) != self.dim())

@@ -438,7 +438,7 @@ void gemm(const GemmKernels<T>& kern, const typename T::A* a, std::int64_t lda, 
   const std::int64_t b_panels = (n + nr - 1) / nr, b_blocks = (n + nb - 1) / nb, a_blocks = (m + mc - 1) / mc;
 
   AlignedBuffer<typename T::PackedB> b_pack(packed_size(n, kp, nr));
-  parallel_chunks(
+  parallel_for(
       b_panels, 16,
       [&](std::int64_t p0, std::int64_t p1) {
         pack_panels_grouped(b + p0 * nr * ldb, ldb, std::min(n, p1 * nr) - p0 * nr, length, kern.k_group, nr,
@@ -446,7 +446,7 @@ void gemm(const GemmKernels<T>& kern, const typename T::A* a, std::int64_t lda, 
       },
       threads);
 
-  parallel_chunks(
+  parallel_for(
       a_blocks * b_blocks, 1,
       [&](std::int64_t t0, std::int64_t t1) {
         AlignedBuffer<typename T::PackedA> a_pack(packed_size(std::min(mc, m), kp, mr));

@@ -389,7 +389,7 @@ void run_fft(const ImageView& src_in, const std::vector<ImageView>& dsts,
   const std::int64_t rpad = tiles * U + kw - 1 - ax - W;
   const std::int64_t last_useful_row = H - 1 + (kh - 1 - ay);
 
-  keensight::detail::parallel_chunks(bands, 1, [&](std::int64_t b0, std::int64_t b1) {
+  keensight::detail::parallel_for(bands, 1, [&](std::int64_t b0, std::int64_t b1) {
     PaddedRowLoader<float> loader(src, opt, ax, rpad, k);
     const std::int64_t pw = loader.padded_elems();
     FloatBuffer rows(pw * T), re(TT), im(TT), fre(TT), fim(TT), ore(TT), oim(TT);
@@ -565,7 +565,7 @@ void run_direct_rows(const ImageView& src_in, const std::vector<ImageView>& dsts
       right_sx.push_back(border_index(W - rpad + j - ax, W, opt.border));
   }
 
-  keensight::detail::parallel_chunks(src.rows, kMinRowsPerThread, [&](std::int64_t y0, std::int64_t y1) {
+  keensight::detail::parallel_for(src.rows, kMinRowsPerThread, [&](std::int64_t y0, std::int64_t y1) {
     PaddedRowLoader<float> loader(src, opt, ax, rpad, k);
     RowRing<float> ring(kh, loader.padded_elems());
     // One scratch row per kernel: all interiors run before any edges.
@@ -674,7 +674,7 @@ void run_separable(const ImageView& src_in, const ImageView& dst,
     two_rows = two_rows && full;
   }
 
-  keensight::detail::parallel_chunks(src.rows, kMinRowsPerThread, [&](std::int64_t y0, std::int64_t y1) {
+  keensight::detail::parallel_for(src.rows, kMinRowsPerThread, [&](std::int64_t y0, std::int64_t y1) {
     PaddedRowLoader<float> loader(src, opt, 0, 0, k);  // converts rows of other depths
     RowRing<float> ring(in_place ? 1 : kh + 1, in_place ? 1 : n);
     std::vector<float> constant_row(static_cast<std::size_t>(n), static_cast<float>(opt.border_value));
@@ -768,7 +768,7 @@ void run_separable_u8(const ImageView& src_in, const ImageView& dst,
   }
   const float delta = static_cast<float>(opt.delta), scale = static_cast<float>(scale_in);
 
-  keensight::detail::parallel_chunks(src.rows, kMinRowsPerThread, [&](std::int64_t y0, std::int64_t y1) {
+  keensight::detail::parallel_for(src.rows, kMinRowsPerThread, [&](std::int64_t y0, std::int64_t y1) {
     PaddedRowLoader<std::uint8_t> loader(src, opt, ax, kw - 1 - ax, k);
     std::vector<std::uint8_t> padded(static_cast<std::size_t>(loader.padded_elems()));
     std::vector<RowRing<std::int16_t>> rings;
@@ -816,7 +816,7 @@ void run_gaussian_u16(const ImageView& src_in, const ImageView& dst, const std::
   const std::vector<std::uint32_t> cy(ky.begin(), ky.begin() + ay + 1);
   const std::vector<double> cx(kx.begin(), kx.begin() + ax + 1);
 
-  keensight::detail::parallel_chunks(src.rows, kMinRowsPerThread, [&](std::int64_t y0, std::int64_t y1) {
+  keensight::detail::parallel_for(src.rows, kMinRowsPerThread, [&](std::int64_t y0, std::int64_t y1) {
     const std::vector<std::uint16_t> zero_row(static_cast<std::size_t>(n), 0);  // Border::constant
     std::vector<const std::uint16_t*> rows(static_cast<std::size_t>(kh));
     std::vector<double> column(static_cast<std::size_t>((src.cols + kw - 1) * C));

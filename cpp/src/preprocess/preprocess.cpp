@@ -175,7 +175,7 @@ void preprocess_batch(const PreprocessSource* sources, std::int64_t n, const Pre
   const auto& kernels = preprocess::detail::preprocess_kernels();
   // One work item per output row of every image; chunks of whole rows keep each thread's
   // writes contiguous.
-  keensight::detail::parallel_chunks(n * o.rows, 16, [&](std::int64_t begin, std::int64_t end) {
+  keensight::detail::parallel_for(n * o.rows, 16, [&](std::int64_t begin, std::int64_t end) {
     std::vector<float> row(static_cast<std::size_t>(widest_row));
     std::vector<const std::uint8_t*> src_rows;
     std::vector<float> wv;

@@ -200,7 +200,7 @@ RangeSearchResult FlatIndex::range_search(const float* queries, std::int64_t nq,
 
   std::vector<std::vector<std::pair<float, std::int64_t>>> hits(static_cast<std::size_t>(nq));
   const std::int64_t block = std::max<std::int64_t>(1, kRangeBlockBytes / (dim * 4));
-  keensight::detail::parallel_chunks(nq, 4, [&](std::int64_t q0, std::int64_t q1) {
+  keensight::detail::parallel_for(nq, 4, [&](std::int64_t q0, std::int64_t q1) {
     std::vector<float> q_scales(static_cast<std::size_t>(q1 - q0), 1.f);
     if (metric == Metric::cosine)
       for (std::int64_t i = q0; i < q1; ++i) {

@@ -323,13 +323,13 @@ void run_split(std::int64_t nq, std::int64_t n, std::int64_t unit, std::int64_t 
   const std::int64_t threads = get_num_threads();
   const std::int64_t units = (n + unit - 1) / unit;
   if (threads <= 1 || units < 2 * threads || nq * heap_size > kMaxSplitBaseCandidates) {
-    keensight::detail::parallel_chunks(nq, 4, [&](std::int64_t begin, std::int64_t end) {
+    keensight::detail::parallel_for(nq, 4, [&](std::int64_t begin, std::int64_t end) {
       worker(begin, end, std::int64_t{0}, n, heaps.data() + begin);
     });
     return;
   }
   std::mutex merge_mutex;
-  keensight::detail::parallel_chunks(units, 1, [&](std::int64_t begin, std::int64_t end) {
+  keensight::detail::parallel_for(units, 1, [&](std::int64_t begin, std::int64_t end) {
     std::vector<TopK> part;
     part.reserve(static_cast<std::size_t>(nq));
     for (std::int64_t i = 0; i < nq; ++i) part.emplace_back(heap_size);
@@ -402,7 +402,7 @@ void knn(const float* queries, std::int64_t nq, const float* base, std::int64_t 
   std::vector<TopK> heaps;
   if (!uses_gemm(metric) || nq < kMinGemmQueries) {
     pair_search(sk, queries, nullptr, nq, base, n, dim, k, metric, heaps);
-    keensight::detail::parallel_chunks(nq, 256, [&](std::int64_t begin, std::int64_t end) {
+    keensight::detail::parallel_for(nq, 256, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t i = begin; i < end; ++i) write_exact(i, heaps[i]);
     });
     return;
@@ -426,7 +426,7 @@ void knn(const float* queries, std::int64_t nq, const float* base, std::int64_t 
   const double max_b = std::sqrt(static_cast<double>(max_sq_norm)) * (1.0 + gamma(dim + 2));
 
   std::vector<char> done(static_cast<std::size_t>(nq), 0);
-  keensight::detail::parallel_chunks(nq, 64, [&](std::int64_t begin, std::int64_t end) {
+  keensight::detail::parallel_for(nq, 64, [&](std::int64_t begin, std::int64_t end) {
     std::vector<float> approx(static_cast<std::size_t>(kc));
     std::vector<std::int64_t> cand(static_cast<std::size_t>(kc));
     std::vector<float> shifted(c ? static_cast<std::size_t>(dim) : 0);
@@ -468,7 +468,7 @@ void knn(const float* queries, std::int64_t nq, const float* base, std::int64_t 
     if (!done[i]) rest.push_back(i);
   if (rest.empty()) return;
   pair_search(sk, queries, &rest, static_cast<std::int64_t>(rest.size()), base, n, dim, k, metric, heaps);
-  keensight::detail::parallel_chunks(static_cast<std::int64_t>(rest.size()), 256, [&](std::int64_t begin, std::int64_t end) {
+  keensight::detail::parallel_for(static_cast<std::int64_t>(rest.size()), 256, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t r = begin; r < end; ++r) write_exact(rest[r], heaps[r]);
   });
 }

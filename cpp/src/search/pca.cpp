@@ -32,7 +32,7 @@ void pca_transform(const float* x, std::int64_t n, std::int64_t dim, const float
   keensight::detail::AlignedFloats b(keensight::detail::packed_size(n_components, dim, nr));
   keensight::detail::pack_panels(components, dim, n_components, dim, nr, nullptr, nullptr, b.get());
 
-  keensight::detail::parallel_chunks(n, mc, [&](std::int64_t begin, std::int64_t end) {
+  keensight::detail::parallel_for(n, mc, [&](std::int64_t begin, std::int64_t end) {
     keensight::detail::AlignedFloats c(keensight::detail::round_up(mc, mr) * ldc);
     std::vector<float> centred(static_cast<std::size_t>(mc * dim));
     for (std::int64_t i0 = begin; i0 < end; i0 += mc) {

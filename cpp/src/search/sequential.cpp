@@ -423,7 +423,7 @@ void SequentialIndex::predict(const float* queries, std::int64_t nq, double delt
   // Components the block is projected on at once: the first granule's, in whole GEMM panels.
   const std::int64_t first_rows = std::min(keensight::detail::round_up(m0, gk.nr), dim_);
 
-  keensight::detail::parallel_chunks(blocks, 1, [&](std::int64_t b0, std::int64_t b1) {
+  keensight::detail::parallel_for(blocks, 1, [&](std::int64_t b0, std::int64_t b1) {
     std::vector<float> class_min(static_cast<std::size_t>(block * C));
     std::vector<std::int64_t> class_arg(static_cast<std::size_t>(block * C));
     std::vector<float> projected(project ? static_cast<std::size_t>(block * dim_) : 0);

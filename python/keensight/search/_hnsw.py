@@ -9,7 +9,6 @@ import numpy as np
 from .. import _core
 from .._numeric import l2_normalize
 from .._validate import INT64_MAX, boolean, input_file, integer, matrix, num_threads, output_file
-from ._flat import knn
 
 __all__ = ["HNSWIndex"]
 
@@ -19,19 +18,6 @@ _METRICS = ("l2", "ip", "cosine")
 # needs (a few MB per thread), so that no value asks for a huge allocation.
 MAX_EF = int(_core.HNSWIndex.MAX_EF)
 MAX_DIM = 1 << 24
-# The rotation of pca=True is fitted on the differences between _PCA_SAMPLE_ROWS rows and their
-# _PCA_NEIGHBOURS nearest neighbours among _PCA_REFERENCE_ROWS rows of the first batch: enough for
-# the shape of the spectrum (the early-termination savings barely move between 1000 x 10 of 10k
-# rows and 4000 x 30 of 30k rows), a fraction of a second for 784-d data.
-_PCA_REFERENCE_ROWS = 10000
-_PCA_SAMPLE_ROWS = 1000
-_PCA_NEIGHBOURS = 10
-_CHECK_ROWS = 4096     # difference rows per block of the covariance
-# pca=True keeps the leading _PCA_AXES axes in order and completes them with Householder
-# reflectors (HNSWIndex.set_pca_axes: 2 k dim + k^2 floats and multiply-adds per rotated
-# vector instead of dim^2) when that is cheaper; the early-termination checks fall in the
-# first granules (32, then every 128 coordinates), where the leading axes carry the variance.
-_PCA_AXES = 128
 
 
 def _threads(value: Optional[int]) -> int:
@@ -54,35 +40,6 @@ def _ids(ids: Any, name: str, n: Optional[int] = None) -> np.ndarray:
     if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
         raise ValueError(f"{name}: ids must fit in int64")
     return np.ascontiguousarray(a, dtype=np.int64)
-
-
-def _pca_rotation(x: np.ndarray) -> np.ndarray:
-    """Rows = principal axes of the differences between rows of `x` and their
-    nearest neighbours, by decreasing variance (fitted with LAPACK).
-
-    Early termination compares a query with candidates near it, so the first
-    coordinates should carry the variance of near-neighbour differences, not
-    that of the data: on clustered data the data's own principal axes are the
-    ones that separate the clusters, while the differences inside a cluster,
-    which decide whether a near candidate is rejected, spread over other
-    directions. On clustered 128-d data this lets the first granule alone
-    reject 20 times more candidates. Deterministic: evenly spaced rows, exact
-    neighbours."""
-    n, dim = x.shape
-    ref = x if n <= _PCA_REFERENCE_ROWS else x[np.linspace(0, n - 1, _PCA_REFERENCE_ROWS).astype(np.int64)]
-    sample = ref if len(ref) <= _PCA_SAMPLE_ROWS else ref[
-        np.linspace(0, len(ref) - 1, _PCA_SAMPLE_ROWS).astype(np.int64)]
-    k = min(_PCA_NEIGHBOURS, len(ref) - 1)
-    cov = np.zeros((dim, dim))
-    if k >= 1:
-        # k + 1 neighbours: the row itself (or an equal row) is among them and adds a zero difference.
-        _, nbr = knn(sample, ref, k + 1)
-        step = max(1, _CHECK_ROWS // (k + 1))
-        for s in range(0, len(sample), step):  # in blocks: small float64 temporaries
-            diff = (ref[nbr[s:s + step]] - sample[s:s + step, None, :]).reshape(-1, dim).astype(np.float64)
-            cov += diff.T @ diff
-    _, vecs = np.linalg.eigh(cov)  # ascending eigenvalues, orthonormal columns
-    return np.ascontiguousarray(vecs[:, ::-1].T, dtype=np.float32)
 
 
 class HNSWIndex:
@@ -182,7 +139,8 @@ class HNSWIndex:
         self._index = _core.HNSWIndex(
             dim, metric, integer(M, "M", 2, 2048), integer(ef_construction, "ef_construction", 1, MAX_EF),
             integer(ef_search, "ef_search", 1, MAX_EF), integer(granule, "granule", 1, MAX_DIM),
-            boolean(early_termination, "early_termination"), integer(seed, "seed", 0, 2**64 - 1))
+            boolean(early_termination, "early_termination"), integer(seed, "seed", 0, 2**64 - 1),
+            pca=self._pca)
         if rotation is not None:
             r = matrix(rotation, "rotation", dim=dim)
             if r.shape != (dim, dim):
@@ -210,17 +168,7 @@ class HNSWIndex:
             raise ValueError("ids: must be non-negative (-1 marks missing results)")
         if x.shape[0] == 0:
             return
-        if self._pca and self._index.size == 0 and self._index.rotation() is None:
-            if self.metric == "cosine":  # the rotation of what is stored: unit vectors
-                fit = l2_normalize(x, axis=1)
-            else:
-                fit = x
-            axes = _pca_rotation(fit)
-            k = min(self.dim, _PCA_AXES)
-            if 2 * k * self.dim + k * k < self.dim * self.dim:
-                self._index.set_pca_axes(np.ascontiguousarray(axes[:k]))
-            else:
-                self._index.set_rotation(axes)
+        # pca=True: the first batch fits the rotation in C++ (HNSWOptions::pca).
         self._index.add(x, id_array, self._num_threads)
 
     def mark_deleted(self, ids: Any) -> None:

@@ -5,7 +5,7 @@
 // Navigable Small World graphs", IEEE TPAMI 42(4), 2020 (arXiv:1603.09320, 2016).
 //
 // Beyond the paper, the index can store its vectors rotated by an orthonormal
-// matrix (e.g. the principal axes of the data, fitted by the Python layer), so
+// matrix (e.g. the principal axes of the data: HNSWOptions::pca), so
 // that most of the variance sits in the first coordinates, and computes L2
 // distances granule by granule, abandoning a candidate as soon as its partial
 // distance reaches the bound at which the search would reject it anyway
@@ -52,6 +52,9 @@ struct HNSWOptions {
                                     // head); the rest is checked every 4 granules (<= 2^24)
   bool early_termination = true;    // abandon L2 distances early (exact; l2 and cosine)
   std::uint64_t seed = 100;         // seeds the level of each node
+  bool pca = false;                 // the first add() of an empty, unrotated index fits a
+                                    // rotation onto the principal axes of its near-neighbour
+                                    // differences (see set_pca_axes; not saved: the rotation is)
 };
 
 // Work counters of one search() call (summed over queries).
