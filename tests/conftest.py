@@ -1,7 +1,12 @@
 """Shared fixtures: run kernels at every SIMD level this machine supports."""
 from __future__ import annotations
 
+import os
 import zlib
+
+# scikit-learn's estimator checks include check_array_api_input, which runs only when
+# SciPy's array-API mode is on; it must be set before SciPy is first imported.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 import numpy as np
 import pytest
