@@ -368,7 +368,8 @@ def test_mark_deleted(isa, data):
     _, before = index.search(queries, K, ef=80)
     gone = np.unique(before[:, :3])
     index.mark_deleted(gone)
-    assert index.n_deleted == len(gone) and len(index) == N
+    assert index.n_deleted == len(gone) and len(index) == N - len(gone) and index.n_slots == N
+    assert not np.isin(index.ids, gone).any()
     _, after = index.search(queries, K, ef=80)
     assert not np.isin(after, gone).any()
     keep = np.setdiff1d(np.arange(N), gone)
@@ -954,7 +955,7 @@ def test_concurrent_add_delete_search_stay_consistent():
     if errors:
         raise errors[0]
     deleted = np.union1d(gone, final_deleted)
-    assert len(index) == n and index.n_deleted == len(deleted)
+    assert index.n_slots == n and index.n_deleted == len(deleted) and len(index) == n - len(deleted)
     live = np.setdiff1d(np.arange(n), deleted)
     assert_every_vector_finds_itself(index, x[live], live)
     _, i = index.search(x, 10, ef=100)
@@ -1061,9 +1062,10 @@ def test_results_are_never_wider_than_the_index():
         assert (np.sort(i, axis=1) == np.arange(20)).all()
     index.mark_deleted(np.arange(5))
     d, i = index.search(x[:3], 10**9)
-    assert i.shape == (3, 20) and (i[:, 15:] == -1).all() and np.isinf(d[:, 15:]).all()
+    assert i.shape == (3, 15) and (i >= 5).all()  # len(index): the live vectors
+    index.unmark_deleted(np.arange(5))
     d, i = index.search(x[:3], 10**9, allowed=[7, 8])
-    assert i.shape == (3, 20) and (i[:, 2:] == -1).all()
+    assert i.shape == (3, 20) and (i[:, 2:] == -1).all() and np.isinf(d[:, 2:]).all()
     from keensight import _core  # the binding clamps too
 
     d, i, _ = index._index.search(x[:2], 10**12, 0, None, 1)
@@ -1138,8 +1140,10 @@ def test_reads_files_of_earlier_formats(tmp_path, name):
     assert file_version(raw) == int(name[6])
     expected = np.load(DATA / f"{name}.expected.npz")
     index = HNSWIndex.load(DATA / f"{name}.bin", num_threads=1)
-    np.testing.assert_array_equal(index.ids, expected["stored_ids"])
-    assert index.n_deleted == int(expected["n_deleted"])
+    stored = expected["stored_ids"]  # every slot's id; index.ids: the live ones, in order
+    assert index.n_slots == len(stored) and index.n_deleted == int(expected["n_deleted"])
+    np.testing.assert_array_equal(index.ids, stored[np.isin(stored, index.ids)])
+    assert len(index.ids) == len(stored) - index.n_deleted
     assert index.max_level == int(expected["max_level"])
     if expected["rotation"].size:
         np.testing.assert_allclose(index.rotation, expected["rotation"], atol=1e-6)

@@ -45,6 +45,13 @@ search::HNSWOptions options(const std::string& metric, int M, int ef_constructio
   return o;
 }
 
+template <class T>
+py::array_t<T> to_array(const std::vector<T>& v) {
+  py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
+}
+
 }  // namespace
 
 void bind_hnsw(py::module_& m) {
@@ -88,7 +95,8 @@ void bind_hnsw(py::module_& m) {
              return std::move(out);
            })
       .def("add",
-           [](HNSWIndex& self, const f32_array& vectors, const py::object& ids, int num_threads) {
+           [](HNSWIndex& self, const f32_array& vectors, const py::object& ids, int num_threads,
+              bool replace_deleted) {
              check_rows(vectors, "vectors", self.dim());
              const std::int64_t n = vectors.shape(0);
              i64_array id_array;
@@ -100,9 +108,62 @@ void bind_hnsw(py::module_& m) {
                id_ptr = id_array.data();
              }
              py::gil_scoped_release release;
-             self.add(vectors.data(), n, id_ptr, num_threads);
+             self.add(vectors.data(), n, id_ptr, num_threads, replace_deleted);
            },
-           py::arg("vectors"), py::arg("ids") = py::none(), py::arg("num_threads") = 0)
+           py::arg("vectors"), py::arg("ids") = py::none(), py::arg("num_threads") = 0,
+           py::arg("replace_deleted") = false)
+      .def("range_search",
+           [](const HNSWIndex& self, const f32_array& queries, float radius, int num_threads) {
+             check_rows(queries, "queries", self.dim());
+             search::RangeSearchResult r;
+             {
+               py::gil_scoped_release release;
+               r = self.range_search(queries.data(), queries.shape(0), radius, num_threads);
+             }
+             return py::make_tuple(to_array(r.lims), to_array(r.distances), to_array(r.ids));
+           },
+           py::arg("queries"), py::arg("radius"), py::arg("num_threads") = 0)
+      .def("remove",
+           [](HNSWIndex& self, const i64_array& ids) {
+             check_ids(ids, "ids", -1);
+             py::gil_scoped_release release;
+             return self.remove(ids.data(), ids.shape(0));
+           },
+           py::arg("ids"))
+      .def("reset", [](HNSWIndex& self) {
+        py::gil_scoped_release release;
+        self.reset();
+      })
+      .def("get_items",
+           [](const HNSWIndex& self, const i64_array& ids) {
+             check_ids(ids, "ids", -1);
+             py::array_t<float> out({static_cast<std::int64_t>(ids.shape(0)), self.dim()});
+             float* o = out.mutable_data();
+             {
+               py::gil_scoped_release release;
+               self.get_items(ids.data(), ids.shape(0), o);
+             }
+             return out;
+           },
+           py::arg("ids"))
+      .def("to_bytes",
+           [](const HNSWIndex& self) {
+             std::vector<unsigned char> bytes;
+             {
+               py::gil_scoped_release release;
+               bytes = self.to_bytes();
+             }
+             return py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+           })
+      .def_static("from_bytes",
+                  [](const py::bytes& data) {
+                    char* p = nullptr;
+                    py::ssize_t size = 0;
+                    if (PYBIND11_BYTES_AS_STRING_AND_SIZE(data.ptr(), &p, &size) != 0) throw py::error_already_set();
+                    py::gil_scoped_release release;  // `data` is immutable and held by the caller
+                    return HNSWIndex::from_bytes(p, static_cast<std::size_t>(size));
+                  },
+                  py::arg("data"))
       .def("search",
            [](const HNSWIndex& self, const f32_array& queries, std::int64_t k, std::int64_t ef,
               const py::object& allowed, int num_threads) {
@@ -187,6 +248,10 @@ void bind_hnsw(py::module_& m) {
       .def_property_readonly("size", [](const HNSWIndex& self) {
         py::gil_scoped_release release;
         return self.size();
+      })
+      .def_property_readonly("slots", [](const HNSWIndex& self) {
+        py::gil_scoped_release release;
+        return self.slots();
       })
       .def_property_readonly("n_deleted", [](const HNSWIndex& self) {
         py::gil_scoped_release release;

@@ -341,6 +341,32 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
 void HNSWIndex::Impl::save(const std::string& path) const {
   std::shared_lock<std::shared_mutex> read(rw);
   keensight::detail::ContainerWriter w(path, kMagic, kFormatVersion);
+  write_container(w);
+}
+
+std::vector<unsigned char> HNSWIndex::Impl::to_bytes() const {
+  std::shared_lock<std::shared_mutex> read(rw);
+  std::vector<unsigned char> bytes;
+  keensight::detail::ContainerWriter w(bytes, kMagic, kFormatVersion);
+  write_container(w);
+  return bytes;
+}
+
+// The same checks as load (the container's, then parse's); the legacy
+// versions 1 to 3 have a header of their own and exist only as files.
+std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::from_bytes(const void* data, std::size_t size) {
+  if (!data && size) throw ValueError("HNSWIndex.from_bytes: null data");
+  static const unsigned char kEmpty = 0;
+  keensight::detail::ContainerReader in(data ? data : &kEmpty, size, kMagic, "HNSWIndex");
+  in.require_version(kFormatVersion);
+  ContainerBody body(in, "bytes");
+  if (in.version() != kFormatVersion)
+    body.fail("format version " + std::to_string(in.version()) + " exists only as a file: load it");
+  return parse(body, in.version());
+}
+
+// The body of format 4 (the caller holds the lock), then the checksum.
+void HNSWIndex::Impl::write_container(keensight::detail::ContainerWriter& w) const {
   w.write_value<std::uint32_t>(static_cast<std::uint32_t>(dim));
   w.write_value<std::uint32_t>(static_cast<std::uint32_t>(opt.metric));
   w.write_value<std::uint32_t>(static_cast<std::uint32_t>(opt.M));
