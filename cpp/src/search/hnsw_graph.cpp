@@ -155,28 +155,37 @@ void HNSWGraph::insert(std::uint32_t i, Scratch& s, const Distance& dist, bool r
 }
 
 void HNSWGraph::relink_neighbours(std::uint32_t i, Scratch& s, const Distance& dist) {
-  std::vector<std::uint32_t> old, current;
+  std::vector<std::uint32_t> old, current, hop;
   std::vector<Cand> all;
   for (int lc = levels[i]; lc >= 0; --lc) {
     const std::size_t cap = max_links(lc);
     old.resize(cap);
     current.resize(cap);
-    if (lc == 0) get_links0(i, old.data());
-    else std::copy(links(i, lc), links(i, lc) + cap, old.data());
+    auto read_list = [&](std::uint32_t node, std::uint32_t* out) {
+      if (lc == 0) get_links0(node, out);
+      else std::copy(links(node, lc), links(node, lc) + cap, out);
+    };
+    read_list(i, old.data());
+    // The candidates: i's neighbours and theirs (two hops, as hnswlib's updatePoint).
+    hop.clear();
     for (const std::uint32_t e : old) {
       if (e == kNoLink) break;
-      if (lc == 0) get_links0(e, current.data());
-      else std::copy(links(e, lc), links(e, lc) + cap, current.data());
+      hop.push_back(e);
+      read_list(e, current.data());
+      for (const std::uint32_t x : current) {
+        if (x == kNoLink) break;
+        hop.push_back(x);
+      }
+    }
+    std::sort(hop.begin(), hop.end());
+    hop.erase(std::unique(hop.begin(), hop.end()), hop.end());
+    for (const std::uint32_t e : old) {
+      if (e == kNoLink) break;
+      read_list(e, current.data());
       all.clear();
       const Split base = node(e);
-      auto consider = [&](std::uint32_t x) {
-        if (x == kNoLink || x == e) return;
-        for (const Cand& c : all)
-          if (c.second == x) return;
-        all.emplace_back(dist.full(base, node(x)), x);
-      };
-      for (const std::uint32_t x : current) consider(x);
-      for (const std::uint32_t x : old) consider(x);
+      for (const std::uint32_t x : hop)
+        if (x != e) all.emplace_back(dist.full(base, node(x)), x);
       std::sort(all.begin(), all.end());
       select_neighbors(all, cap, s.selected, dist);
       if (lc == 0) {  // in-degrees follow the change of e's list

@@ -97,7 +97,7 @@ struct HNSWGraph : HNSWStorage {
   void insert(std::uint32_t i, Scratch& s, const Distance& dist, bool replacing = false);
   // Before slot i, whose vector was just replaced, is inserted again: every
   // node its old lists pointed to re-selects its list on that layer (Alg. 4)
-  // among its own links and i's (hnswlib's updatePoint does the same: the
+  // among i's neighbours and theirs (two hops; hnswlib's updatePoint does the same: the
   // neighbours of the old vector lose a link that no longer leads near them
   // and gain its neighbours as candidates). Serial (the caller owns the index).
   void relink_neighbours(std::uint32_t i, Scratch& s, const Distance& dist);
