@@ -485,7 +485,7 @@ def test_save_load_round_trip(tmp_path, data, built):
 @pytest.fixture
 def saved(tmp_path, data):
     base, _ = data
-    index = HNSWIndex(DIM, M=6, ef_construction=20, num_threads=1)
+    index = HNSWIndex(DIM, M=6, ef_construction=20, num_threads=1, pca=False)  # flags word 1: legacy versions reuse its payload
     index.add(base[:300])
     path = tmp_path / "small.ksh"
     index.save(path)
@@ -1109,7 +1109,9 @@ def test_arguments_out_of_range_and_booleans(tmp_path):
     index.save(tmp_path / "i.ksh")
     with pytest.raises(ValueError, match="num_threads"):
         HNSWIndex.load(tmp_path / "i.ksh", num_threads=10**4)
-    for call in (lambda: HNSWIndex(8, pca="yes"), lambda: HNSWIndex(8, early_termination="no"),
+    with pytest.raises(ValueError, match="True, False or 'auto'"):
+        HNSWIndex(8, pca="yes")
+    for call in (lambda: HNSWIndex(8, pca=1), lambda: HNSWIndex(8, early_termination="no"),
                  lambda: setattr(index, "early_termination", "no"),
                  lambda: index.search(x[:1], 1, return_stats="yes")):
         with pytest.raises(TypeError, match="True or False"):
@@ -1295,3 +1297,49 @@ def test_replace_deleted_fills_slots_then_appends():
         index.add(x[:1], ids=[2000], replace_deleted=True)
     with pytest.raises(TypeError, match="replace_deleted"):
         index.add(x[:1], replace_deleted="yes")
+
+
+# --------------------------------------------------------------------------- pca="auto"
+def _fashion_like(n, dim, rng):
+    """Rows of low intrinsic dimension (20 latent factors, steeply decaying) plus faint
+    noise: near-neighbour differences concentrate on a few axes, as in image pixels."""
+    latent = rng.standard_normal((n, 20)) * (0.7 ** np.arange(20))
+    return (latent @ rng.standard_normal((20, dim)) + 0.01 * rng.standard_normal((n, dim))).astype(np.float32)
+
+
+def test_pca_auto_rule():
+    """pca="auto" (the default) keeps the fitted rotation only at dim >= 512 when the first
+    160 rotated coordinates carry >= 70% of the near-neighbour-difference variance."""
+    rng = np.random.default_rng(5)
+    assert HNSWIndex(8).pca_auto_choice is None  # decided on the first batch
+    iso = rng.standard_normal((1500, 600)).astype(np.float32)
+    low = _fashion_like(1500, 600, rng)
+    small = _fashion_like(1500, 256, rng)
+    for x, expected in ((iso, False), (low, True), (small, False)):
+        index = HNSWIndex(x.shape[1], M=8, ef_construction=40, num_threads=1)
+        index.add(x)
+        assert (index.rotation is not None) is expected
+        assert index.pca_auto_choice is expected
+        # Either way, searches are right: the neighbours of stored vectors are themselves.
+        assert (index.search(x[:50], 1, ef=500)[1][:, 0] == np.arange(50)).mean() >= 0.95
+    forced = HNSWIndex(256, M=8, ef_construction=40, pca=True, num_threads=1)
+    forced.add(small)
+    assert forced.rotation is not None  # pca=True rotates whatever the rule says
+    plain = HNSWIndex(600, M=8, ef_construction=40, pca=False, num_threads=1)
+    plain.add(low)
+    assert plain.rotation is None
+    ip = HNSWIndex(600, "ip", M=8, ef_construction=40, num_threads=1)
+    ip.add(low)
+    assert ip.rotation is None  # no early termination for ip: never pays
+
+
+def test_pca_auto_survives_bytes_and_reset():
+    rng = np.random.default_rng(6)
+    low = _fashion_like(1200, 600, rng)
+    index = HNSWIndex(600, M=8, ef_construction=40, num_threads=1)
+    clone = HNSWIndex.from_bytes(index.to_bytes())  # empty: the rule is still to apply
+    clone.add(low)
+    assert clone.rotation is not None
+    clone.reset()
+    clone.add(rng.standard_normal((1200, 600)).astype(np.float32))
+    assert clone.rotation is None  # decided again on the first batch after reset

@@ -32,7 +32,7 @@ void check_ids(const i64_array& ids, const char* name, std::int64_t n) {
 }
 
 search::HNSWOptions options(const std::string& metric, int M, int ef_construction, int ef_search,
-                            int granule, bool early_termination, std::uint64_t seed, bool pca) {
+                            int granule, bool early_termination, std::uint64_t seed, bool pca, bool pca_auto) {
   search::HNSWOptions o;
   o.metric = search::metric_from_name(metric);
   o.M = M;
@@ -42,6 +42,7 @@ search::HNSWOptions options(const std::string& metric, int M, int ef_constructio
   o.early_termination = early_termination;
   o.seed = seed;
   o.pca = pca;
+  o.pca_auto = pca_auto;
   return o;
 }
 
@@ -59,13 +60,15 @@ void bind_hnsw(py::module_& m) {
   cls.attr("MAX_EF") = search::kHNSWMaxEf;
   cls
       .def(py::init([](std::int64_t dim, const std::string& metric, int M, int ef_construction,
-                       int ef_search, int granule, bool early_termination, std::uint64_t seed, bool pca) {
+                       int ef_search, int granule, bool early_termination, std::uint64_t seed, bool pca,
+                       bool pca_auto) {
              return HNSWIndex(dim, options(metric, M, ef_construction, ef_search, granule,
-                                           early_termination, seed, pca));
+                                           early_termination, seed, pca, pca_auto));
            }),
            py::arg("dim"), py::arg("metric") = "l2", py::arg("M") = 16,
            py::arg("ef_construction") = 200, py::arg("ef_search") = 64, py::arg("granule") = 32,
-           py::arg("early_termination") = true, py::arg("seed") = 100, py::arg("pca") = false)
+           py::arg("early_termination") = true, py::arg("seed") = 100, py::arg("pca") = false,
+           py::arg("pca_auto") = false)
       .def("set_rotation",
            [](HNSWIndex& self, const f32_array& r) {
              if (r.ndim() != 2 || r.shape(0) != self.dim() || r.shape(1) != self.dim())
@@ -266,6 +269,8 @@ void bind_hnsw(py::module_& m) {
       .def_property_readonly("M", [](const HNSWIndex& self) { return self.options().M; })
       .def_property_readonly("ef_construction", [](const HNSWIndex& self) { return self.options().ef_construction; })
       .def_property_readonly("granule", [](const HNSWIndex& self) { return self.options().granule; })
+      .def_property_readonly("pca", [](const HNSWIndex& self) { return self.options().pca; })
+      .def_property_readonly("pca_auto", [](const HNSWIndex& self) { return self.options().pca_auto; })
       .def_property_readonly("seed", [](const HNSWIndex& self) { return self.options().seed; })
       .def_property(
           "ef_search", [](const HNSWIndex& self) { return self.options().ef_search; },

@@ -598,6 +598,7 @@ void HNSWIndex::Impl::set_pca_axes(const float* axes, std::int64_t k) {
 // axes of fit_pca_axes, of what is stored (cosine: unit vectors); the leading
 // kPcaAxes of them completed by reflectors when that is cheaper than dim x dim.
 void HNSWIndex::Impl::fit_pca(const float* x, std::int64_t n) {
+  if (opt.pca_auto && (head_dim == 0 || dim < kHNSWPcaAutoMinDim || !opt.early_termination)) return;  // no fit needed
   const auto size = static_cast<std::size_t>(n * dim);
   for (std::size_t j = 0; j < size; ++j)
     if (!std::isfinite(x[j])) check_rows(x, n, "vectors", nullptr);  // names the row
@@ -612,7 +613,19 @@ void HNSWIndex::Impl::fit_pca(const float* x, std::int64_t n) {
     }
     x = unit.data();
   }
-  const std::vector<float> axes = detail::fit_pca_axes(x, n, dim);
+  std::vector<double> variances;
+  const std::vector<float> axes = detail::fit_pca_axes(x, n, dim, &variances);
+  if (opt.pca_auto) {  // keep it only where it pays (kHNSWPcaAutoShare)
+    const std::int64_t checked = std::min<std::int64_t>(dim, 5 * std::max<std::int64_t>(head_dim, 1));
+    double head = 0.0, total = 0.0;
+    for (std::size_t j = 0; j < variances.size(); ++j) {
+      total += std::max(variances[j], 0.0);
+      if (static_cast<std::int64_t>(j) < checked) head += std::max(variances[j], 0.0);
+    }
+    pca_head_share = total > 0.0 ? head / total : 1.0;
+    if (head_dim == 0 || dim < kHNSWPcaAutoMinDim || !opt.early_termination || pca_head_share < kHNSWPcaAutoShare)
+      return;
+  }
   const std::int64_t k = std::min(dim, kPcaAxes);
   if (2 * k * dim + k * k < dim * dim) rotation.set_axes(axes.data(), k);
   else rotation.set_dense(axes.data());

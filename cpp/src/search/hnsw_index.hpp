@@ -28,6 +28,9 @@ struct HNSWIndex::Impl : detail::HNSWGraph {
   // from the origin, would round each coordinate relative to |x|, not to the
   // distances: at an offset of 1e4 from the origin, distances were 0.1% off.
   std::vector<float> centre;
+  // pca_auto: the variance share of the first five granules the first
+  // batch's fit measured (-1: not fitted; not saved).
+  double pca_head_share = -1.0;
 
   mutable std::shared_mutex rw;  // searches share it, mutations own it
   mutable std::mutex pool_mutex;

@@ -55,7 +55,21 @@ struct HNSWOptions {
   bool pca = false;                 // the first add() of an empty, unrotated index fits a
                                     // rotation onto the principal axes of its near-neighbour
                                     // differences (see set_pca_axes; not saved: the rotation is)
+  bool pca_auto = false;            // with pca: keep that rotation only where it pays (below)
 };
+
+// pca_auto's rule, from benchmarks/report_hnsw_pca.py (QPS at recall@10 >=
+// 0.95, pca on / off, one thread): the rotation pays when dim >= 512 and the
+// first five granules of the rotated near-neighbour differences (the head
+// and the first tail check, where a rejection can stop the distance) carry at
+// least 70% of their variance: Fashion-MNIST pixels (77%: 1.20x), power-law
+// clusters at 784-d (71%: 1.04x); not on 784-d Gaussian classes with a linear
+// decay (55%: 0.97x) or isotropic ones (39%: 0.97x), nor at 16 to 256
+// dimensions on any of them (0.93x to 1.04x: the rotation of every query and
+// the fit cost as much as the early stops save). Never for ip (no early
+// termination).
+constexpr std::int64_t kHNSWPcaAutoMinDim = 512;
+constexpr double kHNSWPcaAutoShare = 0.7;
 
 // Work counters of one search() call (summed over queries).
 struct HNSWSearchStats {
