@@ -54,7 +54,7 @@ struct HNSWOptions {
   std::uint64_t seed = 100;         // seeds the level of each node
   bool pca = false;                 // the first add() of an empty, unrotated index fits a
                                     // rotation onto the principal axes of its near-neighbour
-                                    // differences (see set_pca_axes; not saved: the rotation is)
+                                    // differences (see set_pca_axes; saved in the file's flags)
   bool pca_auto = false;            // with pca: keep that rotation only where it pays (below)
 };
 
