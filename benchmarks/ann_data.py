@@ -45,6 +45,24 @@ def clustered(n: int, dim: int = 128, n_queries: int = 1000, seed: int = 0) -> D
     return Dataset(f"clustered {n // 1000}k x {dim}", base, queries, exact_knn(base, queries, K))
 
 
+def gaussian_classes(n: int, dim: int, decaying: bool, n_queries: int = 1000, seed: int = 0) -> Dataset:
+    """Gaussian classes (one per 1000 points, at least 10) in `dim` dimensions: isotropic (every
+    coordinate of centres and noise of scale 1), or with the scale decaying linearly across the
+    coordinates from 1 to 1/dim (as the variance of CNN features decays across its principal
+    axes), on a random basis so that no coordinate order gives it away."""
+    rng = np.random.default_rng(seed)
+    n_clusters = max(10, n // 1000)
+    scale = (np.linspace(1.0, 1.0 / dim, dim) if decaying else np.ones(dim)).astype(np.float32)
+    basis = np.linalg.qr(rng.standard_normal((dim, dim)))[0].astype(np.float32)
+    centers = rng.standard_normal((n_clusters, dim)).astype(np.float32) * scale
+    total = n + n_queries
+    x = centers[rng.integers(0, n_clusters, total)] + 0.5 * rng.standard_normal((total, dim), dtype=np.float32) * scale
+    x = (x @ basis.T).astype(np.float32)
+    base, queries = x[:n], x[n:]
+    kind = "decaying" if decaying else "isotropic"
+    return Dataset(f"{kind} {n // 1000}k x {dim}", base, queries, exact_knn(base, queries, K))
+
+
 def fashion_mnist(n_queries: int = 1000) -> Optional[Dataset]:
     """Raw 784-d pixels as float32: train (60k) is the base, the first test images the queries.
     None when the files are not installed."""
@@ -90,9 +108,10 @@ class Index:
 
 
 class KeensightHNSW(Index):
-    def __init__(self, pca: bool = True, early_termination: bool = True):
+    def __init__(self, pca="auto", early_termination: bool = True):
         self.pca, self.early = pca, early_termination
-        self.name = "keensight" + (" pca" if pca else "") + ("" if early_termination else " (no ET)")
+        self.name = ("keensight" + {True: " pca", False: "", "auto": " (default)"}[pca] +
+                     ("" if early_termination else " (no ET)"))
 
     def build(self, base):
         from keensight.search import HNSWIndex
@@ -145,8 +164,9 @@ class FaissHNSW(Index):
 
 
 def peers() -> List[Callable[[], Index]]:
-    """Factories of the indexes compared, keensight first; peers only where installed."""
-    out: List[Callable[[], Index]] = [lambda: KeensightHNSW(pca=True), lambda: KeensightHNSW(pca=False)]
+    """Factories of the indexes compared, keensight at its defaults first (pca="auto"; pca on /
+    off: report_hnsw_pca.py); peers only where installed."""
+    out: List[Callable[[], Index]] = [lambda: KeensightHNSW(pca="auto")]
     try:
         import hnswlib  # noqa: F401
         out.append(HnswlibHNSW)

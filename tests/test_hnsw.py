@@ -368,7 +368,8 @@ def test_mark_deleted(isa, data):
     _, before = index.search(queries, K, ef=80)
     gone = np.unique(before[:, :3])
     index.mark_deleted(gone)
-    assert index.n_deleted == len(gone) and len(index) == N
+    assert index.n_deleted == len(gone) and len(index) == N - len(gone) and index.n_slots == N
+    assert not np.isin(index.ids, gone).any()
     _, after = index.search(queries, K, ef=80)
     assert not np.isin(after, gone).any()
     keep = np.setdiff1d(np.arange(N), gone)
@@ -484,7 +485,7 @@ def test_save_load_round_trip(tmp_path, data, built):
 @pytest.fixture
 def saved(tmp_path, data):
     base, _ = data
-    index = HNSWIndex(DIM, M=6, ef_construction=20, num_threads=1)
+    index = HNSWIndex(DIM, M=6, ef_construction=20, num_threads=1, pca=False)  # flags word 1: legacy versions reuse its payload
     index.add(base[:300])
     path = tmp_path / "small.ksh"
     index.save(path)
@@ -954,7 +955,7 @@ def test_concurrent_add_delete_search_stay_consistent():
     if errors:
         raise errors[0]
     deleted = np.union1d(gone, final_deleted)
-    assert len(index) == n and index.n_deleted == len(deleted)
+    assert index.n_slots == n and index.n_deleted == len(deleted) and len(index) == n - len(deleted)
     live = np.setdiff1d(np.arange(n), deleted)
     assert_every_vector_finds_itself(index, x[live], live)
     _, i = index.search(x, 10, ef=100)
@@ -1061,9 +1062,10 @@ def test_results_are_never_wider_than_the_index():
         assert (np.sort(i, axis=1) == np.arange(20)).all()
     index.mark_deleted(np.arange(5))
     d, i = index.search(x[:3], 10**9)
-    assert i.shape == (3, 20) and (i[:, 15:] == -1).all() and np.isinf(d[:, 15:]).all()
+    assert i.shape == (3, 15) and (i >= 5).all()  # len(index): the live vectors
+    index.unmark_deleted(np.arange(5))
     d, i = index.search(x[:3], 10**9, allowed=[7, 8])
-    assert i.shape == (3, 20) and (i[:, 2:] == -1).all()
+    assert i.shape == (3, 20) and (i[:, 2:] == -1).all() and np.isinf(d[:, 2:]).all()
     from keensight import _core  # the binding clamps too
 
     d, i, _ = index._index.search(x[:2], 10**12, 0, None, 1)
@@ -1107,7 +1109,9 @@ def test_arguments_out_of_range_and_booleans(tmp_path):
     index.save(tmp_path / "i.ksh")
     with pytest.raises(ValueError, match="num_threads"):
         HNSWIndex.load(tmp_path / "i.ksh", num_threads=10**4)
-    for call in (lambda: HNSWIndex(8, pca="yes"), lambda: HNSWIndex(8, early_termination="no"),
+    with pytest.raises(ValueError, match="True, False or 'auto'"):
+        HNSWIndex(8, pca="yes")
+    for call in (lambda: HNSWIndex(8, pca=1), lambda: HNSWIndex(8, early_termination="no"),
                  lambda: setattr(index, "early_termination", "no"),
                  lambda: index.search(x[:1], 1, return_stats="yes")):
         with pytest.raises(TypeError, match="True or False"):
@@ -1138,8 +1142,10 @@ def test_reads_files_of_earlier_formats(tmp_path, name):
     assert file_version(raw) == int(name[6])
     expected = np.load(DATA / f"{name}.expected.npz")
     index = HNSWIndex.load(DATA / f"{name}.bin", num_threads=1)
-    np.testing.assert_array_equal(index.ids, expected["stored_ids"])
-    assert index.n_deleted == int(expected["n_deleted"])
+    stored = expected["stored_ids"]  # every slot's id; index.ids: the live ones, in order
+    assert index.n_slots == len(stored) and index.n_deleted == int(expected["n_deleted"])
+    np.testing.assert_array_equal(index.ids, stored[np.isin(stored, index.ids)])
+    assert len(index.ids) == len(stored) - index.n_deleted
     assert index.max_level == int(expected["max_level"])
     if expected["rotation"].size:
         np.testing.assert_allclose(index.rotation, expected["rotation"], atol=1e-6)
@@ -1222,3 +1228,118 @@ def test_pca_fit_recall_and_cosine():
         qq = q / np.linalg.norm(q, axis=1, keepdims=True) if metric == "cosine" else q
         _, i = index.search(q, K, ef=80)
         assert recall(i, brute_force(unit, qq, K)[1]) >= 0.95
+
+
+# --------------------------------------------------------------------------- replace_deleted
+def test_replace_deleted_keeps_size_and_recall_against_hnswlib():
+    """10 rounds of deleting 10% and adding as many new vectors with replace_deleted:
+    the slots (and, once the ids are kept explicitly after round 1, the bytes) stay
+    constant, and recall@10 is hnswlib's under the same protocol (same data, M=16,
+    ef_construction=200, one thread, same ef), within 0.01: the sampling noise of
+    1000 queries (over seeds either side comes out ahead by about that much)."""
+    hnswlib = pytest.importorskip("hnswlib")
+    rng = np.random.default_rng(0)
+    n, dim = 4000, 32
+    centres = rng.standard_normal((20, dim)).astype(np.float32) * 3
+
+    def draw(m):
+        return (centres[rng.integers(0, 20, m)] + rng.standard_normal((m, dim))).astype(np.float32)
+
+    x = draw(n)
+    ours = HNSWIndex(dim, M=16, ef_construction=200, num_threads=1)
+    ours.add(x)
+    peer = hnswlib.Index("l2", dim)
+    peer.init_index(max_elements=n, M=16, ef_construction=200, allow_replace_deleted=True, random_seed=1)
+    peer.add_items(x, np.arange(n), num_threads=1)
+    stored = dict(enumerate(x))
+    next_id, memory = n, []
+    for _ in range(10):
+        gone = rng.choice(np.array(sorted(stored)), n // 10, replace=False)
+        assert ours.remove(gone) == len(gone)
+        for g in gone:
+            peer.mark_deleted(int(g))
+            del stored[int(g)]
+        new, new_ids = draw(len(gone)), np.arange(next_id, next_id + len(gone))
+        next_id += len(gone)
+        ours.add(new, ids=new_ids, replace_deleted=True)
+        peer.add_items(new, new_ids, num_threads=1, replace_deleted=True)
+        stored.update(zip(new_ids.tolist(), new))
+        assert ours.n_slots == len(ours) == n and ours.n_deleted == 0
+        memory.append(ours.memory_usage())
+    assert len(set(memory[1:])) == 1, memory  # no growth after the ids became explicit
+    np.testing.assert_array_equal(np.sort(ours.ids), np.array(sorted(stored)))
+    live = np.array(sorted(stored))
+    q = draw(1000)
+    truth = brute_force(np.stack([stored[i] for i in live]), q, 10, ids=live)[1]
+    for ef in (10, 20, 40):
+        ours_recall = recall(ours.search(q, 10, ef=ef)[1], truth)
+        peer.set_ef(ef)
+        peer_recall = recall(peer.knn_query(q, 10)[0].astype(np.int64), truth)
+        assert ours_recall >= peer_recall - 0.01, (ef, ours_recall, peer_recall)
+    assert recall(ours.search(q, 10, ef=40)[1], truth) >= 0.99
+    assert_every_vector_finds_itself(ours, np.stack([stored[i] for i in live]), live)
+
+
+def test_replace_deleted_fills_slots_then_appends():
+    x = np.random.default_rng(2).standard_normal((600, 8)).astype(np.float32)
+    index = HNSWIndex(8, M=8, num_threads=1)
+    index.add(x[:300])
+    index.remove(np.arange(0, 300, 3))  # 100 deleted
+    index.add(x[300:350], ids=np.arange(1000, 1050))  # replace_deleted=False: appended
+    assert index.n_slots == 350 and index.n_deleted == 100
+    index.add(x[350:600], ids=np.arange(2000, 2250), replace_deleted=True)  # 100 reused, 150 appended
+    assert index.n_slots == 500 and index.n_deleted == 0 and len(index) == 500
+    np.testing.assert_array_equal(index.get_items(np.arange(2000, 2250)), x[350:600])
+    _, i = index.search(x[350:600], 1, ef=64)
+    assert (i[:, 0] == np.arange(2000, 2250)).mean() >= 0.99
+    assert not np.isin(index.ids, np.arange(0, 300, 3)).any()
+    with pytest.raises(ValueError, match="already in the index"):
+        index.add(x[:1], ids=[2000], replace_deleted=True)
+    with pytest.raises(TypeError, match="replace_deleted"):
+        index.add(x[:1], replace_deleted="yes")
+
+
+# --------------------------------------------------------------------------- pca="auto"
+def _fashion_like(n, dim, rng):
+    """Rows of low intrinsic dimension (20 latent factors, steeply decaying) plus faint
+    noise: near-neighbour differences concentrate on a few axes, as in image pixels."""
+    latent = rng.standard_normal((n, 20)) * (0.7 ** np.arange(20))
+    return (latent @ rng.standard_normal((20, dim)) + 0.01 * rng.standard_normal((n, dim))).astype(np.float32)
+
+
+def test_pca_auto_rule():
+    """pca="auto" (the default) keeps the fitted rotation only at dim >= 512 when the first
+    160 rotated coordinates carry >= 70% of the near-neighbour-difference variance."""
+    rng = np.random.default_rng(5)
+    assert HNSWIndex(8).pca_auto_choice is None  # decided on the first batch
+    iso = rng.standard_normal((1500, 600)).astype(np.float32)
+    low = _fashion_like(1500, 600, rng)
+    small = _fashion_like(1500, 256, rng)
+    for x, expected in ((iso, False), (low, True), (small, False)):
+        index = HNSWIndex(x.shape[1], M=8, ef_construction=40, num_threads=1)
+        index.add(x)
+        assert (index.rotation is not None) is expected
+        assert index.pca_auto_choice is expected
+        # Either way, searches are right: the neighbours of stored vectors are themselves.
+        assert (index.search(x[:50], 1, ef=500)[1][:, 0] == np.arange(50)).mean() >= 0.95
+    forced = HNSWIndex(256, M=8, ef_construction=40, pca=True, num_threads=1)
+    forced.add(small)
+    assert forced.rotation is not None  # pca=True rotates whatever the rule says
+    plain = HNSWIndex(600, M=8, ef_construction=40, pca=False, num_threads=1)
+    plain.add(low)
+    assert plain.rotation is None
+    ip = HNSWIndex(600, "ip", M=8, ef_construction=40, num_threads=1)
+    ip.add(low)
+    assert ip.rotation is None  # no early termination for ip: never pays
+
+
+def test_pca_auto_survives_bytes_and_reset():
+    rng = np.random.default_rng(6)
+    low = _fashion_like(1200, 600, rng)
+    index = HNSWIndex(600, M=8, ef_construction=40, num_threads=1)
+    clone = HNSWIndex.from_bytes(index.to_bytes())  # empty: the rule is still to apply
+    clone.add(low)
+    assert clone.rotation is not None
+    clone.reset()
+    clone.add(rng.standard_normal((1200, 600)).astype(np.float32))
+    assert clone.rotation is None  # decided again on the first batch after reset

@@ -414,3 +414,228 @@ def test_searches_concurrent_with_add_and_remove():
         t.join()
     assert not errors
     assert len(index) == 2000 - 15 * 50
+
+
+# ------------------------------------------------------------------ HNSWIndex
+from keensight.search import HNSWIndex  # noqa: E402
+
+
+def _recall(found_ids, true_ids):
+    hits = sum(len(set(f) & set(t)) for f, t in zip(found_ids, true_ids))
+    total = sum(len(t) for t in true_ids)
+    return hits / max(total, 1)
+
+
+def _split(lims, values):
+    return [values[lims[i]:lims[i + 1]] for i in range(len(lims) - 1)]
+
+
+def test_hnsw_index_is_an_index():
+    assert isinstance(HNSWIndex(3), Index)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+@pytest.mark.parametrize("pca", [False, True])
+def test_hnsw_range_search_recall_against_flat(metric, pca):
+    """Approximate: every result is within the radius with the distance FlatIndex
+    reports for it; recall against FlatIndex.range_search >= 0.97 at the default ef
+    (radii from the 5th to the 200th neighbour: the growing ef is exercised)."""
+    dim = 24
+    base, q = _rows(4000, dim, 40), _rows(60, dim, 41)
+    flat, hnsw = FlatIndex(dim, metric), HNSWIndex(dim, metric, pca=pca, num_threads=1)
+    ids = np.arange(len(base)) * 3 + 7
+    flat.add(base, ids=ids)
+    hnsw.add(base, ids=ids)
+    d_sorted, _ = flat.search(q, 200)
+    for rank in (5, 60, 200):
+        radius = float(np.median(d_sorted[:, rank - 1]))
+        lims, dist, got = hnsw.range_search(q, radius)
+        f_lims, f_dist, f_ids = flat.range_search(q, radius)
+        assert lims.shape == (len(q) + 1,) and lims[0] == 0 and (np.diff(lims) >= 0).all()
+        assert dist.dtype == np.float32 and got.dtype == np.int64 and len(dist) == len(got) == lims[-1]
+        assert (dist > radius).all() if metric == "ip" else (dist < radius).all()
+        truth = {(i, j): d for i, (js, ds) in enumerate(zip(_split(f_lims, f_ids), _split(f_lims, f_dist)))
+                 for j, d in zip(js, ds)}
+        for i, (js, ds) in enumerate(zip(_split(lims, got), _split(lims, dist))):
+            assert len(set(js)) == len(js)
+            order = -ds if metric == "ip" else ds
+            assert (np.diff(order) >= 0).all()  # best first
+            for j, d in zip(js, ds):
+                # Found ones are true ones (a result within the radius by a rounding
+                # margin may be missing from the flat side, never the reverse far off).
+                if (i, j) in truth:
+                    assert abs(truth[(i, j)] - d) <= 1e-3 * max(1.0, abs(d))
+                else:
+                    assert abs(d - radius) <= 1e-3 * max(1.0, abs(radius))
+        assert _recall(_split(lims, got), _split(f_lims, f_ids)) >= 0.97, (metric, pca, rank)
+
+
+def test_hnsw_range_search_edge_cases():
+    index = HNSWIndex(4)
+    lims, d, i = index.range_search(np.zeros((3, 4), np.float32), 1.0)  # empty index: nothing
+    assert lims.tolist() == [0, 0, 0, 0] and d.size == i.size == 0
+    x = _rows(50, 4, 2)
+    index.add(x)
+    lims, d, i = index.range_search(np.zeros((0, 4), np.float32), 1.0)
+    assert lims.tolist() == [0]
+    lims, d, i = index.range_search(x[:2], np.inf)  # everything
+    assert np.diff(lims).tolist() == [50, 50]
+    lims, _, _ = index.range_search(x[:2], 0.0)  # strict: not even the vector itself
+    assert lims.tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="radius"):
+        index.range_search(x[:1], np.nan)
+    index.remove(np.arange(10))
+    lims, _, i = index.range_search(x[:2], np.inf)  # removed ids are never returned
+    assert np.diff(lims).tolist() == [40, 40] and (i >= 10).all()
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+@pytest.mark.parametrize("pca", [False, True])
+def test_hnsw_get_items_returns_what_was_added(metric, pca):
+    """Un-rotated and un-centred: equal to the added rows within 1e-5 of the data's
+    scale (float32 rounding of the rotation, 64-d); cosine stores unit vectors."""
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((500, 64)) * np.linspace(3, 0.1, 64) + 50).astype(np.float32)
+    index = HNSWIndex(64, metric, pca=pca, num_threads=1)
+    ids = rng.permutation(10_000)[:500]
+    index.add(x, ids=ids)
+    pick = [5, 0, 499, 17]
+    got = index.get_items(ids[pick])
+    want = x[pick] / np.linalg.norm(x[pick], axis=1, keepdims=True) if metric == "cosine" else x[pick]
+    assert got.shape == (4, 64) and got.dtype == np.float32
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
+    if not pca and metric != "cosine":  # no rotation: the very floats added
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="not in the index"):
+        index.get_items([10_001])
+    index.remove(ids[:1])
+    with pytest.raises(ValueError, match="removed"):
+        index.get_items(ids[:1])
+
+
+def test_hnsw_remove_is_mark_deleted():
+    x = _rows(300, 8, 4)
+    index = HNSWIndex(8, num_threads=1)
+    index.add(x, ids=np.arange(300) + 1000)
+    assert index.remove([1000, 1001, 5, 1001]) == 2  # unknown and repeated ids ignored
+    assert index.remove([1000]) == 0  # already removed
+    assert len(index) == 298 and index.n_deleted == 2 and index.n_slots == 300
+    assert index.ids.tolist() == list(range(1002, 1300))
+    _, i = index.search(x[:5], 10)
+    assert not np.isin(i, [1000, 1001]).any()
+    index.add(x[:1] + 1, ids=[1000])  # a removed id can come back (into its own slot)
+    assert len(index) == 299 and index.n_slots == 300
+    np.testing.assert_array_equal(index.get_items([1000]), x[:1] + 1)
+    assert index.search(x[:1] + 1, 1)[1][0, 0] == 1000
+
+
+@pytest.mark.parametrize("pca", [False, True])
+def test_hnsw_reset(pca):
+    x = _rows(400, 16, 5)
+    index = HNSWIndex(16, pca=pca, num_threads=1, seed=9)
+    index.add(x[:200], ids=np.arange(200) * 2)
+    index.remove([0, 2])
+    index.reset()
+    assert len(index) == 0 and index.n_slots == 0 and index.n_deleted == 0 and index.ids.size == 0
+    assert (index.rotation is None) == True  # noqa: E712 (a fitted rotation goes)
+    assert index.dim == 16 and index.metric == "l2" and index.M == 16
+    with pytest.raises(ValueError, match="empty"):
+        index.search(x[:1], 1)
+    index.add(x[200:])  # default ids start at 0 again; pca fits again on this batch
+    assert (index.rotation is not None) == pca
+    fresh = HNSWIndex(16, pca=pca, num_threads=1, seed=9)
+    fresh.add(x[200:])
+    assert index.to_bytes() == fresh.to_bytes()  # nothing of before is left
+
+
+def test_hnsw_reset_keeps_a_given_rotation():
+    q, _ = np.linalg.qr(np.random.default_rng(6).standard_normal((8, 8)))
+    index = HNSWIndex(8, rotation=q)
+    index.add(_rows(50, 8, 7))
+    index.reset()
+    np.testing.assert_allclose(index.rotation, q, atol=1e-6)
+
+
+@pytest.mark.parametrize("pca", [False, True])
+def test_hnsw_to_bytes_is_the_file(tmp_path, pca):
+    x = _rows(700, 12, 8)
+    index = HNSWIndex(12, pca=pca, M=8, num_threads=1)
+    index.add(x, ids=np.arange(700) * 5)
+    index.remove([5, 10])
+    index.save(tmp_path / "i.kshnsw")
+    data = index.to_bytes()
+    assert data == (tmp_path / "i.kshnsw").read_bytes()
+    clone = HNSWIndex.from_bytes(bytearray(data), num_threads=1)
+    assert clone.to_bytes() == data and clone.ids.tolist() == index.ids.tolist()
+    for a, b in zip(clone.search(x[:20], 5), index.search(x[:20], 5)):
+        np.testing.assert_array_equal(a, b)
+    assert HNSWIndex.from_bytes(memoryview(data)).n_deleted == 2
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "magic", "empty"])
+def test_hnsw_from_bytes_refuses_damaged_data(damage):
+    index = HNSWIndex(6)
+    index.add(_rows(100, 6, 9))
+    data = bytearray(index.to_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x10
+    elif damage == "truncate":
+        data = data[:-9]
+    elif damage == "magic":
+        data[0:6] = b"KSFLAT"
+    else:
+        data = bytearray()
+    with pytest.raises(ValueError):
+        HNSWIndex.from_bytes(bytes(data))
+    with pytest.raises(TypeError):
+        HNSWIndex.from_bytes("text")
+
+
+def test_hnsw_searches_concurrent_with_add_remove_reset():
+    """The contract: searches, range searches and get_items run while another thread
+    adds (also into reused slots), removes and resets; each sees a whole state: sorted
+    results of live ids only, with the distances of the vectors stored under them."""
+    dim = 16
+    base = _rows(3000, dim, 30)
+    index = HNSWIndex(dim, M=8, ef_construction=60, num_threads=1)
+    index.add(base[:600], ids=np.arange(600))
+    errors = []
+    stop = threading.Event()
+    q = _rows(8, dim, 31)
+
+    def searcher():
+        try:
+            while not stop.is_set():
+                try:
+                    d, i = index.search(q, 5)
+                except ValueError as exc:  # between a reset and the next add
+                    assert "empty" in str(exc)
+                    continue
+                ok = i >= 0
+                assert (np.diff(d, axis=1)[ok[:, 1:]] >= 0).all()
+                true = ((q[:, None, :] - base[np.where(ok, i, 0)]) ** 2).sum(-1)
+                np.testing.assert_allclose(d[ok], true[ok], rtol=1e-4, atol=1e-4)
+                lims, dist, ids = index.range_search(q[:2], 20.0)
+                assert lims[0] == 0 and (np.diff(lims) >= 0).all() and (dist < 20.0).all()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=searcher) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for round_ in range(3):
+            for s in range(600, 3000, 300):
+                index.remove(np.arange(s - 600, s - 500))
+                index.add(base[s:s + 300], ids=np.arange(s, s + 300), replace_deleted=True)
+            assert index.n_slots <= 600 + 8 * 200
+            index.reset()
+            index.add(base[:600], ids=np.arange(600))
+    finally:
+        stop.set()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    assert len(index) == 600

@@ -107,7 +107,8 @@ def test_hnsw_index_deepcopy_is_independent(blobs, private_tmp):
     clone = copy.deepcopy(index)
     clone.add(X[100:])
     clone.mark_deleted([3])
-    assert len(index) == 100 and index.n_deleted == 0 and len(clone) == len(X)
+    assert len(index) == 100 and index.n_deleted == 0 and len(clone) == len(X) - 1  # the live ones
+    assert clone.n_slots == len(X)
 
 
 def test_hnsw_index_corrupt_pickle_is_a_value_error(blobs, private_tmp):
@@ -241,3 +242,18 @@ def test_extractor_pickles_as_its_parameters(tmp_path):
         pickle.loads(payload)
     with pytest.raises(ValueError, match="Extractor pickle"):
         Extractor.__new__(Extractor).__setstate__({"parameters": {"model": str(path)}, "model_sha256": ""})
+
+
+def test_hnsw_pickles_of_the_file_helper_stay_readable(blobs, private_tmp):
+    """Pickles written before HNSWIndex had to_bytes named _index._hnsw_from_bytes with the
+    file's bytes, the thread setting and the pca flag: still read (through a private file)."""
+    from keensight.search._index import _hnsw_from_bytes
+    X, _ = blobs
+    index = HNSWIndex(X.shape[1], M=8, ef_construction=40, pca=True, num_threads=1)
+    index.add(X)
+    assert b"_hnsw_from_bytes" not in pickle.dumps(index)  # new pickles go through to_bytes
+    clone = _hnsw_from_bytes(index.to_bytes(), 1, True)
+    assert clone.to_bytes() == index.to_bytes() and clone.num_threads == 1
+    with pytest.raises(ValueError, match="pca flag"):
+        _hnsw_from_bytes(index.to_bytes(), 1, "yes")
+    assert list(private_tmp.iterdir()) == []

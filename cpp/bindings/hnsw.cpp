@@ -32,7 +32,7 @@ void check_ids(const i64_array& ids, const char* name, std::int64_t n) {
 }
 
 search::HNSWOptions options(const std::string& metric, int M, int ef_construction, int ef_search,
-                            int granule, bool early_termination, std::uint64_t seed, bool pca) {
+                            int granule, bool early_termination, std::uint64_t seed, bool pca, bool pca_auto) {
   search::HNSWOptions o;
   o.metric = search::metric_from_name(metric);
   o.M = M;
@@ -42,7 +42,15 @@ search::HNSWOptions options(const std::string& metric, int M, int ef_constructio
   o.early_termination = early_termination;
   o.seed = seed;
   o.pca = pca;
+  o.pca_auto = pca_auto;
   return o;
+}
+
+template <class T>
+py::array_t<T> to_array(const std::vector<T>& v) {
+  py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
 }
 
 }  // namespace
@@ -52,13 +60,15 @@ void bind_hnsw(py::module_& m) {
   cls.attr("MAX_EF") = search::kHNSWMaxEf;
   cls
       .def(py::init([](std::int64_t dim, const std::string& metric, int M, int ef_construction,
-                       int ef_search, int granule, bool early_termination, std::uint64_t seed, bool pca) {
+                       int ef_search, int granule, bool early_termination, std::uint64_t seed, bool pca,
+                       bool pca_auto) {
              return HNSWIndex(dim, options(metric, M, ef_construction, ef_search, granule,
-                                           early_termination, seed, pca));
+                                           early_termination, seed, pca, pca_auto));
            }),
            py::arg("dim"), py::arg("metric") = "l2", py::arg("M") = 16,
            py::arg("ef_construction") = 200, py::arg("ef_search") = 64, py::arg("granule") = 32,
-           py::arg("early_termination") = true, py::arg("seed") = 100, py::arg("pca") = false)
+           py::arg("early_termination") = true, py::arg("seed") = 100, py::arg("pca") = false,
+           py::arg("pca_auto") = false)
       .def("set_rotation",
            [](HNSWIndex& self, const f32_array& r) {
              if (r.ndim() != 2 || r.shape(0) != self.dim() || r.shape(1) != self.dim())
@@ -88,7 +98,8 @@ void bind_hnsw(py::module_& m) {
              return std::move(out);
            })
       .def("add",
-           [](HNSWIndex& self, const f32_array& vectors, const py::object& ids, int num_threads) {
+           [](HNSWIndex& self, const f32_array& vectors, const py::object& ids, int num_threads,
+              bool replace_deleted) {
              check_rows(vectors, "vectors", self.dim());
              const std::int64_t n = vectors.shape(0);
              i64_array id_array;
@@ -100,9 +111,62 @@ void bind_hnsw(py::module_& m) {
                id_ptr = id_array.data();
              }
              py::gil_scoped_release release;
-             self.add(vectors.data(), n, id_ptr, num_threads);
+             self.add(vectors.data(), n, id_ptr, num_threads, replace_deleted);
            },
-           py::arg("vectors"), py::arg("ids") = py::none(), py::arg("num_threads") = 0)
+           py::arg("vectors"), py::arg("ids") = py::none(), py::arg("num_threads") = 0,
+           py::arg("replace_deleted") = false)
+      .def("range_search",
+           [](const HNSWIndex& self, const f32_array& queries, float radius, int num_threads) {
+             check_rows(queries, "queries", self.dim());
+             search::RangeSearchResult r;
+             {
+               py::gil_scoped_release release;
+               r = self.range_search(queries.data(), queries.shape(0), radius, num_threads);
+             }
+             return py::make_tuple(to_array(r.lims), to_array(r.distances), to_array(r.ids));
+           },
+           py::arg("queries"), py::arg("radius"), py::arg("num_threads") = 0)
+      .def("remove",
+           [](HNSWIndex& self, const i64_array& ids) {
+             check_ids(ids, "ids", -1);
+             py::gil_scoped_release release;
+             return self.remove(ids.data(), ids.shape(0));
+           },
+           py::arg("ids"))
+      .def("reset", [](HNSWIndex& self) {
+        py::gil_scoped_release release;
+        self.reset();
+      })
+      .def("get_items",
+           [](const HNSWIndex& self, const i64_array& ids) {
+             check_ids(ids, "ids", -1);
+             py::array_t<float> out({static_cast<std::int64_t>(ids.shape(0)), self.dim()});
+             float* o = out.mutable_data();
+             {
+               py::gil_scoped_release release;
+               self.get_items(ids.data(), ids.shape(0), o);
+             }
+             return out;
+           },
+           py::arg("ids"))
+      .def("to_bytes",
+           [](const HNSWIndex& self) {
+             std::vector<unsigned char> bytes;
+             {
+               py::gil_scoped_release release;
+               bytes = self.to_bytes();
+             }
+             return py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+           })
+      .def_static("from_bytes",
+                  [](const py::bytes& data) {
+                    char* p = nullptr;
+                    py::ssize_t size = 0;
+                    if (PYBIND11_BYTES_AS_STRING_AND_SIZE(data.ptr(), &p, &size) != 0) throw py::error_already_set();
+                    py::gil_scoped_release release;  // `data` is immutable and held by the caller
+                    return HNSWIndex::from_bytes(p, static_cast<std::size_t>(size));
+                  },
+                  py::arg("data"))
       .def("search",
            [](const HNSWIndex& self, const f32_array& queries, std::int64_t k, std::int64_t ef,
               const py::object& allowed, int num_threads) {
@@ -188,6 +252,10 @@ void bind_hnsw(py::module_& m) {
         py::gil_scoped_release release;
         return self.size();
       })
+      .def_property_readonly("slots", [](const HNSWIndex& self) {
+        py::gil_scoped_release release;
+        return self.slots();
+      })
       .def_property_readonly("n_deleted", [](const HNSWIndex& self) {
         py::gil_scoped_release release;
         return self.n_deleted();
@@ -201,6 +269,8 @@ void bind_hnsw(py::module_& m) {
       .def_property_readonly("M", [](const HNSWIndex& self) { return self.options().M; })
       .def_property_readonly("ef_construction", [](const HNSWIndex& self) { return self.options().ef_construction; })
       .def_property_readonly("granule", [](const HNSWIndex& self) { return self.options().granule; })
+      .def_property_readonly("pca", [](const HNSWIndex& self) { return self.options().pca; })
+      .def_property_readonly("pca_auto", [](const HNSWIndex& self) { return self.options().pca_auto; })
       .def_property_readonly("seed", [](const HNSWIndex& self) { return self.options().seed; })
       .def_property(
           "ef_search", [](const HNSWIndex& self) { return self.options().ef_search; },

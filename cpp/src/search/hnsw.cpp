@@ -163,27 +163,90 @@ void HNSWIndex::Impl::transform_rows(const float* x, std::int64_t n, float* out)
 }
 
 // --- add ------------------------------------------------------------------------
-void HNSWIndex::Impl::add(const float* x, std::int64_t n, const std::int64_t* ids, int num_threads) {
+void HNSWIndex::Impl::add(const float* x, std::int64_t n, const std::int64_t* ids, int num_threads,
+                          bool replace_deleted) {
   std::unique_lock<std::shared_mutex> write(rw);
+  add_locked(x, n, ids, num_threads, replace_deleted);
+}
+
+// add() under the exclusive lock: the reused slots first, then the rest appended.
+void HNSWIndex::Impl::add_locked(const float* x, std::int64_t n, const std::int64_t* ids, int num_threads,
+                                 bool replace_deleted) {
   if (n <= 0) return;
   if (!x) throw ValueError("HNSWIndex.add: vectors is null");
-  // Check everything before changing anything.
+  // Check everything before changing anything. slot[r]: the deleted slot row r
+  // takes (its own id's, or with replace_deleted any other), or -1: appended.
   std::vector<std::int64_t> new_ids(static_cast<std::size_t>(n));
-  bool dense_batch = true;
+  std::vector<std::int64_t> slot(static_cast<std::size_t>(n), -1);
+  std::int64_t n_reused = 0;
   {
     std::unordered_set<std::int64_t> batch;
     batch.reserve(static_cast<std::size_t>(n));
     for (std::int64_t r = 0; r < n; ++r) {
       const std::int64_t id = ids ? ids[r] : count + r;
       if (id < 0) throw ValueError("HNSWIndex.add: ids must be non-negative, got " + std::to_string(id));
-      const bool known = find(id) >= 0;
-      if (known || !batch.insert(id).second)
+      const std::int64_t known = find(id);
+      const bool live = known >= 0 && !deleted[known];
+      if (live || !batch.insert(id).second)
         throw ValueError("HNSWIndex.add: id " + std::to_string(id) + " is already in the index" +
-                         (known ? "" : " batch twice"));
+                         (live ? "" : " batch twice"));
       new_ids[static_cast<std::size_t>(r)] = id;
-      dense_batch = dense_batch && id == count + r;
+      if (known >= 0) slot[static_cast<std::size_t>(r)] = known, ++n_reused;  // a removed id comes back
+    }
+    if (replace_deleted && n_deleted > n_reused) {
+      std::unordered_set<std::int64_t> own(slot.begin(), slot.end());
+      std::int64_t next_free = 0;
+      for (std::int64_t r = 0; r < n; ++r) {
+        if (slot[static_cast<std::size_t>(r)] >= 0) continue;
+        while (next_free < count && (!deleted[next_free] || own.count(next_free))) ++next_free;
+        if (next_free >= count) break;
+        slot[static_cast<std::size_t>(r)] = next_free++;
+        ++n_reused;
+      }
     }
   }
+  if (n_reused > 0) {
+    check_rows(x, n, "vectors", centre.empty() ? nullptr : centre.data());
+    std::vector<float> appended, stored(static_cast<std::size_t>(dim));
+    std::vector<std::int64_t> appended_ids;
+    for (std::int64_t r = 0; r < n; ++r) {
+      if (slot[static_cast<std::size_t>(r)] >= 0) continue;
+      appended.insert(appended.end(), x + r * dim, x + (r + 1) * dim);
+      appended_ids.push_back(new_ids[static_cast<std::size_t>(r)]);
+    }
+    // The reused slots, serially (reproducible; the graph stays whole between two).
+    count_in_degrees();
+    std::unique_ptr<Scratch> s = acquire();
+    s->orphans.clear();
+    const Distance dist = detail::make_distance(*this);
+    for (std::int64_t r = 0; r < n; ++r) {
+      const std::int64_t i = slot[static_cast<std::size_t>(r)];
+      if (i < 0) continue;
+      const auto node_id = static_cast<std::uint32_t>(i);
+      const std::int64_t id = new_ids[static_cast<std::size_t>(r)];
+      if (label(node_id) != id) {
+        make_ids_sparse();
+        lookup.erase(labels[node_id]);
+        labels[node_id] = id;
+        lookup.emplace(id, node_id);
+      }
+      transform_rows(x + r * dim, 1, stored.data());
+      store(node_id, stored.data());
+      deleted[node_id] = 0;
+      --n_deleted;
+      relink_neighbours(node_id, *s, dist);
+      insert(node_id, *s, dist, true);
+    }
+    std::vector<std::uint32_t> orphans = std::move(s->orphans);
+    s->orphans.clear();
+    if (!orphans.empty()) repair_orphans(std::move(orphans), *s, dist);
+    release(std::move(s));
+    if (!appended_ids.empty())
+      add_locked(appended.data(), static_cast<std::int64_t>(appended_ids.size()), appended_ids.data(), num_threads, false);
+    return;
+  }
+  bool dense_batch = true;
+  for (std::int64_t r = 0; r < n; ++r) dense_batch = dense_batch && new_ids[static_cast<std::size_t>(r)] == count + r;
   const int threads = num_threads > 0 ? num_threads : get_num_threads();
   if (opt.pca && count == 0 && !rotation.active()) fit_pca(x, n);
   // The first batch of a rotated l2 index sets the centre (see `centre`).
@@ -376,6 +439,126 @@ void HNSWIndex::Impl::search(const float* queries, std::int64_t nq, std::int64_t
 }
 
 
+// --- range search -----------------------------------------------------------------
+// As faiss's IndexHNSW: the graph search decides what is found. K-NN-SEARCH
+// with ef = max(ef_search, kRangeEf) candidates; when every candidate it
+// returns lies within the radius there may be more, so again with twice the ef,
+// until one falls outside it, the search returns fewer than ef (it ran out of
+// nodes), or ef reaches the live count or kHNSWMaxEf.
+RangeSearchResult HNSWIndex::Impl::range_search(const float* queries, std::int64_t nq, float radius,
+                                                int num_threads) const {
+  constexpr std::size_t kRangeEf = 32;
+  std::shared_lock<std::shared_mutex> read(rw);
+  if (nq < 0) throw ValueError("HNSWIndex.range_search: negative number of queries");
+  if (std::isnan(radius)) throw ValueError("HNSWIndex.range_search: radius is NaN");
+  RangeSearchResult result;
+  result.lims.assign(static_cast<std::size_t>(nq + 1), 0);
+  const std::int64_t live = count - n_deleted;
+  if (nq == 0 || live == 0) return result;
+  if (!queries) throw ValueError("HNSWIndex.range_search: null array");
+  check_rows(queries, nq, "queries", centre.empty() ? nullptr : centre.data());
+  const Metric metric = opt.metric;
+  auto reported = [metric](float d) { return metric == Metric::ip ? -d : metric == Metric::cosine ? 0.5f * d : d; };
+  auto within = [metric, radius](float d) { return metric == Metric::ip ? d > radius : d < radius; };
+  std::vector<std::vector<std::pair<float, std::int64_t>>> found(static_cast<std::size_t>(nq));
+  const int threads = static_cast<int>(std::min<std::int64_t>(num_threads > 0 ? num_threads : get_num_threads(), nq));
+  keensight::detail::parallel_threads(threads, [&](int t, int nt) {
+    std::unique_ptr<Scratch> s = acquire();
+    const Distance dist = detail::make_distance(*this);
+    std::vector<float> q(static_cast<std::size_t>(dim));
+    for (std::int64_t r = nq * t / nt, end = nq * (t + 1) / nt; r < end; ++r) {
+      transform_rows(queries + r * dim, 1, q.data());
+      std::size_t ef = std::min<std::size_t>(std::max<std::size_t>(static_cast<std::size_t>(opt.ef_search), kRangeEf),
+                                             static_cast<std::size_t>(kHNSWMaxEf));
+      for (;;) {
+        if (n_deleted > 0) knn(*s, query(q.data()), ef, AcceptLive{deleted.data()}, dist);
+        else knn(*s, query(q.data()), ef, AcceptAll(), dist);
+        const bool all_within = std::all_of(s->results.begin(), s->results.end(),
+                                            [&](const Cand& c) { return within(reported(c.first)); });
+        if (!all_within || s->results.size() < ef || ef >= static_cast<std::size_t>(live) ||
+            ef >= static_cast<std::size_t>(kHNSWMaxEf))
+          break;
+        ef = std::min<std::size_t>(2 * ef, static_cast<std::size_t>(kHNSWMaxEf));
+      }
+      auto& out = found[static_cast<std::size_t>(r)];
+      for (const Cand& c : s->results) {
+        const float d = reported(c.first);
+        if (within(d)) out.emplace_back(metric == Metric::ip ? -d : d, label(c.second));
+      }
+      std::sort(out.begin(), out.end());  // best first (ip: sorted on -similarity), ties by id
+      if (metric == Metric::ip)
+        for (auto& e : out) e.first = -e.first;
+    }
+    release(std::move(s));
+  });
+  for (std::int64_t r = 0; r < nq; ++r)
+    result.lims[static_cast<std::size_t>(r + 1)] = result.lims[static_cast<std::size_t>(r)] +
+                                                   static_cast<std::int64_t>(found[static_cast<std::size_t>(r)].size());
+  result.distances.reserve(static_cast<std::size_t>(result.lims.back()));
+  result.ids.reserve(static_cast<std::size_t>(result.lims.back()));
+  for (const auto& out : found)
+    for (const auto& e : out) {
+      result.distances.push_back(e.first);
+      result.ids.push_back(e.second);
+    }
+  return result;
+}
+
+// --- the protocol's remove / reset / get_items ---------------------------------------
+std::int64_t HNSWIndex::Impl::remove(const std::int64_t* ids, std::int64_t n) {
+  std::unique_lock<std::shared_mutex> write(rw);
+  std::int64_t removed = 0;
+  for (std::int64_t j = 0; j < n; ++j) {
+    const std::int64_t i = find(ids[j]);
+    if (i < 0 || deleted[i]) continue;
+    deleted[i] = 1;
+    ++n_deleted;
+    ++removed;
+  }
+  return removed;
+}
+
+void HNSWIndex::Impl::reset() {
+  std::unique_lock<std::shared_mutex> write(rw);
+  clear_storage();
+  entry = 0;
+  max_level = -1;
+  centre.clear();
+  if (opt.pca) rotation.clear();  // fitted on the first batch: fitted again on the next
+}
+
+void HNSWIndex::Impl::get_items(const std::int64_t* ids, std::int64_t n, float* out) const {
+  std::shared_lock<std::shared_mutex> read(rw);
+  std::vector<std::uint32_t> internal(static_cast<std::size_t>(std::max<std::int64_t>(n, 0)));
+  for (std::int64_t j = 0; j < n; ++j) {
+    const std::int64_t i = find(ids[j]);
+    if (i < 0 || deleted[i])
+      throw ValueError("ids: id " + std::to_string(ids[j]) + " is not in the index" + (i >= 0 ? " (removed)" : ""));
+    internal[static_cast<std::size_t>(j)] = static_cast<std::uint32_t>(i);
+  }
+  // Stored as R (x - centre): x = R^T stored + centre (R orthonormal).
+  const std::vector<float> r = rotation.active() ? rotation.dense() : std::vector<float>();
+  std::vector<float> v(static_cast<std::size_t>(dim));
+  for (std::int64_t j = 0; j < n; ++j) {
+    const std::uint32_t i = internal[static_cast<std::size_t>(j)];
+    std::copy(head(i), head(i) + head_dim, v.begin());
+    std::copy(tail(i), tail(i) + tail_dim, v.begin() + head_dim);
+    float* o = out + j * dim;
+    if (r.empty()) {
+      std::copy(v.begin(), v.end(), o);
+      continue;
+    }
+    std::vector<double> acc(static_cast<std::size_t>(dim), 0.0);
+    for (std::int64_t a = 0; a < dim; ++a) {
+      const double va = v[static_cast<std::size_t>(a)];
+      const float* row = r.data() + a * dim;
+      for (std::int64_t b = 0; b < dim; ++b) acc[static_cast<std::size_t>(b)] += va * row[b];
+    }
+    for (std::int64_t b = 0; b < dim; ++b)
+      o[b] = static_cast<float>(acc[static_cast<std::size_t>(b)] + (centre.empty() ? 0.0 : centre[static_cast<std::size_t>(b)]));
+  }
+}
+
 // --- deletion ---------------------------------------------------------------------
 void HNSWIndex::Impl::set_deleted(const std::int64_t* ids, std::int64_t n, bool value) {
   std::unique_lock<std::shared_mutex> write(rw);
@@ -415,6 +598,7 @@ void HNSWIndex::Impl::set_pca_axes(const float* axes, std::int64_t k) {
 // axes of fit_pca_axes, of what is stored (cosine: unit vectors); the leading
 // kPcaAxes of them completed by reflectors when that is cheaper than dim x dim.
 void HNSWIndex::Impl::fit_pca(const float* x, std::int64_t n) {
+  if (opt.pca_auto && (head_dim == 0 || dim < kHNSWPcaAutoMinDim || !opt.early_termination)) return;  // no fit needed
   const auto size = static_cast<std::size_t>(n * dim);
   for (std::size_t j = 0; j < size; ++j)
     if (!std::isfinite(x[j])) check_rows(x, n, "vectors", nullptr);  // names the row
@@ -429,7 +613,19 @@ void HNSWIndex::Impl::fit_pca(const float* x, std::int64_t n) {
     }
     x = unit.data();
   }
-  const std::vector<float> axes = detail::fit_pca_axes(x, n, dim);
+  std::vector<double> variances;
+  const std::vector<float> axes = detail::fit_pca_axes(x, n, dim, &variances);
+  if (opt.pca_auto) {  // keep it only where it pays (kHNSWPcaAutoShare)
+    const std::int64_t checked = std::min<std::int64_t>(dim, 5 * std::max<std::int64_t>(head_dim, 1));
+    double head = 0.0, total = 0.0;
+    for (std::size_t j = 0; j < variances.size(); ++j) {
+      total += std::max(variances[j], 0.0);
+      if (static_cast<std::int64_t>(j) < checked) head += std::max(variances[j], 0.0);
+    }
+    pca_head_share = total > 0.0 ? head / total : 1.0;
+    if (head_dim == 0 || dim < kHNSWPcaAutoMinDim || !opt.early_termination || pca_head_share < kHNSWPcaAutoShare)
+      return;
+  }
   const std::int64_t k = std::min(dim, kPcaAxes);
   if (2 * k * dim + k * k < dim * dim) rotation.set_axes(axes.data(), k);
   else rotation.set_dense(axes.data());
@@ -461,9 +657,21 @@ std::vector<float> HNSWIndex::rotation() const {
   std::shared_lock<std::shared_mutex> read(impl_->rw);
   return impl_->rotation.dense();
 }
-void HNSWIndex::add(const float* vectors, std::int64_t n, const std::int64_t* ids, int num_threads) {
-  impl_->add(vectors, n, ids, num_threads);
+void HNSWIndex::add(const float* vectors, std::int64_t n, const std::int64_t* ids, int num_threads,
+                    bool replace_deleted) {
+  impl_->add(vectors, n, ids, num_threads, replace_deleted);
 }
+RangeSearchResult HNSWIndex::range_search(const float* queries, std::int64_t nq, float radius, int num_threads) const {
+  return impl_->range_search(queries, nq, radius, num_threads);
+}
+std::int64_t HNSWIndex::remove(const std::int64_t* ids, std::int64_t n) { return impl_->remove(ids, n); }
+void HNSWIndex::reset() { impl_->reset(); }
+void HNSWIndex::get_items(const std::int64_t* ids, std::int64_t n, float* out) const {
+  impl_->get_items(ids, n, out);
+}
+std::vector<unsigned char> HNSWIndex::to_bytes() const { return impl_->to_bytes(); }
+HNSWIndex HNSWIndex::from_bytes(const void* data, std::size_t size) { return HNSWIndex(Impl::from_bytes(data, size)); }
+Metric HNSWIndex::metric() const { return impl_->opt.metric; }
 void HNSWIndex::search(const float* queries, std::int64_t nq, std::int64_t k, std::int64_t ef,
                        float* distances, std::int64_t* ids, const std::int64_t* allowed,
                        std::int64_t n_allowed, int num_threads, HNSWSearchStats* stats) const {
@@ -476,6 +684,10 @@ HNSWIndex HNSWIndex::load(const std::string& path) { return HNSWIndex(Impl::load
 
 std::int64_t HNSWIndex::dim() const { return impl_->dim; }
 std::int64_t HNSWIndex::size() const {
+  std::shared_lock<std::shared_mutex> read(impl_->rw);
+  return impl_->count - impl_->n_deleted;
+}
+std::int64_t HNSWIndex::slots() const {
   std::shared_lock<std::shared_mutex> read(impl_->rw);
   return impl_->count;
 }
@@ -495,8 +707,10 @@ void HNSWIndex::set_early_termination(bool on) {
 }
 std::vector<std::int64_t> HNSWIndex::ids() const {
   std::shared_lock<std::shared_mutex> read(impl_->rw);
-  std::vector<std::int64_t> out(static_cast<std::size_t>(impl_->count));
-  for (std::size_t i = 0; i < out.size(); ++i) out[i] = impl_->label(static_cast<std::uint32_t>(i));
+  std::vector<std::int64_t> out;
+  out.reserve(static_cast<std::size_t>(impl_->count - impl_->n_deleted));
+  for (std::int64_t i = 0; i < impl_->count; ++i)
+    if (!impl_->deleted[static_cast<std::size_t>(i)]) out.push_back(impl_->label(static_cast<std::uint32_t>(i)));
   return out;
 }
 int HNSWIndex::max_level() const {

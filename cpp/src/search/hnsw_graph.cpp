@@ -102,7 +102,7 @@ int HNSWGraph::draw_level(std::uint64_t index) const {
 // reached i on layer l or above when layer l's back-links start, so i's list
 // there still holds the neighbours phase 1 chose (nothing to remember in
 // between); it is copied then, as others may add to it from the first on.
-void HNSWGraph::insert(std::uint32_t i, Scratch& s, const Distance& dist) {
+void HNSWGraph::insert(std::uint32_t i, Scratch& s, const Distance& dist, bool replacing) {
   const int level = levels[i];
   const Split q = node(i);
   std::unique_lock<std::mutex> top_lock(entry_mutex);
@@ -117,11 +117,16 @@ void HNSWGraph::insert(std::uint32_t i, Scratch& s, const Distance& dist) {
     search_layer<true>(s, q, ep, ep_dist, lc, static_cast<std::size_t>(opt.ef_construction),
                        AcceptAll(), dist);
     std::vector<Cand>& W = s.results;
+    if (replacing) W.erase(std::remove_if(W.begin(), W.end(), [i](const Cand& c) { return c.second == i; }), W.end());
     std::sort(W.begin(), W.end());
     if (W.empty()) continue;
     // The new node gets M links on every layer (as the paper's M, not Mmax0).
     std::vector<Cand>& chosen = s.chosen;  // (s.selected is add_link's)
     select_neighbors(W, M, chosen, dist);
+    if (replacing && lc == 0) {  // the slot's old layer-0 links go
+      get_links0(i, s.wide.data());
+      for (std::size_t j = 0; j < M0 && s.wide[j] != kNoLink; ++j) link_lost(s, s.wide[j]);
+    }
     if (lc == 0 && narrow) {  // no lock: no other thread can reach i yet
       set_links(s.wide.data(), M0, chosen);
       put_links0(i, s.wide.data());
@@ -146,6 +151,57 @@ void HNSWGraph::insert(std::uint32_t i, Scratch& s, const Distance& dist) {
   if (level > top) {
     entry = i;
     max_level = level;
+  }
+}
+
+void HNSWGraph::relink_neighbours(std::uint32_t i, Scratch& s, const Distance& dist) {
+  std::vector<std::uint32_t> old, current, hop;
+  std::vector<Cand> all;
+  for (int lc = levels[i]; lc >= 0; --lc) {
+    const std::size_t cap = max_links(lc);
+    old.resize(cap);
+    current.resize(cap);
+    auto read_list = [&](std::uint32_t node, std::uint32_t* out) {
+      if (lc == 0) get_links0(node, out);
+      else std::copy(links(node, lc), links(node, lc) + cap, out);
+    };
+    read_list(i, old.data());
+    // The candidates: i's neighbours and theirs (two hops, as hnswlib's updatePoint).
+    hop.clear();
+    for (const std::uint32_t e : old) {
+      if (e == kNoLink) break;
+      hop.push_back(e);
+      read_list(e, current.data());
+      for (const std::uint32_t x : current) {
+        if (x == kNoLink) break;
+        hop.push_back(x);
+      }
+    }
+    std::sort(hop.begin(), hop.end());
+    hop.erase(std::unique(hop.begin(), hop.end()), hop.end());
+    for (const std::uint32_t e : old) {
+      if (e == kNoLink) break;
+      read_list(e, current.data());
+      all.clear();
+      const Split base = node(e);
+      for (const std::uint32_t x : hop)
+        if (x != e) all.emplace_back(dist.full(base, node(x)), x);
+      std::sort(all.begin(), all.end());
+      select_neighbors(all, cap, s.selected, dist);
+      if (lc == 0) {  // in-degrees follow the change of e's list
+        for (const std::uint32_t x : current) {
+          if (x == kNoLink) break;
+          if (std::none_of(s.selected.begin(), s.selected.end(), [x](const Cand& c) { return c.second == x; }))
+            link_lost(s, x);
+        }
+        for (const Cand& c : s.selected)
+          if (std::find(current.begin(), current.end(), c.second) == current.end()) link_gained(c.second);
+        set_links(s.wide.data(), cap, s.selected);
+        put_links0(e, s.wide.data());
+      } else {
+        set_links(links(e, lc), cap, s.selected);
+      }
+    }
   }
 }
 

@@ -92,7 +92,15 @@ struct HNSWGraph : HNSWStorage {
   // The level of the node inserted index-th (Alg. 1 line 4).
   int draw_level(std::uint64_t index) const;
   // Alg. 1 INSERT of stored node i (its level in levels[i]), thread-safe.
-  void insert(std::uint32_t i, Scratch& s, const Distance& dist);
+  // replacing: i is a reused slot already in the graph (add's replace_deleted):
+  // it is left out of its own candidates and its old lists are overwritten.
+  void insert(std::uint32_t i, Scratch& s, const Distance& dist, bool replacing = false);
+  // Before slot i, whose vector was just replaced, is inserted again: every
+  // node its old lists pointed to re-selects its list on that layer (Alg. 4)
+  // among i's neighbours and theirs (two hops; hnswlib's updatePoint does the same: the
+  // neighbours of the old vector lose a link that no longer leads near them
+  // and gain its neighbours as candidates). Serial (the caller owns the index).
+  void relink_neighbours(std::uint32_t i, Scratch& s, const Distance& dist);
   // Links again every node of `queue` that no layer-0 list points to.
   void repair_orphans(std::vector<std::uint32_t> queue, Scratch& s, const Distance& dist);
   // Alg. 5 K-NN-SEARCH: the ef closest accepted nodes to q into s.results.

@@ -28,6 +28,9 @@ struct HNSWIndex::Impl : detail::HNSWGraph {
   // from the origin, would round each coordinate relative to |x|, not to the
   // distances: at an offset of 1e4 from the origin, distances were 0.1% off.
   std::vector<float> centre;
+  // pca_auto: the variance share of the first five granules the first
+  // batch's fit measured (-1: not fitted; not saved).
+  double pca_head_share = -1.0;
 
   mutable std::shared_mutex rw;  // searches share it, mutations own it
   mutable std::mutex pool_mutex;
@@ -46,7 +49,12 @@ struct HNSWIndex::Impl : detail::HNSWGraph {
   void fit_pca(const float* x, std::int64_t n);
   void transform_rows(const float* x, std::int64_t n, float* out) const;
 
-  void add(const float* x, std::int64_t n, const std::int64_t* ids, int num_threads);
+  void add(const float* x, std::int64_t n, const std::int64_t* ids, int num_threads, bool replace_deleted);
+  void add_locked(const float* x, std::int64_t n, const std::int64_t* ids, int num_threads, bool replace_deleted);
+  RangeSearchResult range_search(const float* queries, std::int64_t nq, float radius, int num_threads) const;
+  std::int64_t remove(const std::int64_t* ids, std::int64_t n);
+  void reset();
+  void get_items(const std::int64_t* ids, std::int64_t n, float* out) const;
   void write_results(detail::Scratch& s, std::int64_t k, float* D, std::int64_t* I) const;
   void search(const float* queries, std::int64_t nq, std::int64_t k, std::int64_t ef_arg, float* D,
               std::int64_t* I, const std::int64_t* allowed, std::int64_t n_allowed, int num_threads,
@@ -57,6 +65,9 @@ struct HNSWIndex::Impl : detail::HNSWGraph {
   std::size_t memory_usage() const;
 
   void save(const std::string& path) const;              // hnsw_io.cpp
+  void write_container(keensight::detail::ContainerWriter& w) const;
+  std::vector<unsigned char> to_bytes() const;
+  static std::unique_ptr<Impl> from_bytes(const void* data, std::size_t size);
   static std::unique_ptr<Impl> load(const std::string& path);
   static std::unique_ptr<Impl> parse(detail::HNSWFileBody& in, std::uint32_t version);
 };

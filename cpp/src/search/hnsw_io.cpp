@@ -10,7 +10,7 @@
 // also no rotation kind 2):
 //   u32 dim, metric, M, ef_construction, ef_search, granule,
 //   early_termination (version 4: option flags, bit 0 early termination, bit 1
-//   pca), rotation kind (0 none, 1 dense, 2 reflectors);
+//   pca, bit 2 pca_auto), rotation kind (0 none, 1 dense, 2 reflectors);
 //   u64 seed, count; i32 max_level; u32 entry;
 //   [kind 1: rotation dim*dim f32; kind 2: u32 k, V dim*k f32, T k*k f32 (the
 //   WY form, see hnsw_rotation.hpp); kinds 1 and 2: centre dim f32 (zeros:
@@ -166,15 +166,16 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::parse(HNSWFileBody& in, std::u
   const auto max_level = in.value<std::int32_t>();
   const auto entry = in.value<std::uint32_t>();
   const auto ef_ok = [](int ef) { return ef >= 1 && ef <= kHNSWMaxEf; };
-  // Version 4 keeps option flags in this word: bit 0 early termination, bit 1 pca
+  // Version 4 keeps option flags in this word: bit 0 early termination, bit 1 pca, bit 2 pca_auto
   // (an index saved before its first add fits its rotation on the first add after load).
-  if (metric > 2 || early > (version >= 4 ? 3u : 1u) || has_rotation > (version == 1 ? 1u : 2u) || o.M < 2 || o.M > 2048 ||
+  if (metric > 2 || early > (version >= 4 ? 7u : 1u) || has_rotation > (version == 1 ? 1u : 2u) || o.M < 2 || o.M > 2048 ||
       !ef_ok(o.ef_construction) || !ef_ok(o.ef_search) || o.granule < 1 || o.granule > kMaxGranule || dim < 1 ||
       dim > (1u << 24))
     in.fail("bad parameters");
   o.metric = static_cast<Metric>(metric);
   o.early_termination = (early & 1u) != 0;
   o.pca = (early & 2u) != 0;
+  o.pca_auto = (early & 4u) != 0;
   auto impl = std::make_unique<Impl>(static_cast<std::int64_t>(dim), o);
   const std::size_t file_words = impl->tail_dim + impl->M0;  // a node block in the file
   const std::uint64_t per_node = 8 + 2 + (impl->head_dim + file_words) * 4;
@@ -341,13 +342,40 @@ std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::load(const std::string& path) 
 void HNSWIndex::Impl::save(const std::string& path) const {
   std::shared_lock<std::shared_mutex> read(rw);
   keensight::detail::ContainerWriter w(path, kMagic, kFormatVersion);
+  write_container(w);
+}
+
+std::vector<unsigned char> HNSWIndex::Impl::to_bytes() const {
+  std::shared_lock<std::shared_mutex> read(rw);
+  std::vector<unsigned char> bytes;
+  keensight::detail::ContainerWriter w(bytes, kMagic, kFormatVersion);
+  write_container(w);
+  return bytes;
+}
+
+// The same checks as load (the container's, then parse's); the legacy
+// versions 1 to 3 have a header of their own and exist only as files.
+std::unique_ptr<HNSWIndex::Impl> HNSWIndex::Impl::from_bytes(const void* data, std::size_t size) {
+  if (!data && size) throw ValueError("HNSWIndex.from_bytes: null data");
+  static const unsigned char kEmpty = 0;
+  keensight::detail::ContainerReader in(data ? data : &kEmpty, size, kMagic, "HNSWIndex");
+  in.require_version(kFormatVersion);
+  ContainerBody body(in, "bytes");
+  if (in.version() != kFormatVersion)
+    body.fail("format version " + std::to_string(in.version()) + " exists only as a file: load it");
+  return parse(body, in.version());
+}
+
+// The body of format 4 (the caller holds the lock), then the checksum.
+void HNSWIndex::Impl::write_container(keensight::detail::ContainerWriter& w) const {
   w.write_value<std::uint32_t>(static_cast<std::uint32_t>(dim));
   w.write_value<std::uint32_t>(static_cast<std::uint32_t>(opt.metric));
   w.write_value<std::uint32_t>(static_cast<std::uint32_t>(opt.M));
   w.write_value<std::uint32_t>(static_cast<std::uint32_t>(opt.ef_construction));
   w.write_value<std::uint32_t>(static_cast<std::uint32_t>(opt.ef_search));
   w.write_value<std::uint32_t>(static_cast<std::uint32_t>(opt.granule));
-  w.write_value<std::uint32_t>((opt.early_termination ? 1u : 0u) | (opt.pca ? 2u : 0u));  // option flags
+  w.write_value<std::uint32_t>((opt.early_termination ? 1u : 0u) | (opt.pca ? 2u : 0u) |
+                              (opt.pca_auto ? 4u : 0u));  // option flags
   const bool rotated = rotation.active();
   const std::int64_t k = rotated ? rotation.reflectors() : 0;
   w.write_value<std::uint32_t>(!rotated ? 0u : k == 0 ? 1u : 2u);

@@ -259,7 +259,7 @@ constexpr std::int64_t kPcaNeighbours = 10;
 
 }  // namespace
 
-std::vector<float> fit_pca_axes(const float* x, std::int64_t n, std::int64_t dim) {
+std::vector<float> fit_pca_axes(const float* x, std::int64_t n, std::int64_t dim, std::vector<double>* variances) {
   const auto d = static_cast<std::size_t>(dim);
   // At most `count` evenly spaced rows of src (n_src rows): src itself when it
   // has no more, else a copy into `copy`.
@@ -316,6 +316,7 @@ std::vector<float> fit_pca_axes(const float* x, std::int64_t n, std::int64_t dim
   std::vector<float> axes(d * d);
   for (std::size_t r = 0; r < d; ++r)
     for (std::size_t c = 0; c < d; ++c) axes[r * d + c] = static_cast<float>(vectors[(d - 1 - r) * d + c]);
+  if (variances) variances->assign(values.rbegin(), values.rend());
   return axes;
 }
 

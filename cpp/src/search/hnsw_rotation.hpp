@@ -86,7 +86,10 @@ class HNSWRotation {
 // rejected, spread over other directions (on clustered 128-d data the first
 // granule alone then rejects 20 times more candidates). Deterministic: evenly
 // spaced rows, exact neighbours (search::knn).
-std::vector<float> fit_pca_axes(const float* x, std::int64_t n, std::int64_t dim);
+// variances (optional): the variance of the differences along each axis, in
+// the same (decreasing) order.
+std::vector<float> fit_pca_axes(const float* x, std::int64_t n, std::int64_t dim,
+                                std::vector<double>* variances = nullptr);
 
 // The eigen-decomposition of the symmetric n x n matrix a (row-major, double):
 // eigenvalues ascending into values, the orthonormal eigenvectors as the rows

@@ -49,6 +49,24 @@ void HNSWStorage::reserve(std::int64_t n) {
   capacity = cap;
 }
 
+void HNSWStorage::clear_storage() {
+  count = capacity = n_deleted = 0;
+  heads = Floats(keensight::detail::Pages::huge_when_large);
+  nodes = Words(keensight::detail::Pages::huge_when_large);
+  narrow = true;
+  node_words = tail_dim + M0 / 2;
+  upper = {};
+  upper_offset = {};
+  labels = {};
+  levels = {};
+  deleted = {};
+  locks.reset();
+  in_degree.reset();
+  in_degree_valid = false;
+  lookup = {};
+  dense_ids = true;
+}
+
 void HNSWStorage::make_ids_sparse() {
   if (!dense_ids) return;
   grow_exact(labels, static_cast<std::size_t>(capacity));

@@ -172,6 +172,8 @@ struct HNSWStorage {
   }
   void unlock(std::uint32_t i) const { locks[i].store(0, std::memory_order_release); }
 
+  // Back to no nodes (the arrays freed; options, dims and head layout stay).
+  void clear_storage();
   // Room for n nodes (grows by half at least); widens the layer-0 links to
   // uint32 when n outgrows kNarrowNodes.
   void reserve(std::int64_t n);

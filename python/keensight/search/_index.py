@@ -172,17 +172,11 @@ def load_through_file(load: Callable[[str], T], data: Any, suffix: str) -> T:
         return load(path)
 
 
-# HNSWIndex's pickle: its file through a private temporary folder (a C++ to_bytes
-# replaces these two once HNSW has one; _hnsw_from_bytes keeps its arguments, so
-# that pickles written before stay readable).
-def reduce_hnsw(index: Any) -> Tuple[Callable[..., Any], Tuple[Any, ...]]:
-    return _hnsw_from_bytes, (bytes_through_file(index.save, ".kshnsw"), index.num_threads, bool(index._pca))
-
-
+# Pickles of HNSWIndex written before it had to_bytes held its file (any format
+# version) and these arguments; they stay readable through a file in a private
+# temporary folder. New pickles go through HNSWIndex.to_bytes / from_bytes.
 def _hnsw_from_bytes(data: Any, num_threads: Any, pca: Any) -> Any:
     from ._hnsw import HNSWIndex
-    index = load_through_file(lambda path: HNSWIndex.load(path, num_threads=num_threads), data, ".kshnsw")
     if not isinstance(pca, bool):
         raise ValueError(f"HNSWIndex pickle: expected a bool pca flag, got {pca!r}")
-    index._pca = pca
-    return index
+    return load_through_file(lambda path: HNSWIndex.load(path, num_threads=num_threads), data, ".kshnsw")

@@ -54,8 +54,22 @@ struct HNSWOptions {
   std::uint64_t seed = 100;         // seeds the level of each node
   bool pca = false;                 // the first add() of an empty, unrotated index fits a
                                     // rotation onto the principal axes of its near-neighbour
-                                    // differences (see set_pca_axes; not saved: the rotation is)
+                                    // differences (see set_pca_axes; saved in the file's flags)
+  bool pca_auto = false;            // with pca: keep that rotation only where it pays (below)
 };
+
+// pca_auto's rule, from benchmarks/report_hnsw_pca.py (QPS at recall@10 >=
+// 0.95, pca on / off, one thread): the rotation pays when dim >= 512 and the
+// first five granules of the rotated near-neighbour differences (the head
+// and the first tail check, where a rejection can stop the distance) carry at
+// least 70% of their variance: Fashion-MNIST pixels (77%: 1.20x), power-law
+// clusters at 784-d (71%: 1.04x); not on 784-d Gaussian classes with a linear
+// decay (55%: 0.97x) or isotropic ones (39%: 0.97x), nor at 16 to 256
+// dimensions on any of them (0.93x to 1.04x: the rotation of every query and
+// the fit cost as much as the early stops save). Never for ip (no early
+// termination).
+constexpr std::int64_t kHNSWPcaAutoMinDim = 512;
+constexpr double kHNSWPcaAutoShare = 0.7;
 
 // Work counters of one search() call (summed over queries).
 struct HNSWSearchStats {
@@ -66,7 +80,11 @@ struct HNSWSearchStats {
                                // termination on): their tails were never read
 };
 
-class HNSWIndex {
+// A member of the Index protocol (keensight/search.hpp): remove() is
+// hnswlib's mark_deleted (the node stays in the graph to guide searches and
+// its slot can be reused by add(..., replace_deleted = true)); size() and ids()
+// count the live vectors only; range_search() is approximate (see there).
+class HNSWIndex final : public Index {
  public:
   // Throws ValueError for dim outside [1, 2^24], M outside [2, 2048],
   // ef_construction or ef_search outside [1, kHNSWMaxEf], granule outside
@@ -100,7 +118,18 @@ class HNSWIndex {
   // which leaves L2 distances unchanged and keeps the rotation's float32
   // rounding relative to the spread of the data, not to its distance from the
   // origin (data far from the origin would otherwise lose its precision).
-  void add(const float* vectors, std::int64_t n, const std::int64_t* ids, int num_threads = 0);
+  //
+  // replace_deleted (hnswlib's replace_deleted): a new vector takes the slot of
+  // a deleted one while there are any (a removed id added again always takes
+  // its own slot back), so memory does not grow: the slot's vector and id
+  // change, the old node's neighbours get their lists re-selected from their
+  // own and its neighbours (the removed vector no longer counts), and the slot
+  // is linked in again as a new node at its level (Malkov & Yashunin's INSERT).
+  void add(const float* vectors, std::int64_t n, const std::int64_t* ids, int num_threads,
+           bool replace_deleted = false);
+  void add(const float* rows, std::int64_t n, const std::int64_t* ids = nullptr) override {
+    add(rows, n, ids, 0, false);
+  }
 
   // k nearest neighbours of each of nq queries: distances (nq x k, best first;
   // for ip: inner products, largest first) and ids (nq x k; -1 and +inf (ip:
@@ -115,14 +144,47 @@ class HNSWIndex {
               std::int64_t n_allowed = 0, int num_threads = 0,
               HNSWSearchStats* stats = nullptr) const;
 
+  // The Index search: ef_search, keensight's thread setting.
+  void search(const float* queries, std::int64_t nq, std::int64_t k, float* distances, std::int64_t* ids,
+              const std::int64_t* allowed = nullptr, std::int64_t n_allowed = 0) const override {
+    search(queries, nq, k, 0, distances, ids, allowed, n_allowed, 0, nullptr);
+  }
+
+  // Every live vector found within `radius` (as FlatIndex: distance <
+  // radius strictly, similarity > radius for ip; distances as search()
+  // reports them), best first, ties by id. Approximate, as faiss's
+  // IndexHNSW: a K-NN-SEARCH with ef = max(ef_search, 32); while every one of
+  // the ef candidates it returns is within the radius (there may be more),
+  // again with twice the ef, up to kHNSWMaxEf or the whole graph. A query on
+  // an empty index has no results.
+  RangeSearchResult range_search(const float* queries, std::int64_t nq, float radius) const override {
+    return range_search(queries, nq, radius, 0);
+  }
+  RangeSearchResult range_search(const float* queries, std::int64_t nq, float radius, int num_threads) const;
+
   // Excluded from results from now on, still used to navigate the graph.
   // Throws ValueError for an unknown id.
   void mark_deleted(const std::int64_t* ids, std::int64_t n);
   void unmark_deleted(const std::int64_t* ids, std::int64_t n);
+  // The Index remove: mark_deleted of the live ones among ids (unknown or
+  // already deleted ids are ignored); returns how many were marked.
+  std::int64_t remove(const std::int64_t* ids, std::int64_t n) override;
+  // Forgets every vector, id and deletion mark, and the centre; a rotation
+  // fitted by pca is dropped too (the next add fits one again), one given by
+  // set_rotation / set_pca_axes stays. Options stay.
+  void reset() override;
+  // The vectors of live ids as added (n x dim): un-rotated and un-centred, so
+  // equal to what was added up to the rotation's float32 rounding (cosine:
+  // the unit vector, as stored). ValueError for an unknown or deleted id.
+  void get_items(const std::int64_t* ids, std::int64_t n, float* out) const override;
 
   // Versioned, checksummed file; written to a temporary file in the same folder
   // and renamed over `path`, so a failure never leaves a partial index behind.
-  void save(const std::string& path) const;
+  void save(const std::string& path) const override;
+  // Exactly the bytes save() writes (the container's memory sink), and an
+  // index from them, validated as load() validates a file (format 4 only).
+  std::vector<unsigned char> to_bytes() const override;
+  static HNSWIndex from_bytes(const void* data, std::size_t size);
   // Throws FileError if it cannot be read, ValueError for a truncated, corrupt
   // (checksum) or foreign file, and for any content add() would never have
   // produced, even under a valid checksum: parameters out of range, non-finite
@@ -132,13 +194,15 @@ class HNSWIndex {
   // or centre.
   static HNSWIndex load(const std::string& path);
 
-  std::int64_t dim() const;
-  std::int64_t size() const;       // vectors stored, deleted ones included
+  std::int64_t dim() const override;
+  Metric metric() const override;
+  std::int64_t size() const override;  // live vectors (stored and not deleted)
+  std::int64_t slots() const;          // vectors stored, deleted ones included
   std::int64_t n_deleted() const;
   const HNSWOptions& options() const;
   void set_ef_search(int ef_search);  // ValueError outside [1, kHNSWMaxEf]
   void set_early_termination(bool on);
-  std::vector<std::int64_t> ids() const;  // in insertion order
+  std::vector<std::int64_t> ids() const override;  // the live ids, in slot order
   int max_level() const;
   std::size_t memory_usage() const;  // bytes held by the index and its scratch buffers
 
