@@ -35,3 +35,4 @@ def test_cpp_application_builds_and_runs(tmp_path):
     run = subprocess.run([str(exe)], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "worst=" in run.stdout
+    assert "index_failures=0" in run.stdout, run.stdout
