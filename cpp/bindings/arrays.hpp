@@ -1,11 +1,13 @@
 // pybind11 glue helpers: NumPy array -> keensight::ImageView, with checks that
-// name the argument. No algorithms here.
+// name the argument, and the bytes form of every index.
+// No algorithms here.
 #pragma once
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <vector>
 
 #include "keensight/core.hpp"
 
@@ -49,6 +51,27 @@ inline ImageView image_view(const py::array& a, const char* name, bool writable)
   }
   check_image(v, name);
   return v;
+}
+
+// The bytes form of an index (Index::to_bytes / T::from_bytes), one way for every
+// index class: the C++ work runs without the GIL.
+template <class T>
+py::bytes index_to_bytes(const T& index) {
+  std::vector<unsigned char> bytes;
+  {
+    py::gil_scoped_release release;
+    bytes = index.to_bytes();
+  }
+  return py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+template <class T>
+T index_from_bytes(const py::bytes& data) {
+  char* p = nullptr;
+  py::ssize_t size = 0;
+  if (PYBIND11_BYTES_AS_STRING_AND_SIZE(data.ptr(), &p, &size) != 0) throw py::error_already_set();
+  py::gil_scoped_release release;  // `data` is immutable and held by the caller
+  return T::from_bytes(p, static_cast<std::size_t>(size));
 }
 
 }  // namespace keensight::bindings

@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "arrays.hpp"
 #include "keensight/search.hpp"
 
 namespace py = pybind11;
@@ -149,24 +150,8 @@ void bind_hnsw(py::module_& m) {
              return out;
            },
            py::arg("ids"))
-      .def("to_bytes",
-           [](const HNSWIndex& self) {
-             std::vector<unsigned char> bytes;
-             {
-               py::gil_scoped_release release;
-               bytes = self.to_bytes();
-             }
-             return py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-           })
-      .def_static("from_bytes",
-                  [](const py::bytes& data) {
-                    char* p = nullptr;
-                    py::ssize_t size = 0;
-                    if (PYBIND11_BYTES_AS_STRING_AND_SIZE(data.ptr(), &p, &size) != 0) throw py::error_already_set();
-                    py::gil_scoped_release release;  // `data` is immutable and held by the caller
-                    return HNSWIndex::from_bytes(p, static_cast<std::size_t>(size));
-                  },
-                  py::arg("data"))
+      .def("to_bytes", &index_to_bytes<HNSWIndex>)
+      .def_static("from_bytes", &index_from_bytes<HNSWIndex>, py::arg("data"))
       .def("search",
            [](const HNSWIndex& self, const f32_array& queries, std::int64_t k, std::int64_t ef,
               const py::object& allowed, int num_threads) {

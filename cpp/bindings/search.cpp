@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "arrays.hpp"
 #include "keensight/search.hpp"
 
 namespace py = pybind11;
@@ -180,24 +181,8 @@ void bind_search(py::module_& m) {
       .def("reset", &search::FlatIndex::reset, py::call_guard<py::gil_scoped_release>())
       .def("save", &search::FlatIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
       .def_static("load", &search::FlatIndex::load, py::arg("path"), py::call_guard<py::gil_scoped_release>())
-      .def("to_bytes",
-           [](const search::FlatIndex& f) {
-             std::vector<unsigned char> bytes;
-             {
-               py::gil_scoped_release release;
-               bytes = f.to_bytes();
-             }
-             return py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-           })
-      .def_static("from_bytes",
-                  [](const py::bytes& data) {
-                    char* p = nullptr;
-                    py::ssize_t size = 0;
-                    if (PYBIND11_BYTES_AS_STRING_AND_SIZE(data.ptr(), &p, &size) != 0) throw py::error_already_set();
-                    py::gil_scoped_release release;  // `data` is immutable and held by the caller
-                    return search::FlatIndex::from_bytes(p, static_cast<std::size_t>(size));
-                  },
-                  py::arg("data"));
+      .def("to_bytes", &index_to_bytes<search::FlatIndex>)
+      .def_static("from_bytes", &index_from_bytes<search::FlatIndex>, py::arg("data"));
 
   m.def("pca_transform",
         [](const f32_matrix& x, const f32_matrix& mean, const f32_matrix& components, py::object scale) {
