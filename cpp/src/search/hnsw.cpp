@@ -330,9 +330,19 @@ void HNSWIndex::Impl::add_locked(const float* x, std::int64_t n, const std::int6
   });
   for (std::int64_t i = old; i < count; ++i)  // new nodes nobody linked back
     if (in_degree[i].load(std::memory_order_relaxed) == 0) orphans.push_back(static_cast<std::uint32_t>(i));
-  if (!orphans.empty()) {
+  if (!orphans.empty() || t_insert > 1) {
     std::unique_ptr<Scratch> s = acquire();
-    repair_orphans(std::move(orphans), *s, detail::make_distance(*this));
+    const Distance dist = detail::make_distance(*this);
+    if (!orphans.empty()) repair_orphans(std::move(orphans), *s, dist);
+    // Islands (see repair_islands) arise only from concurrent insertions; a
+    // repair can cut another node off, so walk again until none is left (twice
+    // was always enough in the tests; bounded).
+    if (t_insert > 1)
+      for (int pass = 0; pass < 4; ++pass) {
+        const std::vector<std::uint32_t> islands = unreachable_nodes();
+        if (islands.empty()) break;
+        repair_islands(islands, *s, dist);
+      }
     release(std::move(s));
   }
 }

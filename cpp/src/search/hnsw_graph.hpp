@@ -103,6 +103,12 @@ struct HNSWGraph : HNSWStorage {
   void relink_neighbours(std::uint32_t i, Scratch& s, const Distance& dist);
   // Links again every node of `queue` that no layer-0 list points to.
   void repair_orphans(std::vector<std::uint32_t> queue, Scratch& s, const Distance& dist);
+  // Nodes no layer-0 path from the entry point reaches (breadth-first over the
+  // layer-0 lists), in node order.
+  std::vector<std::uint32_t> unreachable_nodes() const;
+  // Links each of `islands` (unreachable nodes, whatever their in-degree) from the
+  // nearest reachable nodes, as repair_orphans does for orphans.
+  void repair_islands(const std::vector<std::uint32_t>& islands, Scratch& s, const Distance& dist);
   // Alg. 5 K-NN-SEARCH: the ef closest accepted nodes to q into s.results.
   template <class Accept>
   void knn(Scratch& s, Split q, std::size_t ef, const Accept& accept, const Distance& dist) const;
