@@ -567,8 +567,9 @@ void HNSWGraph::repair_orphans(std::vector<std::uint32_t> queue, Scratch& s, con
 // the same time can end up linked only to each other (each list that kept one
 // dropped the other, and the copies kept each other), an island no search enters
 // although every member has an in-link. After a threaded batch the layer-0 graph
-// is walked breadth-first from the entry point (links only, no distances: about a
-// millisecond per 30,000 nodes), and each unreached node is linked from the
+// is walked from the entry point (links only, no distances; measured on a 100k-node
+// graph: an add of 256 vectors took 28 ms on 2 threads against 20 ms on one, the walk
+// most of the difference; a large batch does not notice it), and each unreached node is linked from the
 // nearest reachable nodes a search finds; one member linked makes its island
 // reachable.
 std::vector<std::uint32_t> HNSWGraph::unreachable_nodes() const {
