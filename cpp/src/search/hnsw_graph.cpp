@@ -522,6 +522,21 @@ inline void HNSWGraph::add_link(Scratch& s, std::uint32_t node, std::uint32_t ta
   unlock(node);
 }
 
+// The nodes an insertion-time search (ef_construction) finds nearest to node o,
+// nearest first, o itself left out: where a repair links o from.
+std::vector<Cand> HNSWGraph::nearest_other_nodes(std::uint32_t o, Scratch& s, const Distance& dist) {
+  const Split q = node(o);
+  std::uint32_t ep = entry;
+  float ep_dist = dist.full(q, node(ep));
+  for (int lc = max_level; lc > 0; --lc) greedy<false>(s, q, ep, ep_dist, lc, dist);
+  search_layer<false>(s, q, ep, ep_dist, 0, static_cast<std::size_t>(opt.ef_construction), AcceptAll(),
+                      dist);
+  std::vector<Cand> found = s.results;
+  std::sort(found.begin(), found.end());
+  found.erase(std::remove_if(found.begin(), found.end(), [o](const Cand& c) { return c.second == o; }),
+              found.end());
+  return found;
+}
 
 // Every node no layer-0 list points to, other than the entry point, is
 // unreachable by a search. The heuristic of Alg. 4 drops a link e -> x when
@@ -542,16 +557,7 @@ void HNSWGraph::repair_orphans(std::vector<std::uint32_t> queue, Scratch& s, con
   for (std::size_t qi = 0; qi < queue.size() && budget > 0; ++qi, --budget) {
     const std::uint32_t o = queue[qi];
     if (o == entry || in_degree[o].load(std::memory_order_relaxed) > 0) continue;
-    const Split q = node(o);
-    std::uint32_t ep = entry;
-    float ep_dist = dist.full(q, node(ep));
-    for (int lc = max_level; lc > 0; --lc) greedy<false>(s, q, ep, ep_dist, lc, dist);
-    search_layer<false>(s, q, ep, ep_dist, 0, static_cast<std::size_t>(opt.ef_construction), AcceptAll(),
-                        dist);
-    std::vector<Cand> found = s.results;
-    std::sort(found.begin(), found.end());
-    found.erase(std::remove_if(found.begin(), found.end(), [o](const Cand& c) { return c.second == o; }),
-                found.end());
+    const std::vector<Cand> found = nearest_other_nodes(o, s, dist);
     s.orphans.clear();
     for (std::size_t j = 0; j < found.size() && j < M; ++j) {
       add_link(s, found[j].second, o, 0, dist);
@@ -598,16 +604,7 @@ std::vector<std::uint32_t> HNSWGraph::unreachable_nodes() const {
 
 void HNSWGraph::repair_islands(const std::vector<std::uint32_t>& islands, Scratch& s, const Distance& dist) {
   for (const std::uint32_t o : islands) {
-    const Split q = node(o);
-    std::uint32_t ep = entry;
-    float ep_dist = dist.full(q, node(ep));
-    for (int lc = max_level; lc > 0; --lc) greedy<false>(s, q, ep, ep_dist, lc, dist);
-    search_layer<false>(s, q, ep, ep_dist, 0, static_cast<std::size_t>(opt.ef_construction), AcceptAll(),
-                        dist);
-    std::vector<Cand> found = s.results;
-    std::sort(found.begin(), found.end());
-    found.erase(std::remove_if(found.begin(), found.end(), [o](const Cand& c) { return c.second == o; }),
-                found.end());
+    const std::vector<Cand> found = nearest_other_nodes(o, s, dist);
     const std::uint32_t before = in_degree[o].load(std::memory_order_relaxed);
     s.orphans.clear();
     for (std::size_t j = 0; j < found.size() && j < M; ++j) {
