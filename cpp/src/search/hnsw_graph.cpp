@@ -522,9 +522,11 @@ inline void HNSWGraph::add_link(Scratch& s, std::uint32_t node, std::uint32_t ta
   unlock(node);
 }
 
-// The nodes an insertion-time search (ef_construction) finds nearest to node o,
-// nearest first, o itself left out: where a repair links o from.
-std::vector<Cand> HNSWGraph::nearest_other_nodes(std::uint32_t o, Scratch& s, const Distance& dist) {
+// Links node o again as an insertion would: from the nearest nodes an
+// insertion-time search (ef_construction) finds, o itself left out, until one
+// list keeps it (its in-degree grows); failing that, o replaces the furthest link
+// of its nearest node. Nodes this cuts off are left in s.orphans for the caller.
+void HNSWGraph::link_from_nearest(std::uint32_t o, Scratch& s, const Distance& dist) {
   const Split q = node(o);
   std::uint32_t ep = entry;
   float ep_dist = dist.full(q, node(ep));
@@ -535,7 +537,13 @@ std::vector<Cand> HNSWGraph::nearest_other_nodes(std::uint32_t o, Scratch& s, co
   std::sort(found.begin(), found.end());
   found.erase(std::remove_if(found.begin(), found.end(), [o](const Cand& c) { return c.second == o; }),
               found.end());
-  return found;
+  const std::uint32_t before = in_degree[o].load(std::memory_order_relaxed);
+  s.orphans.clear();
+  for (std::size_t j = 0; j < found.size() && j < M; ++j) {
+    add_link(s, found[j].second, o, 0, dist);
+    if (in_degree[o].load(std::memory_order_relaxed) > before) return;
+  }
+  if (!found.empty()) replace_furthest(s, found[0].second, o, dist);
 }
 
 // Every node no layer-0 list points to, other than the entry point, is
@@ -557,13 +565,7 @@ void HNSWGraph::repair_orphans(std::vector<std::uint32_t> queue, Scratch& s, con
   for (std::size_t qi = 0; qi < queue.size() && budget > 0; ++qi, --budget) {
     const std::uint32_t o = queue[qi];
     if (o == entry || in_degree[o].load(std::memory_order_relaxed) > 0) continue;
-    const std::vector<Cand> found = nearest_other_nodes(o, s, dist);
-    s.orphans.clear();
-    for (std::size_t j = 0; j < found.size() && j < M; ++j) {
-      add_link(s, found[j].second, o, 0, dist);
-      if (in_degree[o].load(std::memory_order_relaxed) > 0) break;
-    }
-    if (in_degree[o].load(std::memory_order_relaxed) == 0 && !found.empty()) replace_furthest(s, found[0].second, o, dist);
+    link_from_nearest(o, s, dist);
     queue.insert(queue.end(), s.orphans.begin(), s.orphans.end());
   }
   s.orphans.clear();
@@ -604,15 +606,7 @@ std::vector<std::uint32_t> HNSWGraph::unreachable_nodes() const {
 
 void HNSWGraph::repair_islands(const std::vector<std::uint32_t>& islands, Scratch& s, const Distance& dist) {
   for (const std::uint32_t o : islands) {
-    const std::vector<Cand> found = nearest_other_nodes(o, s, dist);
-    const std::uint32_t before = in_degree[o].load(std::memory_order_relaxed);
-    s.orphans.clear();
-    for (std::size_t j = 0; j < found.size() && j < M; ++j) {
-      add_link(s, found[j].second, o, 0, dist);
-      if (in_degree[o].load(std::memory_order_relaxed) > before) break;
-    }
-    if (in_degree[o].load(std::memory_order_relaxed) <= before && !found.empty())
-      replace_furthest(s, found[0].second, o, dist);
+    link_from_nearest(o, s, dist);
     if (!s.orphans.empty()) {
       std::vector<std::uint32_t> orphans = std::move(s.orphans);
       s.orphans.clear();

@@ -102,7 +102,7 @@ struct HNSWGraph : HNSWStorage {
   // and gain its neighbours as candidates). Serial (the caller owns the index).
   void relink_neighbours(std::uint32_t i, Scratch& s, const Distance& dist);
   // Links again every node of `queue` that no layer-0 list points to.
-  std::vector<Cand> nearest_other_nodes(std::uint32_t o, Scratch& s, const Distance& dist);
+  void link_from_nearest(std::uint32_t o, Scratch& s, const Distance& dist);
   void repair_orphans(std::vector<std::uint32_t> queue, Scratch& s, const Distance& dist);
   // Nodes no layer-0 path from the entry point reaches (breadth-first over the
   // layer-0 lists), in node order.
