@@ -27,6 +27,8 @@
 #include "core/gemm.hpp"
 #include "filters/kernels.hpp"
 #include "keensight/core.hpp"
+#include "nn/kernels.hpp"  // nn ops section
+#include "nn/pool_window.hpp"  // nn ops section
 #include "preprocess/kernels.hpp"
 #include "search/kernels.hpp"
 
@@ -862,6 +864,281 @@ void test_dispatch(const std::vector<Isa>& levels) {
   keensight::set_isa(before);
 }
 
+// ===========================================================================
+// nn ops (nn/ops_{scalar,avx2,avx512}.cpp; branch ops): every entry of OpsKernels
+// against the scalar table. Bit-exact, except sigmoid / swish (polynomial exp: a few
+// ulp). Pools and conv_direct on random shapes (1x1 .. 11x12, channels 1..40, pads,
+// strides, dilation, ceil mode), run over a split row range with in_row0 / out_row0
+// offsets as the fused blocks call them.
+namespace kn = keensight::nn::detail;
+using keensight::nn::ActKind;
+using keensight::nn::Activation;
+using keensight::nn::ConvShape;
+
+std::vector<Activation> nn_test_activations() {
+  std::vector<Activation> acts(7);
+  acts[1].kind = ActKind::clip;
+  acts[1].lo = 0.f;
+  acts[1].hi = 6.f;
+  acts[2].kind = ActKind::clip;
+  acts[2].lo = 0.f;  // relu: hi = inf
+  acts[3].kind = ActKind::hardswish;
+  acts[4].kind = ActKind::hardsigmoid;
+  acts[4].alpha = 0.2f;
+  acts[5].kind = ActKind::sigmoid;
+  acts[6].kind = ActKind::swish;
+  return acts;
+}
+
+bool nn_approx(const Activation& act) { return act.kind == ActKind::sigmoid || act.kind == ActKind::swish; }
+
+// Bit-exact, or within 8 ulp-ish (1e-6 relative) for the exp-based activations.
+void nn_expect(std::int64_t n, const char* what, std::int64_t i, float got, float want, bool approx) {
+  if (approx) expect_close(n, what, i, got, want, std::fabs(want), 1e-6);
+  else expect_equal(n, what, i, got, want);
+}
+
+void nn_fill_specials(Buf<float>& b, float lo, float hi, bool specials) {
+  fill(b, lo, hi);
+  if (!specials) return;
+  for (std::int64_t i = 0; i < b.size(); ++i) {
+    const int r = uniform_int(0, 40);
+    if (r == 0) b[i] = std::numeric_limits<float>::quiet_NaN();
+    if (r == 1) b[i] = -std::numeric_limits<float>::infinity();
+    if (r == 2) b[i] = -0.f;
+    if (r == 3) b[i] = 0.f;
+  }
+}
+
+void test_nn_elementwise(const kn::OpsKernels& sim, const kn::OpsKernels& ref) {
+  const auto acts = nn_test_activations();
+  for (std::int64_t n = 0; n <= kMaxLen; ++n) {
+    const int mis = static_cast<int>(n % 3) + 1;
+    for (const Activation& act : acts) {
+      const bool approx = nn_approx(act);
+      Buf<float> a(n, mis), b(n, (mis + 1) % 4), y1(n, mis), y2(n, mis);
+      nn_fill_specials(a, -12.f, 12.f, !approx);
+      fill(b, -3.f, 3.f);
+      g_kernel = "nn_ops.activate";
+      sim.activate(act, a.data(), y1.data(), n);
+      ref.activate(act, a.data(), y2.data(), n);
+      for (std::int64_t i = 0; i < n; ++i) nn_expect(n, "y", i, y1[i], y2[i], approx);
+      expect_guard(n, y1, "y");
+      Buf<float> inplace(n, mis);
+      for (std::int64_t i = 0; i < n; ++i) inplace[i] = a[i];
+      sim.activate(act, inplace.data(), inplace.data(), n);
+      for (std::int64_t i = 0; i < n; ++i) nn_expect(n, "y (in place)", i, inplace[i], y2[i], approx);
+      for (int op = 0; op < 2; ++op) {
+        g_kernel = op == 0 ? "nn_ops.add" : "nn_ops.mul";
+        const auto fn_sim = op == 0 ? sim.add : sim.mul;
+        const auto fn_ref = op == 0 ? ref.add : ref.mul;
+        fn_sim(a.data(), b.data(), y1.data(), n, act);
+        fn_ref(a.data(), b.data(), y2.data(), n, act);
+        for (std::int64_t i = 0; i < n; ++i) nn_expect(n, "y", i, y1[i], y2[i], approx);
+        expect_guard(n, y1, "y");
+        Buf<float> ab(n, mis);  // y == b
+        for (std::int64_t i = 0; i < n; ++i) ab[i] = b[i];
+        fn_sim(a.data(), ab.data(), ab.data(), n, act);
+        for (std::int64_t i = 0; i < n; ++i) nn_expect(n, "y (== b)", i, ab[i], y2[i], approx);
+      }
+    }
+  }
+  for (std::int64_t c = 1; c <= 40; ++c)
+    for (std::int64_t pixels : {0, 1, 3, 7}) {
+      const Activation& act = acts[static_cast<std::size_t>(c % 7)];
+      const bool approx = nn_approx(act);
+      Buf<float> x(pixels * c, 1), scale(c, 2), shift(c, 3);
+      nn_fill_specials(x, -4.f, 4.f, !approx);
+      fill(scale, -2.f, 2.f);
+      fill(shift, -1.f, 1.f);
+      for (int which = 0; which < 4; ++which) {
+        g_kernel = "nn_ops.channel_affine";
+        const float* sc = which & 1 ? scale.data() : nullptr;
+        const float* sh = which & 2 ? shift.data() : nullptr;
+        Buf<float> y1(pixels * c, 1), y2(pixels * c, 1);
+        sim.channel_affine(x.data(), sc, sh, y1.data(), pixels, c, act);
+        ref.channel_affine(x.data(), sc, sh, y2.data(), pixels, c, act);
+        for (std::int64_t i = 0; i < pixels * c; ++i) nn_expect(c, "y", i, y1[i], y2[i], approx);
+        expect_guard(c, y1, "y");
+      }
+      if (pixels == 0) continue;
+      g_kernel = "nn_ops.global_avg_pool";
+      Buf<float> g1(c, 2), g2(c, 2);
+      sim.global_avg_pool(x.data(), pixels, c, g1.data());
+      ref.global_avg_pool(x.data(), pixels, c, g2.data());
+      for (std::int64_t i = 0; i < c; ++i) expect_equal(c, "y", i, g1[i], g2[i]);
+      expect_guard(c, g1, "y");
+    }
+  for (std::int64_t pixels : {49, 196}) {  // EfficientNet's 7x7x1280 head and a longer sum
+    g_kernel = "nn_ops.global_avg_pool";
+    const std::int64_t c = 1280 + 7;
+    Buf<float> x(pixels * c, 0), g1(c, 1), g2(c, 1);
+    fill(x, 0.f, 6.f);
+    sim.global_avg_pool(x.data(), pixels, c, g1.data());
+    ref.global_avg_pool(x.data(), pixels, c, g2.data());
+    for (std::int64_t i = 0; i < c; ++i) expect_equal(c, "y", i, g1[i], g2[i]);
+    expect_guard(c, g1, "y");
+  }
+}
+
+// A random geometry with in/out sizes >= 1, or false.
+bool nn_random_shape(ConvShape& s, bool ceil_mode, int max_taps_hw) {
+  s.in_h = uniform_int(1, 11);
+  s.in_w = uniform_int(1, 12);
+  s.kh = uniform_int(1, std::min(4, max_taps_hw));
+  s.kw = uniform_int(1, std::max(1, std::min(4, max_taps_hw / s.kh)));
+  s.stride_h = uniform_int(1, 3);
+  s.stride_w = uniform_int(1, 3);
+  s.dilation_h = uniform_int(0, 3) == 0 ? 2 : 1;
+  s.dilation_w = uniform_int(0, 3) == 0 ? 2 : 1;
+  const int eh = (s.kh - 1) * s.dilation_h + 1, ew = (s.kw - 1) * s.dilation_w + 1;
+  s.pad_top = uniform_int(0, eh - 1);
+  s.pad_bottom = uniform_int(0, eh - 1);
+  s.pad_left = uniform_int(0, ew - 1);
+  s.pad_right = uniform_int(0, ew - 1);
+  s.out_h = kn::window_output_size(s.in_h, s.kh, s.stride_h, s.pad_top, s.pad_bottom, s.dilation_h, ceil_mode);
+  s.out_w = kn::window_output_size(s.in_w, s.kw, s.stride_w, s.pad_left, s.pad_right, s.dilation_w, ceil_mode);
+  return s.out_h >= 1 && s.out_w >= 1;
+}
+
+// Runs `call(in, in_row0, out, out_row0, y0, y1)` of `sim` over output rows split in
+// two ranges, each with only the input rows it reads, and compares with `ref`'s whole
+// image. out_c: channels of an output pixel.
+template <class Call>
+void nn_compare_rows(const ConvShape& s, std::int64_t out_c, const Buf<float>& in, Call&& call_sim,
+                     Call&& call_ref, bool approx) {
+  const std::int64_t out_row = s.out_w * out_c, in_row = s.in_w * s.in_c;
+  Buf<float> want(s.out_h * out_row, 0);
+  call_ref(in.data(), 0, want.data(), 0, 0, s.out_h);
+  const std::int64_t split = uniform_int(0, static_cast<int>(s.out_h));
+  for (int part = 0; part < 2; ++part) {
+    const std::int64_t y0 = part == 0 ? 0 : split, y1 = part == 0 ? split : s.out_h;
+    if (y0 >= y1) continue;
+    const kn::RowSpan rows = kn::input_rows_for(y0, y1, s.stride_h, s.pad_top, s.dilation_h, s.kh, s.in_h);
+    Buf<float> strip((rows.last - rows.first) * in_row, 1 + part);
+    for (std::int64_t i = 0; i < strip.size(); ++i) strip[i] = in[rows.first * in_row + i];
+    Buf<float> got((y1 - y0) * out_row, 2 - part);
+    call_sim(strip.data(), rows.first, got.data(), y0, y0, y1);
+    for (std::int64_t i = 0; i < got.size(); ++i)
+      nn_expect(s.out_h * 1000 + s.out_w, "out", y0 * out_row + i, got[i], want[y0 * out_row + i], approx);
+    expect_guard(s.out_h * 1000 + s.out_w, got, "out");
+  }
+}
+
+void test_nn_pools(const kn::OpsKernels& sim, const kn::OpsKernels& ref) {
+  for (int trial = 0; trial < 400; ++trial) {
+    ConvShape s;
+    const bool ceil_mode = trial % 2 == 1;
+    if (!nn_random_shape(s, ceil_mode, 16)) continue;
+    s.in_c = s.out_c = trial < 40 ? trial + 1 : uniform_int(1, 40);
+    Buf<float> in(s.in_h * s.in_w * s.in_c, trial % 4);
+    nn_fill_specials(in, -5.f, 5.f, trial % 5 == 0);
+    for (int kind = 0; kind < 2; ++kind) {
+      const bool include_pad = uniform_int(0, 1) == 1;
+      g_kernel = kind == 0 ? "nn_ops.max_pool" : "nn_ops.avg_pool";
+      const auto make = [&](const kn::OpsKernels& k) {
+        return [&s, &k, kind, include_pad](const float* x, std::int64_t in_row0, float* y, std::int64_t out_row0,
+                                           std::int64_t y0, std::int64_t y1) {
+          kn::PoolArgs a;
+          a.shape = &s;
+          a.count_include_pad = include_pad;
+          a.in = x;
+          a.in_row0 = in_row0;
+          a.out = y;
+          a.out_row0 = out_row0;
+          (kind == 0 ? k.max_pool : k.avg_pool)(a, y0, y1);
+        };
+      };
+      auto f_sim = make(sim);
+      auto f_ref = make(ref);
+      nn_compare_rows(s, s.in_c, in, f_sim, f_ref, false);
+    }
+  }
+  // Max pool semantics the contract states (checked on the table under test itself).
+  g_kernel = "nn_ops.max_pool";
+  ConvShape s;
+  s.in_h = 1;
+  s.in_w = 2;
+  s.in_c = s.out_c = 17;
+  s.kh = 1;
+  s.kw = 2;
+  s.out_h = 1;
+  s.out_w = 1;
+  Buf<float> in(2 * 17, 0), out(17, 0);
+  for (int ch = 0; ch < 17; ++ch) {
+    in[ch] = ch % 2 ? std::numeric_limits<float>::quiet_NaN() : 1.f;
+    in[17 + ch] = ch % 3 ? 2.f : std::numeric_limits<float>::quiet_NaN();
+  }
+  kn::PoolArgs a;
+  a.shape = &s;
+  a.in = in.data();
+  a.out = out.data();
+  sim.max_pool(a, 0, 1);
+  for (int ch = 0; ch < 17; ++ch) {
+    ++g_checks;
+    const bool want_nan = ch % 2 == 1 || ch % 3 == 0;
+    if (want_nan != std::isnan(out[ch]) || (!want_nan && out[ch] != 2.f))
+      fail(ch, "a NaN tap must give NaN, else the maximum");
+  }
+  expect_guard(17, out, "out");
+}
+
+void test_nn_conv_direct(const kn::OpsKernels& sim, const kn::OpsKernels& ref) {
+  const auto acts = nn_test_activations();
+  g_kernel = "nn_ops.conv_direct";
+  for (int trial = 0; trial < 300; ++trial) {
+    ConvShape s;
+    s.in_c = trial < 10 ? 3 : uniform_int(1, 5);
+    if (!nn_random_shape(s, false, static_cast<int>(kn::kDirectConvMaxTaps / s.in_c))) continue;
+    if (trial < 10) {  // the stem: 3x3 stride 2, TF-SAME pads (0, 0, 1, 1) or (1, 1, 1, 1)
+      s.kh = s.kw = 3;
+      s.stride_h = s.stride_w = 2;
+      s.dilation_h = s.dilation_w = 1;
+      s.pad_top = s.pad_left = trial % 2;
+      s.pad_bottom = s.pad_right = 1;
+      s.in_h = uniform_int(3, 20);
+      s.in_w = uniform_int(3, 40);
+      s.out_h = kn::window_output_size(s.in_h, 3, 2, s.pad_top, 1, 1, false);
+      s.out_w = kn::window_output_size(s.in_w, 3, 2, s.pad_left, 1, 1, false);
+    }
+    s.out_c = trial < 10 ? 32 : trial < 50 ? trial - 9 : uniform_int(1, 70);
+    const Activation& act = acts[static_cast<std::size_t>(trial % 7)];
+    Buf<float> in(s.in_h * s.in_w * s.in_c, trial % 4), w(s.kh * s.kw * s.in_c * s.out_c, 1), bias(s.out_c, 2);
+    fill(in, -2.f, 2.f);
+    fill(w, -1.f, 1.f);
+    fill(bias, -1.f, 1.f);
+    const auto make = [&](const kn::OpsKernels& k) {
+      return [&s, &k, &w, &bias, &act](const float* x, std::int64_t in_row0, float* y, std::int64_t out_row0,
+                                       std::int64_t y0, std::int64_t y1) {
+        kn::DirectConvArgs a;
+        a.shape = &s;
+        a.in = x;
+        a.in_row0 = in_row0;
+        a.weights = w.data();
+        a.bias = bias.data();
+        a.act = act;
+        a.out = y;
+        a.out_row0 = out_row0;
+        k.conv_direct(a, y0, y1);
+      };
+    };
+    auto f_sim = make(sim);
+    auto f_ref = make(ref);
+    nn_compare_rows(s, s.out_c, in, f_sim, f_ref, nn_approx(act));
+  }
+}
+
+void test_nn_ops(const kn::OpsKernels& sim, const kn::OpsKernels& ref) {
+  g_kernel = "nn_ops.table";
+  ++g_checks;
+  if (!keensight::detail::table_is_complete(sim)) fail(0, "the nn ops table has a null entry");
+  test_nn_elementwise(sim, ref);
+  test_nn_pools(sim, ref);
+  test_nn_conv_direct(sim, ref);
+}
+// nn ops: end
+// ===========================================================================
+
 }  // namespace
 
 int main() {
@@ -897,6 +1174,7 @@ int main() {
     test_gemm_exact(kd::gemm_u8s8_kernels(level), "gemm_u8s8.tile");
     test_gemm_exact(kd::gemm_xnor_kernels(level), "gemm_xnor.tile");
     test_preprocess(kp::preprocess_kernels(level), pre_ref);
+    test_nn_ops(keensight::nn::detail::ops_kernels_at(level), keensight::nn::detail::ops_kernels_scalar());
     std::printf("%-17s %s\n", keensight::isa_name(level), g_failures == before ? "ok" : "FAILED");
   }
   test_dispatch(levels);
