@@ -453,14 +453,15 @@ void Network::Impl::plan() const {
   constexpr std::int64_t kAlign = 16;  // floats: 64 bytes
   std::vector<Slot> slots;
   std::vector<int> slot_of(tensors, -1);
+  std::vector<int> occupant;  // per slot: the tensor in it now
   std::vector<bool> slot_free;
   std::int64_t scratch = 0;
   for (std::size_t i = 0; i < nodes.size(); ++i) {
     const Node& node = nodes[i];
-    // Free the slots of tensors whose last consumer ran before this node.
-    for (std::size_t t = 0; t < tensors; ++t)
-      if (slot_of[t] >= 0 && last_use[t] < static_cast<std::int64_t>(i) && !slot_free[static_cast<std::size_t>(slot_of[t])])
-        slot_free[static_cast<std::size_t>(slot_of[t])] = true;
+    // Free the slots whose tensor's last consumer ran before this node.
+    for (std::size_t s = 0; s < slots.size(); ++s)
+      if (!slot_free[s] && last_use[static_cast<std::size_t>(occupant[s])] < static_cast<std::int64_t>(i))
+        slot_free[s] = true;
     const std::int64_t need = keensight::detail::round_up(shapes[static_cast<std::size_t>(node.output)].size(), kAlign);
     int best = -1;
     for (std::size_t s = 0; s < slots.size(); ++s) {
@@ -474,8 +475,10 @@ void Network::Impl::plan() const {
     if (best < 0) {
       slots.push_back(Slot{need, 0});
       slot_free.push_back(false);
+      occupant.push_back(node.output);
       best = static_cast<int>(slots.size()) - 1;
     } else {
+      occupant[static_cast<std::size_t>(best)] = node.output;
       slots[static_cast<std::size_t>(best)].floats = std::max(slots[static_cast<std::size_t>(best)].floats, need);
       slot_free[static_cast<std::size_t>(best)] = false;
     }

@@ -155,10 +155,9 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> Tupl
     return total // 2, total - total // 2
 
 
-from ._graph import Graph, Node  # noqa: E402
+from ._graph import Graph, Node, UnsupportedOperatorError  # noqa: E402
 from ._network import Network  # noqa: E402
 from ._functional import (activation, add, avg_pool2d, concat, conv2d, dense, depthwise_conv2d, flatten,  # noqa: E402
                           global_avg_pool2d, hardsigmoid, hardswish, max_pool2d, mul, pointwise_conv2d, relu, relu6,
                           sigmoid, softmax, swish)
 from ._blocks import InvertedResidual, SeparableBlock  # noqa: E402
-from ._onnx import UnsupportedOperatorError  # noqa: E402
