@@ -532,6 +532,58 @@ void test_search(const ks::SearchKernels& sim, const ks::SearchKernels& ref) {
 }
 
 // ---------------------------------------------------------------------------
+// core GEMM tile_rows_fused: rows x cols of a tile (every edge shape), with and
+// without accumulation and the epilogue (bias, residual, clamp), against the
+// product summed in double; nothing outside rows x cols is written.
+void test_gemm_fused(const kd::GemmF32Kernels& sim) {
+  const int mr = sim.mr, nr = sim.nr;
+  g_kernel = "gemm.tile_rows_fused";
+  for (std::int64_t kc : {std::int64_t{0}, std::int64_t{1}, std::int64_t{7}, std::int64_t{33}})
+    for (int rows = 1; rows <= mr; ++rows)
+      for (int cols = 1; cols <= nr; cols += (cols < 4 || cols > nr - 4) ? 1 : 5) {
+        const std::int64_t lda = kc + 2, ldc = nr + 5, ldr = nr + 1;
+        Buf<float> a(rows * lda, 1), b(kc * nr, 0), bias(nr, 2), res(rows * ldr, 3);
+        fill(a, -1.f, 1.f);
+        fill(b, -1.f, 1.f);
+        fill(bias, -1.f, 1.f);
+        fill(res, -1.f, 1.f);
+        for (int variant = 0; variant < 4; ++variant) {
+          const bool accumulate = variant & 1, epilogue = variant & 2;
+          Buf<float> c(mr * ldc, 1);
+          fill(c, -1.f, 1.f);
+          std::vector<float> before(c.data(), c.data() + c.size());
+          kd::TileEpilogue ep;
+          ep.bias = bias.data();
+          ep.residual = res.data();
+          ep.ld_residual = ldr;
+          ep.lo = -0.5f;
+          ep.hi = 0.75f;
+          sim.tile_rows_fused(kc, a.data(), lda, rows, b.data(), c.data(), ldc, cols, accumulate,
+                              epilogue ? &ep : nullptr);
+          for (int i = 0; i < mr; ++i)
+            for (std::int64_t j = 0; j < ldc; ++j) {
+              const std::int64_t at = i * ldc + j;
+              if (i >= rows || j >= cols) {
+                expect_equal(kc, "c outside rows x cols", at, c[at], before[static_cast<std::size_t>(at)]);
+                continue;
+              }
+              double want = accumulate ? before[static_cast<std::size_t>(at)] : 0.0, mag = std::fabs(want) + 3.0;
+              for (std::int64_t p = 0; p < kc; ++p) {
+                want += static_cast<double>(a[i * lda + p]) * b[p * nr + j];
+                mag += std::fabs(static_cast<double>(a[i * lda + p]) * b[p * nr + j]);
+              }
+              if (epilogue) {
+                want += bias[j] + res[i * ldr + j];
+                want = std::min(std::max(want, -0.5), 0.75);
+              }
+              expect_close(kc, "c", at, c[at], want, mag, 4e-7 * (kc + 4));
+            }
+          expect_guard(kc, c, "c");
+        }
+      }
+}
+
+// ---------------------------------------------------------------------------
 // core GEMM f32 tiles: against the scalar tile when both have the same mr x nr shape,
 // and always against the product summed in double (a level may pick another tile shape).
 void test_gemm(const kd::GemmF32Kernels& sim, const kd::GemmF32Kernels& ref) {
@@ -1171,6 +1223,7 @@ int main() {
     test_filters(kf::filter_kernels(level), filters_ref);
     test_search(ks::search_kernels(level), search_ref);
     test_gemm(kd::gemm_f32_kernels(level), gemm_ref);
+    test_gemm_fused(kd::gemm_f32_kernels(level));
     test_gemm_exact(kd::gemm_u8s8_kernels(level), "gemm_u8s8.tile");
     test_gemm_exact(kd::gemm_xnor_kernels(level), "gemm_xnor.tile");
     test_preprocess(kp::preprocess_kernels(level), pre_ref);

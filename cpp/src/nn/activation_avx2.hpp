@@ -63,13 +63,13 @@ struct ActivationAvx2 {
 // The vector form of nn::activate; min / max operand order as activation_avx512.hpp.
 inline __m256 hardsigmoid_avx2(const ActivationAvx2& a, __m256 x) {
   const __m256 t = _mm256_add_ps(_mm256_mul_ps(x, a.alpha), a.beta);  // two roundings, as the reference
-  return _mm256_min_ps(_mm256_max_ps(t, _mm256_setzero_ps()), _mm256_set1_ps(1.f));
+  return _mm256_min_ps(_mm256_set1_ps(1.f), _mm256_max_ps(_mm256_setzero_ps(), t));  // bound first: NaN propagates
 }
 
 inline __m256 activate_avx2(const ActivationAvx2& a, __m256 x) {
   switch (a.kind) {
     case ActKind::none: return x;
-    case ActKind::clip: return _mm256_min_ps(_mm256_max_ps(x, a.lo), a.hi);
+    case ActKind::clip: return _mm256_min_ps(a.hi, _mm256_max_ps(a.lo, x));
     case ActKind::hardsigmoid: return hardsigmoid_avx2(a, x);
     case ActKind::hardswish: return _mm256_mul_ps(x, hardsigmoid_avx2(a, x));
     case ActKind::sigmoid: {

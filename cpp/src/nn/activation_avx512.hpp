@@ -72,13 +72,13 @@ struct ActivationAvx512 {
 // fmax(x, lo) does; hardswish keeps x * 0 = NaN.
 inline __m512 hardsigmoid_avx512(const ActivationAvx512& a, __m512 x) {
   const __m512 t = _mm512_add_ps(_mm512_mul_ps(x, a.alpha), a.beta);  // two roundings, as the reference
-  return _mm512_min_ps(_mm512_max_ps(t, _mm512_setzero_ps()), _mm512_set1_ps(1.f));
+  return _mm512_min_ps(_mm512_set1_ps(1.f), _mm512_max_ps(_mm512_setzero_ps(), t));  // bound first: NaN propagates
 }
 
 inline __m512 activate_avx512(const ActivationAvx512& a, __m512 x) {
   switch (a.kind) {
     case ActKind::none: return x;
-    case ActKind::clip: return _mm512_min_ps(_mm512_max_ps(x, a.lo), a.hi);
+    case ActKind::clip: return _mm512_min_ps(a.hi, _mm512_max_ps(a.lo, x));
     case ActKind::hardsigmoid: return hardsigmoid_avx512(a, x);
     case ActKind::hardswish: return _mm512_mul_ps(x, hardsigmoid_avx512(a, x));
     case ActKind::sigmoid: {
