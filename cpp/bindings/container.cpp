@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/container.hpp"
+#include "keensight/core.hpp"
 
 namespace py = pybind11;
 
