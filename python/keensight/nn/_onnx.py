@@ -251,6 +251,7 @@ class _Importer:
         self.nodes: List[Node] = []
         self.producer: Dict[str, Node] = {}
         self.internal = 0
+        self.pending_pads: Dict[str, Tuple[str, Tuple[int, int, int, int]]] = {}
         self._read_initializers()
         self._read_input(input_shape)
         names = {self.input_name} | {o for n in self.g.node for o in n.output if o}
@@ -474,7 +475,45 @@ class _Importer:
         if k != "dyn":
             raise ValueError(f"{_describe(node, index)}: expected its {what} to be computed from the image input, "
                              f"got a {k} tensor")
-        return self.resolve(name)
+        name = self.resolve(name)
+        if name in self.pending_pads:
+            raise ValueError(f"{_describe(node, index)}: reads {name!r}, the output of a Pad; a zero Pad is "
+                             "supported only before a Conv (it becomes the Conv's padding)")
+        return name
+
+    def padded_input(self, node, index) -> Tuple[str, Tuple[int, int, int, int]]:
+        """The input of a Conv and the zero padding of a Pad node before it (top, left, bottom, right)."""
+        name = self.resolve(node.input[0]) if self.kind(node.input[0]) == "dyn" else None
+        if name in self.pending_pads:
+            return self.pending_pads[name]
+        return self.data_input(node, index), (0, 0, 0, 0)
+
+    def op_Pad(self, node, index, kinds, at):
+        where = _describe(node, index)
+        x = self.data_input(node, index)
+        shape = self.feature_map(node, index, x)
+        mode = at.get("mode", "constant")
+        if self.opset < 11:
+            pads, value = list(at.get("pads", ())), float(at.get("value", 0.0))
+        else:
+            pads = self.const_input(node, index, 1, "pads").astype(np.int64).tolist()
+            v = self.const_input(node, index, 2, "constant_value", optional=True)
+            value = 0.0 if v is None else float(np.asarray(v).reshape(-1)[0])
+            axes = self.const_input(node, index, 3, "axes", optional=True)
+            if axes is not None:  # opset 18: pads for the listed axes only
+                full = [0] * 8
+                for j, a in enumerate(int(a) % 4 for a in axes.tolist()):
+                    full[a], full[a + 4] = pads[j], pads[j + len(axes)]
+                pads = full
+        if mode != "constant" or value != 0.0:
+            raise ValueError(f"{where}: Pad mode {mode!r} with value {value}; only zero padding is supported")
+        if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)) or min(pads) < 0:
+            raise ValueError(f"{where}: pads {pads}; only non-negative padding of H and W is supported")
+        out = node.output[0]
+        if out in self.protected:
+            raise ValueError(f"{where}: its output {out!r} cannot be returned (a Pad becomes the next Conv's padding)")
+        self.pending_pads[out] = (x, (pads[2], pads[3], pads[6], pads[7]))
+        self.shapes[out] = (shape[0], shape[1] + pads[2] + pads[6], shape[2] + pads[3] + pads[7])
 
     def const_input(self, node, index, i, what, optional=False) -> Optional[np.ndarray]:
         name = node.input[i] if i < len(node.input) else ""
@@ -563,7 +602,7 @@ class _Importer:
 
     def op_Conv(self, node, index, kinds, at):
         where = _describe(node, index)
-        x = self.data_input(node, index)
+        x, pre = self.padded_input(node, index)
         c, h, w_ = self.feature_map(node, index, x)
         w = self.const_input(node, index, 1, "weight W")
         if w.ndim != 4:
@@ -578,7 +617,10 @@ class _Importer:
             raise ValueError(f"{where}: kernel_shape {at['kernel_shape']} disagrees with the weight {w.shape}")
         if b is not None and b.shape != (o,):
             raise ValueError(f"{where}: bias of shape {b.shape}, expected ({o},)")
-        strides, pads, dil = self.spatial(node, index, at, kernel, (h, w_))
+        if pre != (0, 0, 0, 0) and at.get("auto_pad", "NOTSET") not in ("NOTSET", "", "VALID"):
+            raise ValueError(f"{where}: a Pad before a Conv with auto_pad={at['auto_pad']} is not supported")
+        strides, pads, dil = self.spatial(node, index, at, kernel, (h + pre[0] + pre[2], w_ + pre[1] + pre[3]))
+        pads = tuple(p + q for p, q in zip(pads, pre))
         oh = self.out_size(h, kernel[0], strides[0], dil[0], pads[0], pads[2])
         ow = self.out_size(w_, kernel[1], strides[1], dil[1], pads[1], pads[3])
         if oh < 1 or ow < 1:
@@ -860,8 +902,9 @@ class _Importer:
             axes = None if axes is None else axes.tolist()
         else:
             axes = at.get("axes")
-        if axes is None:
-            axes = [i for i in range(1, len(src)) if src[i] == 1]
+        if axes is None:  # squeezes every axis of size 1, the batch axis of a batch of 1 too
+            raise ValueError(f"{_describe(node, index)}: Squeeze without axes depends on the batch size; "
+                             "give the axes")
         axes = sorted(int(a) % len(src) for a in axes)
         if 0 in axes or any(src[a] != 1 for a in axes):
             raise ValueError(f"{_describe(node, index)}: Squeeze of axes {axes} on (N, {self.shapes[x]})")
@@ -961,7 +1004,7 @@ class _Fuser:
 
     def run(self):
         rules = (self.copy_into_producer, self.merge_affines, self.scale_through_clip, self.scale_into_gate,
-                 self.clip_to_hardsigmoid, self.gate_to_hardswish, self.affine_into_conv, self.residual,
+                 self.clip_to_hardsigmoid, self.affine_into_hardsigmoid, self.gate_to_hardswish, self.affine_into_conv, self.residual,
                  self.activation_into_producer)
         changed = True
         while changed:
@@ -1124,6 +1167,23 @@ class _Fuser:
         node.op = "activation"
         node.weights = {}
         node.attrs = {"activation": activation_tuple(("hardsigmoid", a, b))}
+        return True
+
+    def affine_into_hardsigmoid(self, node):
+        """hardsigmoid(alpha (s x + t) + beta) = hardsigmoid(alpha s x + alpha t + beta), s, t uniform."""
+        if node.op != "activation" or node.attrs["activation"] is None or node.attrs["activation"][0] != "hardsigmoid":
+            return False
+        p = self.source(node.inputs[0], ("channel_affine",))
+        if p is None or p.attrs["activation"] is not None:
+            return False
+        s, t = self.affine_of(p)
+        a, b = _uniform(s, 1.0), _uniform(t, 0.0)
+        if a is None or b is None:
+            return False
+        _, _, _, alpha, beta = node.attrs["activation"]
+        node.attrs["activation"] = activation_tuple(("hardsigmoid", alpha * a, alpha * b + beta))
+        node.inputs = list(p.inputs)
+        self.remove(p)
         return True
 
     def gate_to_hardswish(self, node):

@@ -41,7 +41,8 @@ def mobilenet_v2_onnx(width: float = 1.0, resolution: int = 224, num_classes: in
     num_classes : int
         Outputs of the final Gemm (>= 1).
     seed : int
-        Seed of the weights: He-normal convolutions (std sqrt(2 / fan_in)) and random
+        Seed of the weights: He-normal convolutions (std sqrt(2 / fan_in), sqrt(1 / fan_in)
+        for the linear projections) and random
         batch-norm statistics (variance in [0.5, 1.5]), so activations stay O(1).
     batch_norm : bool
         Each Conv followed by a BatchNormalization node (PyTorch's export for training
@@ -78,7 +79,9 @@ def mobilenet_v2_onnx(width: float = 1.0, resolution: int = 224, num_classes: in
 
     def conv_bn(x, name, cin, cout, k, stride, groups, relu6):
         fan_in = cin // groups * k * k
-        w = rng.standard_normal((cout, cin // groups, k, k)) * np.sqrt(2.0 / fan_in)
+        # He et al. 2015: std sqrt(2 / fan_in) before a rectifier; sqrt(1 / fan_in) before the
+        # linear projection, so the residual stream does not grow block after block
+        w = rng.standard_normal((cout, cin // groups, k, k)) * np.sqrt((2.0 if relu6 else 1.0) / fan_in)
         ins = [x, const(f"{name}.weight", w.astype(np.float32))]
         if not batch_norm:
             ins.append(const(f"{name}.bias", (0.1 * rng.standard_normal(cout)).astype(np.float32)))
