@@ -165,6 +165,15 @@ def test_batch_norm_without_conv_is_an_affine(rng):
     assert ops(check(m, rng=rng)) == ["channel_affine"]
 
 
+def test_batch_norm_folds_into_gemm(rng):
+    k, o = 6, 5
+    inits = {"B": rand(rng, o, k), "C": rand(rng, o), "g": rng.uniform(0.5, 1.5, o).astype(np.float32),
+             "b": rand(rng, o), "m": rand(rng, o), "v": rng.uniform(0.5, 1.5, o).astype(np.float32)}
+    nodes = [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "B", "C"], ["d"], transB=1),
+             helper.make_node("BatchNormalization", ["d", "g", "b", "m", "v"], ["y"])]
+    assert ops(check(model_of(nodes, ["N", k, 1, 1], ["y"], inits), rng=rng)) == ["flatten", "dense"]
+
+
 def test_batch_norm_negative_variance_names_node(rng):
     nodes, inits = conv_bn_nodes(rng, 2, 3)
     inits["c.v"] = np.array([1.0, -1.0, 1.0], np.float32)
@@ -627,6 +636,16 @@ def test_errors():
                                  ["N", 3, 4, 4], ["y", "r"], {"a": np.float32(1)}))
     with pytest.raises(ValueError, match="checker"):
         graph_from_onnx(model_of([helper.make_node("Relu", ["nothere"], ["y"])], ["N", 3, 4, 4], ["y"]))
+    m = model_of([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Tanh", ["r"], ["y"], name="t")],
+                 ["N", 3, 4, 4], ["y"])
+    with pytest.raises(UnsupportedOperatorError, match=r"Tanh node 't' \(node 1\)"):
+        graph_from_onnx(m)
+    m = model_of([helper.make_node("Relu", ["x"], ["r"]),
+                  helper.make_node("Conv", ["x", "r"], ["y"], name="dynw")], ["N", 3, 1, 1], ["y"])
+    with pytest.raises(ValueError, match="dynw.*constant"):
+        graph_from_onnx(m)
+    with pytest.raises(ValueError, match="ct.*float32"):
+        graph_from_onnx(single("Cast", dict(to=TensorProto.INT64), name="ct"))
     with pytest.raises(TypeError, match="path_or_model"):
         graph_from_onnx(42)
     with pytest.raises(ValueError, match="no such file"):

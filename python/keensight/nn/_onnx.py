@@ -30,10 +30,23 @@ it):
 * ``Add(conv_out, other)`` where the conv has no activation becomes the conv's residual
   input (added before its activation).
 
+Lowered ONNX operators: Conv (2-D, any group, pads / auto_pad, strides, dilations),
+BatchNormalization (folded into the Conv / Gemm / MatMul before it with
+:func:`keensight.nn.fold_batch_norm`, else a channel_affine), Relu, Clip, HardSwish,
+HardSigmoid, Sigmoid, Add / Sub / Mul / Div (a scalar or per-channel constant:
+channel_affine; two tensors of equal shape or one (N, C, 1, 1): add / mul), MaxPool,
+AveragePool, GlobalAveragePool, GlobalMaxPool, ReduceMean over H, W, Flatten and the
+Reshape / Squeeze that flatten (N, C, H, W) to (N, K), Gemm (transA=0), MatMul by a
+constant matrix, Concat on channels, Softmax over a vector, a zero Pad before a Conv
+(merged into its padding), Identity / Dropout / Cast-to-float (aliases).
+
 Tensors that fusion removes (a conv's output before its batch norm, the inside of an
-activation chain) cannot be asked for by name unless they are listed in ``keep``;
-every other ONNX tensor name of a computed tensor survives under its own name.
-Rewritten tensors whose value changed get internal names containing ``#``.
+activation chain) and the outputs of Identity / Dropout (aliases of their input) cannot
+be asked for by name unless they are listed in ``keep``; every other ONNX tensor name of
+a computed tensor survives under its own name. A graph output or kept tensor that is an
+alias becomes an ``activation`` node with activation None (a copy) when it cannot take
+over its producer's output. Rewritten tensors whose value changed, and the extra tensors
+of two-node lowerings, get internal names containing ``#``.
 """
 from __future__ import annotations
 
@@ -43,13 +56,19 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from . import _graph
 from ._graph import Graph, Node, activation_tuple
 
 __all__ = ["UnsupportedOperatorError", "graph_from_onnx"]
 
+# keensight.nn.UnsupportedOperatorError is the graph module's class where it defines one;
+# this one derives from it so an `except` on either catches the importer's errors.
+_UnsupportedBase = getattr(_graph, "UnsupportedOperatorError", ValueError)
 
-class UnsupportedOperatorError(ValueError):
-    """An ONNX operator keensight's engine does not run (names its type and node)."""
+
+class UnsupportedOperatorError(_UnsupportedBase):  # type: ignore[misc, valid-type]
+    """An ONNX operator keensight's engine does not run. The message names its type, the
+    node's name and its index; so do the attributes ``op_type``, ``node_name``, ``index``."""
 
     def __init__(self, message: str, op_type: str = "", node_name: str = "", index: int = -1):
         super().__init__(message)
