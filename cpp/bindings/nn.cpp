@@ -168,6 +168,28 @@ void bind_nn(py::module_& m) {
       .def_property_readonly("weight_bytes", &nn::Network::weight_bytes)
       .def_property_readonly("arena_bytes", &nn::Network::arena_bytes)
       .def_property_readonly("input_count", &nn::Network::input_count)
+      .def_property_readonly("node_count", &nn::Network::node_count)
+      .def("node_kind", &nn::Network::node_kind)
+      .def(
+          "profile",
+          [](const nn::Network& net, const std::vector<py::object>& xs, int threads) {
+            std::vector<FloatArray> keep;
+            std::vector<const float*> ptrs;
+            std::int64_t n = -1;
+            for (std::size_t i = 0; i < xs.size(); ++i) {
+              keep.push_back(float_array(xs[i], "x", 4));
+              const nn::Shape in = net.shape(net.input_tensor(static_cast<int>(i)));
+              const FloatArray& x = keep.back();
+              if (x.shape(1) != in.c || x.shape(2) != in.h || x.shape(3) != in.w)
+                throw ValueError("x: the shape of input " + std::to_string(i) + " does not match the network");
+              if (n >= 0 && x.shape(0) != n) throw ValueError("x: every input must have the same batch size");
+              n = x.shape(0);
+              ptrs.push_back(x.data());
+            }
+            py::gil_scoped_release release;
+            return net.profile(ptrs, n, threads);
+          },
+          py::arg("x"), py::arg("threads") = 0)
       .def(
           "run",
           [](const nn::Network& net, const std::vector<py::object>& xs, const std::vector<int>& outputs, int threads) {

@@ -112,6 +112,13 @@ class Network {
   // threads: 0 = the default (get_num_threads()).
   void run(const std::vector<const float*>& x, std::int64_t n, const std::vector<int>& outputs,
            const std::vector<float*>& out, int threads = 0) const;
+  // Runs the n images one by one with `threads` inside each operator and returns
+  // the seconds spent in each node (the order nodes were added), summed over images.
+  std::vector<double> profile(const std::vector<const float*>& x, std::int64_t n, int threads = 0) const;
+  // The node that produces tensor t (-1 for none), and the kind of each node
+  // ("conv_pointwise", "conv_depthwise", ..., "input").
+  int node_count() const;
+  std::string node_kind(int node) const;
 
   struct Impl;
 

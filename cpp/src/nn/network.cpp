@@ -18,6 +18,7 @@
 // per network, so concurrent run() calls each take their own and repeated
 // calls touch memory that is already mapped.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -139,7 +140,7 @@ struct Network::Impl {
 
   void plan() const;
   void run_image(const std::vector<const float*>& x, std::int64_t image, const std::vector<int>& outputs, const std::vector<float*>& out,
-                 float* arena, int threads) const;
+                 float* arena, int threads, double* node_seconds = nullptr) const;
   void run_node(const Node& node, float* arena, int threads) const;
 };
 
@@ -428,6 +429,31 @@ int Network::softmax(int x) {
   node.op = Op::softmax;
   node.inputs = {x};
   return impl_->push(std::move(node), in, "softmax");
+}
+
+int Network::node_count() const { return static_cast<int>(impl_->nodes.size()); }
+
+std::string Network::node_kind(int node) const {
+  if (node < 0 || node >= node_count()) throw ValueError("node_kind: no node " + std::to_string(node));
+  switch (impl_->nodes[static_cast<std::size_t>(node)].op) {
+    case Op::input: return "input";
+    case Op::conv_pointwise: return "conv_pointwise";
+    case Op::conv_depthwise: return "conv_depthwise";
+    case Op::conv_direct: return "conv_direct";
+    case Op::conv_im2col: return "conv_im2col";
+    case Op::max_pool: return "max_pool";
+    case Op::avg_pool: return "avg_pool";
+    case Op::global_avg_pool: return "global_avg_pool";
+    case Op::activation: return "activation";
+    case Op::add: return "add";
+    case Op::mul: return "mul";
+    case Op::channel_affine: return "channel_affine";
+    case Op::concat: return "concat";
+    case Op::flatten: return "flatten";
+    case Op::dense: return "dense";
+    case Op::softmax: return "softmax";
+  }
+  return "unknown";
 }
 
 int Network::tensor_count() const { return static_cast<int>(impl_->shapes.size()); }
@@ -731,14 +757,16 @@ void Network::Impl::run_node(const Node& node, float* arena, int threads) const 
 }
 
 void Network::Impl::run_image(const std::vector<const float*>& x, std::int64_t image, const std::vector<int>& outputs,
-                              const std::vector<float*>& out, float* arena, int threads) const {
+                              const std::vector<float*>& out, float* arena, int threads, double* node_seconds) const {
   const auto emit = [&](int t) {
     const Shape& s = shapes[static_cast<std::size_t>(t)];
     for (std::size_t i = 0; i < outputs.size(); ++i)
       if (outputs[i] == t) to_nchw(arena + offset[static_cast<std::size_t>(t)], s.c, s.h * s.w, out[i] + image * s.size());
   };
   std::size_t next_input = 0;
-  for (const Node& node : nodes) {
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    const Node& node = nodes[i];
+    const auto start = node_seconds ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     if (node.op == Op::input) {
       const Shape& s = shapes[static_cast<std::size_t>(node.output)];
       to_nhwc(x[next_input++] + image * s.size(), s.c, s.h * s.w, arena + offset[static_cast<std::size_t>(node.output)]);
@@ -746,7 +774,24 @@ void Network::Impl::run_image(const std::vector<const float*>& x, std::int64_t i
       run_node(node, arena, threads);
     }
     emit(node.output);
+    if (node_seconds)
+      node_seconds[i] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
+}
+
+std::vector<double> Network::profile(const std::vector<const float*>& x, std::int64_t n, int threads) const {
+  Impl& impl = *impl_;
+  if (static_cast<int>(x.size()) != input_count())
+    throw ValueError("profile: expected " + std::to_string(input_count()) + " input arrays, got " + std::to_string(x.size()));
+  std::vector<double> seconds(impl.nodes.size(), 0.0);
+  {
+    std::lock_guard<std::mutex> lock(impl.mutex);
+    impl.plan();
+  }
+  AlignedBuffer<float> arena(impl.arena_floats);
+  const int nt = std::max(1, threads > 0 ? threads : get_num_threads());
+  for (std::int64_t j = 0; j < n; ++j) impl.run_image(x, j, {}, {}, arena.get(), nt, seconds.data());
+  return seconds;
 }
 
 int Network::input_count() const {

@@ -257,6 +257,28 @@ class Network:
 
     __call__ = run
 
+    def profile(self, x: Any, repeats: int = 10) -> List[Dict[str, Any]]:
+        """Time each node: runs `x` `repeats` times (images one by one, the threads
+        inside each operator) and returns one dict per node, in execution order:
+        ``{"node", "op", "kernel", "output", "ms"}`` (ms per image, the median over repeats),
+        ``kernel`` naming the engine's implementation (conv_pointwise, conv_depthwise, ...).
+        """
+        repeats = _validate.positive_int(repeats, "repeats", high=100000)
+        if isinstance(x, dict):
+            arrays = [_input_array(x[k], f"x[{k!r}]", self._graph.inputs[k]) for k in self._graph.inputs]
+        else:
+            arrays = [_input_array(x, "x", self.input_shape)]
+        n = arrays[0].shape[0]
+        runs = np.array([self._net.profile(arrays, self._threads) for _ in range(repeats)])
+        ms = np.median(runs, axis=0) * 1e3 / n
+        inputs = len(self._graph.inputs)
+        rows = []
+        for i in range(inputs, self._net.node_count):
+            node = self._graph.nodes[i - inputs]
+            rows.append({"node": node.name or node.output, "op": node.op, "kernel": self._net.node_kind(i),
+                         "output": node.output, "ms": float(ms[i])})
+        return rows
+
     @staticmethod
     def _output_list(outputs: Any) -> List[str]:
         if isinstance(outputs, str):
