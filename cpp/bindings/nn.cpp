@@ -87,10 +87,11 @@ nn::Pool2dParams pool_params(const std::vector<int>& kernel, const std::vector<i
 }  // namespace
 
 void bind_nn(py::module_& m) {
-  py::class_<nn::Network>(m, "_Network", "The CNN engine's network builder (internal; use keensight.nn.Network)")
+  py::class_<nn::Network>(m, "Network", "The CNN engine's network builder (internal; use keensight.nn.Network)")
       .def(py::init<>())
       .def("input",
-           [](nn::Network& net, std::int64_t c, std::int64_t h, std::int64_t w) { return net.input(nn::Shape{c, h, w}); })
+           [](nn::Network& net, std::int64_t c, std::int64_t h, std::int64_t w) { return net.input(nn::Shape{c, h, w}); },
+           py::arg("c"), py::arg("h"), py::arg("w"))
       .def(
           "conv",
           [](nn::Network& net, int x, const py::object& w_obj, const py::object& b_obj, const std::vector<int>& stride,
@@ -126,16 +127,22 @@ void bind_nn(py::module_& m) {
            [](nn::Network& net, int x, const std::vector<int>& kernel, const std::vector<int>& stride,
               const std::vector<int>& pads, const std::vector<int>& dilation, bool ceil_mode) {
              return net.max_pool(x, pool_params(kernel, stride, pads, dilation, ceil_mode, false));
-           })
+           },
+           py::arg("x"), py::arg("kernel"), py::arg("stride"), py::arg("pads"), py::arg("dilation"), py::arg("ceil_mode"))
       .def("avg_pool",
            [](nn::Network& net, int x, const std::vector<int>& kernel, const std::vector<int>& stride,
               const std::vector<int>& pads, bool ceil_mode, bool count_include_pad) {
              return net.avg_pool(x, pool_params(kernel, stride, pads, {1, 1}, ceil_mode, count_include_pad));
-           })
-      .def("global_avg_pool", &nn::Network::global_avg_pool)
-      .def("activation", [](nn::Network& net, int x, const ActTuple& act) { return net.activation(x, activation(act)); })
-      .def("add", [](nn::Network& net, int a, int b, const ActTuple& act) { return net.add(a, b, activation(act)); })
-      .def("mul", [](nn::Network& net, int a, int b, const ActTuple& act) { return net.mul(a, b, activation(act)); })
+           },
+           py::arg("x"), py::arg("kernel"), py::arg("stride"), py::arg("pads"), py::arg("ceil_mode"),
+           py::arg("count_include_pad"))
+      .def("global_avg_pool", &nn::Network::global_avg_pool, py::arg("x"))
+      .def("activation", [](nn::Network& net, int x, const ActTuple& act) { return net.activation(x, activation(act)); },
+           py::arg("x"), py::arg("act"))
+      .def("add", [](nn::Network& net, int a, int b, const ActTuple& act) { return net.add(a, b, activation(act)); },
+           py::arg("a"), py::arg("b"), py::arg("act"))
+      .def("mul", [](nn::Network& net, int a, int b, const ActTuple& act) { return net.mul(a, b, activation(act)); },
+           py::arg("a"), py::arg("b"), py::arg("act"))
       .def("channel_affine",
            [](nn::Network& net, int x, const py::object& scale, const py::object& shift, const ActTuple& act) {
              const std::int64_t c = net.shape(x).c;
@@ -143,9 +150,10 @@ void bind_nn(py::module_& m) {
              const float* ps = optional_vector(scale, "scale", c, s);
              const float* pt = optional_vector(shift, "shift", c, t);
              return net.channel_affine(x, ps, pt, activation(act));
-           })
-      .def("concat", &nn::Network::concat)
-      .def("flatten", &nn::Network::flatten)
+           },
+           py::arg("x"), py::arg("scale"), py::arg("shift"), py::arg("act"))
+      .def("concat", &nn::Network::concat, py::arg("xs"))
+      .def("flatten", &nn::Network::flatten, py::arg("x"))
       .def("dense",
            [](nn::Network& net, int x, const py::object& w_obj, const py::object& b_obj, const ActTuple& act) {
              const FloatArray w = float_array(w_obj, "w", 2);
@@ -157,19 +165,21 @@ void bind_nn(py::module_& m) {
              const float* bias = optional_vector(b_obj, "bias", w.shape(0), b);
              py::gil_scoped_release release;
              return net.dense(x, w.data(), w.shape(0), bias, activation(act));
-           })
-      .def("softmax", &nn::Network::softmax)
+           },
+           py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("act"))
+      .def("softmax", &nn::Network::softmax, py::arg("x"))
       .def("shape",
            [](const nn::Network& net, int t) {
              const nn::Shape s = net.shape(t);
              return std::make_tuple(s.c, s.h, s.w);
-           })
+           },
+           py::arg("t"))
       .def_property_readonly("tensor_count", &nn::Network::tensor_count)
       .def_property_readonly("weight_bytes", &nn::Network::weight_bytes)
       .def_property_readonly("arena_bytes", &nn::Network::arena_bytes)
       .def_property_readonly("input_count", &nn::Network::input_count)
       .def_property_readonly("node_count", &nn::Network::node_count)
-      .def("node_kind", &nn::Network::node_kind)
+      .def("node_kind", &nn::Network::node_kind, py::arg("node"))
       .def(
           "profile",
           [](const nn::Network& net, const std::vector<py::object>& xs, int threads) {

@@ -100,7 +100,7 @@ class Network:
         g = self._graph
         if not g.inputs:
             raise ValueError("graph: expected at least one input")
-        net = _core._Network()
+        net = _core.Network()
         ids: Dict[str, int] = {}
         for name, shape in g.inputs.items():
             if len(shape) != 3:
