@@ -13,6 +13,7 @@ void bind_hnsw(py::module_& m);    // hnsw.cpp: the HNSW index
 void bind_sequential(py::module_& m);  // sequential.cpp: sequential three-way decisions
 void bind_preprocess(py::module_& m);  // preprocess.cpp: fused resize/crop/normalise for CNN inputs
 void bind_gemm(py::module_& m);        // gemm.cpp: private test bindings of the core GEMM driver
+void bind_nn_ops(py::module_& m);      // nn_ops.cpp: private test bindings of the nn ops, pools and stem
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -75,4 +76,5 @@ PYBIND11_MODULE(_core, m) {
   keensight::bindings::bind_sequential(m);
   keensight::bindings::bind_preprocess(m);
   keensight::bindings::bind_gemm(m);
+  keensight::bindings::bind_nn_ops(m);
 }
