@@ -14,6 +14,7 @@ void bind_sequential(py::module_& m);  // sequential.cpp: sequential three-way d
 void bind_preprocess(py::module_& m);  // preprocess.cpp: fused resize/crop/normalise for CNN inputs
 void bind_gemm(py::module_& m);        // gemm.cpp: private test bindings of the core GEMM driver
 void bind_nn_ops(py::module_& m);      // nn_ops.cpp: private test bindings of the nn ops, pools and stem
+void bind_nn_depthwise(py::module_& m);  // nn_depthwise.cpp: private test binding of the depthwise operator
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -77,4 +78,5 @@ PYBIND11_MODULE(_core, m) {
   keensight::bindings::bind_preprocess(m);
   keensight::bindings::bind_gemm(m);
   keensight::bindings::bind_nn_ops(m);
+  keensight::bindings::bind_nn_depthwise(m);
 }

@@ -248,3 +248,8 @@ def _nn_conv_direct(x: typing.Any, w: typing.Any, bias: typing.Any, stride: typi
     """
     The direct dense convolution (in_c * kh * kw <= 64) of one NHWC float32 image (H, W, C) with ONNX weights (O, I, kh, kw) -> (OH, OW, O).
     """
+# Private: tests of the nn depthwise convolution (cpp/bindings/nn_depthwise.cpp).
+def _nn_depthwise(x: typing.Any, w: typing.Any, bias: typing.Any = None, stride: typing.Any = None, pads: typing.Any = None, dilation: typing.Any = None, act: typing.Any = None, level: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Depthwise convolution of one NHWC float32 image x (H, W, C) with ONNX weights w (C, 1, kh, kw), bias (C,), stride (sh, sw), pads (top, left, bottom, right), dilation (dh, dw), act (kind, lo, hi, alpha, beta), at ISA `level` (None: the active one); returns (OH, OW, C) (private: tests of nn kernels).
+    """

@@ -27,7 +27,7 @@
 #include "core/gemm.hpp"
 #include "filters/kernels.hpp"
 #include "keensight/core.hpp"
-#include "nn/kernels.hpp"  // nn ops section
+#include "nn/kernels.hpp"
 #include "nn/pool_window.hpp"  // nn ops section
 #include "preprocess/kernels.hpp"
 #include "search/kernels.hpp"
@@ -1139,6 +1139,176 @@ void test_nn_ops(const kn::OpsKernels& sim, const kn::OpsKernels& ref) {
 // nn ops: end
 // ===========================================================================
 
+// ---------------------------------------------------------------------------
+// nn depthwise (begin; owned by the depthwise kernels, nn/depthwise_*.cpp)
+//
+// Every entry of the depthwise table at `level` against the scalar table on random
+// NHWC shapes: channels 1..40 (vector tails), spatial sizes 1x1 .. 20x20, kernels
+// 1/3/5/7, strides 1/2, dilation 1/2, every padding 0..k on each side independently,
+// every activation; each call computes a random row range [y0, y1) into a strip
+// buffer holding exactly those output rows (out_row0 = y0), reading a strip holding
+// exactly the input rows they need (in_row0 = the first), with guards before and after
+// the output. The reference is the scalar entry on the whole image. Bit-exact except
+// sigmoid / swish (their exp is a polynomial): within 8 ulp.
+namespace depthwise_test {
+
+namespace kn = keensight::nn;
+namespace knd = keensight::nn::detail;
+
+std::int64_t out_size(std::int64_t in, int k, int s, int d, int p0, int p1) {
+  const std::int64_t room = in + p0 + p1 - static_cast<std::int64_t>(d) * (k - 1) - 1;
+  return room < 0 ? 0 : room / s + 1;
+}
+
+struct Case {
+  kn::ConvShape shape;
+  kn::Activation act;
+  float scale = 1.f;  // input magnitude: 30 drives sigmoid / swish into exp's overflow / underflow
+};
+
+// A random shape for an entry: fixed (k, s) when k > 0, anything when k == 0.
+Case random_case(int k, int s) {
+  Case cs;
+  kn::ConvShape& sh = cs.shape;
+  for (;;) {
+    sh.in_c = sh.out_c = uniform_int(1, 40);
+    sh.groups = static_cast<int>(sh.in_c);
+    const int pick = uniform_int(0, 5);  // tiny images often: 1x1, 2x3 and their borders
+    sh.in_h = pick == 0 ? 1 : pick == 1 ? 2 : uniform_int(1, 20);
+    sh.in_w = pick == 0 ? 1 : pick == 1 ? 3 : uniform_int(1, 20);
+    sh.kh = k > 0 ? k : (uniform_int(0, 3) * 2 + 1 + (uniform_int(0, 4) == 0 ? 1 : 0));  // 1,3,5,7 and some even
+    sh.kw = k > 0 ? k : (uniform_int(0, 4) == 0 ? uniform_int(1, 7) : sh.kh);
+    sh.stride_h = s > 0 ? s : uniform_int(1, 3);
+    sh.stride_w = s > 0 ? s : (uniform_int(0, 3) == 0 ? uniform_int(1, 3) : sh.stride_h);
+    sh.dilation_h = k > 0 ? 1 : uniform_int(1, 2);
+    sh.dilation_w = k > 0 ? 1 : uniform_int(1, 2);
+    sh.pad_top = uniform_int(0, sh.kh);
+    sh.pad_bottom = uniform_int(0, sh.kh);
+    sh.pad_left = uniform_int(0, sh.kw);
+    sh.pad_right = uniform_int(0, sh.kw);
+    sh.out_h = out_size(sh.in_h, sh.kh, sh.stride_h, sh.dilation_h, sh.pad_top, sh.pad_bottom);
+    sh.out_w = out_size(sh.in_w, sh.kw, sh.stride_w, sh.dilation_w, sh.pad_left, sh.pad_right);
+    if (sh.out_h >= 1 && sh.out_w >= 1) break;
+  }
+  cs.act.kind = static_cast<kn::ActKind>(uniform_int(0, 5));
+  cs.act.lo = uniform(-1.f, 0.5f);
+  cs.act.hi = cs.act.lo + uniform(0.f, 2.f);
+  if (uniform_int(0, 3) == 0) cs.act.hi = std::numeric_limits<float>::infinity();
+  cs.act.alpha = uniform_int(0, 1) ? 1.f / 6.f : uniform(0.05f, 1.f);
+  cs.act.beta = uniform(0.f, 1.f);
+  cs.scale = uniform_int(0, 4) == 0 ? 30.f : 1.f;
+  return cs;
+}
+
+std::uint32_t bits(float v) {
+  std::uint32_t b;
+  std::memcpy(&b, &v, sizeof b);
+  return b;
+}
+
+// Distance in ulps between two finite floats of any sign.
+double ulp_distance(float a, float b) {
+  const auto key = [](float v) {
+    const std::int64_t u = bits(v);
+    return u & 0x80000000u ? -(u & 0x7fffffff) : u;
+  };
+  return std::fabs(static_cast<double>(key(a) - key(b)));
+}
+
+using Entry = void (*)(const knd::DepthwiseArgs&, std::int64_t, std::int64_t);
+
+void check_entry(const char* name, Entry sim, Entry ref, int k, int s, int cases) {
+  g_kernel = name;
+  for (int it = 0; it < cases; ++it) {
+    const Case cs = random_case(k, s);
+    const kn::ConvShape& sh = cs.shape;
+    const std::int64_t c = sh.in_c, row_in = sh.in_w * c, row_out = sh.out_w * c;
+    Buf<float> in(sh.in_h * row_in), w(static_cast<std::int64_t>(sh.kh) * sh.kw * c), bias(c);
+    fill(in, -cs.scale, cs.scale);
+    fill(w, -1.f, 1.f);
+    fill(bias, -cs.scale, cs.scale);
+    // The reference: the scalar entry, whole image.
+    Buf<float> want(sh.out_h * row_out);
+    knd::DepthwiseArgs a;
+    a.shape = &sh;
+    a.in = in.data();
+    a.weights = w.data();
+    a.bias = bias.data();
+    a.act = cs.act;
+    a.out = want.data();
+    ref(a, 0, sh.out_h);
+    // The entry under test: rows [y0, y1) from strips.
+    const std::int64_t y0 = uniform_int(0, static_cast<int>(sh.out_h - 1));
+    const std::int64_t y1 = uniform_int(0, 2) == 0 ? sh.out_h : uniform_int(static_cast<int>(y0) + 1, static_cast<int>(sh.out_h));
+    const std::int64_t first = std::max<std::int64_t>(0, y0 * sh.stride_h - sh.pad_top);
+    const std::int64_t last = std::min<std::int64_t>(
+        sh.in_h, (y1 - 1) * sh.stride_h - sh.pad_top + static_cast<std::int64_t>(sh.kh - 1) * sh.dilation_h + 1);
+    const std::int64_t strip_rows = std::max<std::int64_t>(0, last - first);
+    Buf<float> strip(std::max<std::int64_t>(1, strip_rows * row_in), uniform_int(0, 3));
+    for (std::int64_t i = 0; i < strip_rows * row_in; ++i) strip[i] = in[first * row_in + i];
+    constexpr std::int64_t kPre = 16;  // guard elements before the output strip
+    const std::int64_t n_out = (y1 - y0) * row_out;
+    Buf<float> got(kPre + n_out, uniform_int(0, 3));
+    for (std::int64_t i = 0; i < kPre + n_out; ++i) got[i] = std::numeric_limits<float>::quiet_NaN();
+    a.in = strip.data();
+    a.in_row0 = first;
+    a.out = got.data() + kPre;
+    a.out_row0 = y0;
+    sim(a, y0, y1);
+    const bool exact = cs.act.kind != kn::ActKind::sigmoid && cs.act.kind != kn::ActKind::swish;
+    const std::int64_t n = c;  // reported as the case's channel count
+    for (std::int64_t i = 0; i < n_out; ++i) {
+      const float g = got[kPre + i], r = want[y0 * row_out + i];
+      ++g_checks;
+      const bool same = g == r || (std::isnan(g) && std::isnan(r));
+      const bool close = !exact && std::isfinite(g) && std::isfinite(r) &&
+                         (ulp_distance(g, r) <= 8 || std::fabs(g - r) <= 1e-37);
+      if (!same && !close) {
+        fail(n, "shape " + std::to_string(sh.in_h) + "x" + std::to_string(sh.in_w) + "x" + std::to_string(c) + " k " +
+                    std::to_string(sh.kh) + "x" + std::to_string(sh.kw) + " s " + std::to_string(sh.stride_h) + "," +
+                    std::to_string(sh.stride_w) + " d " + std::to_string(sh.dilation_h) + "," +
+                    std::to_string(sh.dilation_w) + " pads " + std::to_string(sh.pad_top) + "," +
+                    std::to_string(sh.pad_left) + "," + std::to_string(sh.pad_bottom) + "," +
+                    std::to_string(sh.pad_right) + " act " + std::to_string(static_cast<int>(cs.act.kind)) +
+                    " rows [" + std::to_string(y0) + "," + std::to_string(y1) + ") out[" + std::to_string(i) +
+                    "] got " + num(g) + " want " + num(r) + (exact ? " (bit-exact expected)" : " (8 ulp)"));
+        break;
+      }
+    }
+    ++g_checks;
+    bool pre_ok = true;
+    for (std::int64_t i = 0; i < kPre; ++i) pre_ok = pre_ok && std::isnan(got[i]) && bits(got[i]) == bits(std::numeric_limits<float>::quiet_NaN());
+    if (!pre_ok) fail(n, "wrote before the start of its output strip");
+    expect_guard(n, got, "out");
+  }
+}
+
+void test_depthwise(const knd::DepthwiseKernels& sim, const knd::DepthwiseKernels& ref) {
+  check_entry("nn.dwconv_3x3s1", sim.dwconv_3x3s1, ref.dwconv_3x3s1, 3, 1, 250);
+  check_entry("nn.dwconv_3x3s2", sim.dwconv_3x3s2, ref.dwconv_3x3s2, 3, 2, 250);
+  check_entry("nn.dwconv_5x5s1", sim.dwconv_5x5s1, ref.dwconv_5x5s1, 5, 1, 250);
+  check_entry("nn.dwconv_5x5s2", sim.dwconv_5x5s2, ref.dwconv_5x5s2, 5, 2, 250);
+  check_entry("nn.dwconv_any", sim.dwconv_any, ref.dwconv_any, 0, 0, 400);
+}
+
+}  // namespace depthwise_test
+
+// Every level's depthwise table against the scalar one; returns the failures added.
+int test_nn_depthwise(const std::vector<Isa>& levels) {
+  const int before = g_failures;
+  const auto& ref = keensight::nn::detail::depthwise_kernels_at(Isa::scalar);
+  for (Isa level : levels) {
+    g_level = level;
+    g_kernel = "nn.depthwise tables";
+    ++g_checks;
+    if (!keensight::detail::table_is_complete(keensight::nn::detail::depthwise_kernels_at(level)))
+      fail(0, "the depthwise table has a null entry");
+    depthwise_test::test_depthwise(keensight::nn::detail::depthwise_kernels_at(level), ref);
+  }
+  return g_failures - before;
+}
+// nn depthwise (end)
+
 }  // namespace
 
 int main() {
@@ -1177,6 +1347,7 @@ int main() {
     test_nn_ops(keensight::nn::detail::ops_kernels_at(level), keensight::nn::detail::ops_kernels_scalar());
     std::printf("%-17s %s\n", keensight::isa_name(level), g_failures == before ? "ok" : "FAILED");
   }
+  test_nn_depthwise(levels);  // nn depthwise: every level, its own FAIL lines
   test_dispatch(levels);
   test_tensor_view();
   for (const auto& entry : g_failed) std::printf("FAILED %s: %d mismatches\n", entry.first.c_str(), entry.second);
