@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "nn/kernels.hpp"
 #include "nn/pool_window.hpp"
