@@ -13,6 +13,8 @@ struct VecAvx2 {
   using Vec = __m256;
   using Mask = __m256i;
   using Act = ActivationAvx2;
+  // Two-row tiles (dw_tile2: 2 T accumulators + 2 K weights) need more than 16 registers.
+  static constexpr bool kRowPairs = false;
   static constexpr int kLanes = 8;
   static Mask tail_mask(std::int64_t n) { return first_lanes_mask_avx2(n); }
   template <bool Tail>

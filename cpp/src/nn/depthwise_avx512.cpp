@@ -13,6 +13,8 @@ struct VecAvx512 {
   using Vec = __m512;
   using Mask = __mmask16;
   using Act = ActivationAvx512;
+  // Two-row tiles (dw_tile2: 2 T accumulators + 2 K weights) need more than 16 registers.
+  static constexpr bool kRowPairs = true;
   static constexpr int kLanes = 16;
   static Mask tail_mask(std::int64_t n) { return static_cast<Mask>((1u << n) - 1u); }
   template <bool Tail>

@@ -82,6 +82,104 @@ inline void dw_tile_width(int width, const float* const* rows, int ky_lo, int ky
   }
 }
 
+// One kernel row's contribution to a pair of output rows (A = y, B = y + 1) of a
+// two-row tile: union row u of the pair's window is kernel row u of A (when On_A) and
+// u - S of B (when On_B); each input vector loaded feeds both rows' accumulators.
+template <class V, int K, int S, int T, bool Tail, bool Checked, bool On_A, bool On_B>
+inline void dw_tile2_row(const float* row, int u, int j_lo, int j_hi, std::int64_t ix0, std::int64_t c,
+                         const float* w, typename V::Mask m, typename V::Vec* acc_a, typename V::Vec* acc_b) {
+  using Vec = typename V::Vec;
+  constexpr int kInputs = S * (T - 1) + K;
+  Vec wa[K], wb[K];
+#pragma GCC unroll 8
+  for (int kx = 0; kx < K; ++kx) {
+    if (On_A) wa[kx] = V::template load<Tail>(w + (static_cast<std::int64_t>(u) * K + kx) * c, m);
+    if (On_B) wb[kx] = V::template load<Tail>(w + (static_cast<std::int64_t>(u - S) * K + kx) * c, m);
+  }
+#pragma GCC unroll 64
+  for (int j = 0; j < kInputs; ++j) {
+    if (Checked && (j < j_lo || j >= j_hi)) continue;
+    const Vec v = V::template load<Tail>(row + (ix0 + j) * c, m);
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+      const int kx = j - S * t;
+      if (kx >= 0 && kx < K) {
+        if (On_A) acc_a[t] = V::fma(v, wa[kx], acc_a[t]);
+        if (On_B) acc_b[t] = V::fma(v, wb[kx], acc_b[t]);
+      }
+    }
+  }
+}
+
+// T output columns of two consecutive output rows y, y + 1 (dw_tile's arguments, with
+// urows[u] the input rows y S - pad_top + u, u in [u_lo, u_hi) inside the input).
+// Union rows u < S feed only A, u >= K only B: three phases, so every tap of each
+// output is still added in (ky, kx) order.
+template <class V, int K, int S, int T, bool Tail, bool Checked>
+inline void dw_tile2(const float* const* urows, int u_lo, int u_hi, std::int64_t ix0, std::int64_t in_w,
+                     std::int64_t c, const float* w, typename V::Vec bias, typename V::Mask m,
+                     const typename V::Act& act, float* out_a, float* out_b) {
+  using Vec = typename V::Vec;
+  constexpr int kInputs = S * (T - 1) + K;
+  int j_lo = 0, j_hi = kInputs;
+  if constexpr (Checked) {
+    j_lo = static_cast<int>(std::max<std::int64_t>(0, -ix0));
+    j_hi = static_cast<int>(std::min<std::int64_t>(kInputs, in_w - ix0));
+  }
+  Vec acc_a[T], acc_b[T];
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) acc_a[t] = acc_b[t] = bias;
+  int u = u_lo;
+  for (; u < u_hi && u < S; ++u)
+    dw_tile2_row<V, K, S, T, Tail, Checked, true, false>(urows[u], u, j_lo, j_hi, ix0, c, w, m, acc_a, acc_b);
+  for (; u < u_hi && u < K; ++u)
+    dw_tile2_row<V, K, S, T, Tail, Checked, true, true>(urows[u], u, j_lo, j_hi, ix0, c, w, m, acc_a, acc_b);
+  for (; u < u_hi; ++u)
+    dw_tile2_row<V, K, S, T, Tail, Checked, false, true>(urows[u], u, j_lo, j_hi, ix0, c, w, m, acc_a, acc_b);
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) {
+    V::template store<Tail>(out_a + t * c, V::activate(act, acc_a[t]), m);
+    V::template store<Tail>(out_b + t * c, V::activate(act, acc_b[t]), m);
+  }
+}
+
+template <class V, int K, int S, int W, bool Tail, bool Checked>
+inline void dw_tile2_width(int width, const float* const* urows, int u_lo, int u_hi, std::int64_t ix0,
+                           std::int64_t in_w, std::int64_t c, const float* w, typename V::Vec bias,
+                           typename V::Mask m, const typename V::Act& act, float* out_a, float* out_b) {
+  if constexpr (W >= 1) {
+    if (width == W)
+      return dw_tile2<V, K, S, W, Tail, Checked>(urows, u_lo, u_hi, ix0, in_w, c, w, bias, m, act, out_a, out_b);
+    dw_tile2_width<V, K, S, W - 1, Tail, Checked>(width, urows, u_lo, u_hi, ix0, in_w, c, w, bias, m, act, out_a,
+                                                  out_b);
+  }
+}
+
+// Output rows y, y + 1, one channel block: dw_row_block for two rows at once.
+template <class V, int K, int S, int T, bool Tail>
+inline void dw_row_pair_block(const ConvShape& s, const float* const* urows, TapRange ru, Interior cols,
+                              std::int64_t ch, const DepthwiseArgs& a, typename V::Mask m,
+                              const typename V::Act& act, float* out_a, float* out_b) {
+  const std::int64_t c = s.in_c;
+  const float* w = a.weights + ch;
+  const typename V::Vec bias = V::template load<Tail>(a.bias + ch, m);
+  const float* block_rows[K + S];
+  for (int u = ru.lo; u < ru.hi; ++u) block_rows[u] = urows[u] + ch;
+  const std::int64_t tiles = (s.out_w + T - 1) / T, base = s.out_w / tiles, wider = s.out_w % tiles;
+  std::int64_t x = 0;
+  for (std::int64_t i = 0; i < tiles; ++i) {
+    const int width = static_cast<int>(base + (i < wider ? 1 : 0));
+    const std::int64_t ix0 = x * S - s.pad_left;
+    float* oa = out_a + x * c + ch;
+    float* ob = out_b + x * c + ch;
+    if (x >= cols.lo && x + width <= cols.hi)
+      dw_tile2_width<V, K, S, T, Tail, false>(width, block_rows, ru.lo, ru.hi, ix0, s.in_w, c, w, bias, m, act, oa, ob);
+    else
+      dw_tile2_width<V, K, S, T, Tail, true>(width, block_rows, ru.lo, ru.hi, ix0, s.in_w, c, w, bias, m, act, oa, ob);
+    x += width;
+  }
+}
+
 // One output pixel, one channel block, taps [ry.lo, ry.hi) x [rx.lo, rx.hi) only;
 // rows[ky] + ch points at input row ky of the window, column 0, channel ch.
 template <class V, bool Tail>
@@ -144,13 +242,33 @@ void dw_rows(const DepthwiseArgs& a, std::int64_t y0, std::int64_t y1) {
   const std::int64_t full_end = c - c % V::kLanes;
   const Interior cols = interior_range(s.out_w, s.in_w, s.kw, s.stride_w, s.dilation_w, s.pad_left);
   std::vector<const float*> rows(static_cast<std::size_t>(s.kh));
-  for (std::int64_t y = y0; y < y1; ++y) {
+  const auto row_setup = [&](std::int64_t y, TapRange& ry) {
     const std::int64_t iy0 = y * s.stride_h - s.pad_top;
-    const TapRange ry = tap_range(iy0, s.dilation_h, s.kh, s.in_h);
+    ry = tap_range(iy0, s.dilation_h, s.kh, s.in_h);
     for (int ky = ry.lo; ky < ry.hi; ++ky)
       rows[static_cast<std::size_t>(ky)] =
           a.in + (iy0 + static_cast<std::int64_t>(ky) * s.dilation_h - a.in_row0) * s.in_w * c;
-    float* out_row = a.out + (y - a.out_row0) * s.out_w * c;
+    return a.out + (y - a.out_row0) * s.out_w * c;
+  };
+  std::int64_t y = y0;
+  if constexpr (K > 0 && V::kRowPairs) {
+    std::vector<const float*> urows(static_cast<std::size_t>(K + S));
+    for (; y + 2 <= y1; y += 2) {
+      const std::int64_t iy0 = y * S - s.pad_top;
+      const TapRange ru = tap_range(iy0, 1, K + S, s.in_h);  // the union of both rows' windows
+      for (int u = ru.lo; u < ru.hi; ++u)
+        urows[static_cast<std::size_t>(u)] = a.in + (iy0 + u - a.in_row0) * s.in_w * c;
+      float* out_a = a.out + (y - a.out_row0) * s.out_w * c;
+      float* out_b = out_a + s.out_w * c;
+      std::int64_t ch = 0;
+      for (; ch < full_end; ch += V::kLanes)
+        dw_row_pair_block<V, K, S, T, false>(s, urows.data(), ru, cols, ch, a, tail, act, out_a, out_b);
+      if (ch < c) dw_row_pair_block<V, K, S, T, true>(s, urows.data(), ru, cols, ch, a, tail, act, out_a, out_b);
+    }
+  }
+  for (; y < y1; ++y) {
+    TapRange ry;
+    float* out_row = row_setup(y, ry);
     std::int64_t ch = 0;
     for (; ch < full_end; ch += V::kLanes)
       dw_row_block<V, K, S, T, false>(s, rows.data(), ry, cols, ch, a, tail, act, out_row);
