@@ -705,3 +705,72 @@ def test_ppocr_mobilenet_v3_classifier(ppocr_cls_model_path, rng):
     assert ops(g).count("conv") == 53 and "channel_affine" not in ops(g) and "add" not in ops(g)
     assert ops(g)[-3:] == ["flatten", "dense", "softmax"]
     assert g.outputs == ["save_infer_model/scale_0.tmp_1"]
+
+
+def test_ppocr_every_tensor_requestable_with_keep(ppocr_cls_model_path, rng):
+    # keep = every computed tensor of the ONNX graph: nothing is fused away, all of them equal
+    # onnxruntime (the import without fusion is correct too)
+    from keensight.nn._onnx import _Importer, _load
+    model = onnx.load(str(ppocr_cls_model_path))
+    probe = _Importer(_load(model), (3, 48, 192), None)
+    probe.run()
+    computed = [o for n in model.graph.node for o in n.output if o and o not in probe.consts and o not in probe.syms]
+    assert len(computed) == 234  # 548 nodes less Constant, the shape subgraph, bias reshapes
+    g = check(model, batches=(2,), input_shape=(3, 48, 192), keep=computed, rng=rng)
+    assert set(computed) <= set(g.tensor_names())
+    assert "channel_affine" in ops(g)  # the batch norms stay separate when their input is kept
+
+
+def random_graph(rng, n_nodes=12, c=4, hw=(5, 6)):
+    """A random DAG of convs, batch norms, activations, constant arithmetic and two-tensor
+    add / mul on (N, c, h, w) tensors; tensors get several readers at random."""
+    n = helper.make_node
+    inits, nodes, tensors = {}, [], ["x"]
+    for i in range(n_nodes):
+        kind = rng.choice(["conv", "conv", "bn", "relu", "clip", "hsig", "sig", "addc", "mulc", "divc", "add",
+                           "mul", "hswish"])
+        # prefer recent tensors, so chains form, but reuse older ones too
+        a = tensors[max(0, len(tensors) - 1 - int(rng.geometric(0.5)) + 1)]
+        b = tensors[int(rng.integers(len(tensors)))]
+        t = f"t{i}"
+        if kind == "conv":
+            k = int(rng.choice([1, 3]))
+            inits[t + ".W"] = rand(rng, c, c, k, k, s=1 / np.sqrt(c * k * k))
+            inits[t + ".B"] = rand(rng, c, s=0.1)
+            nodes.append(n("Conv", [a, t + ".W", t + ".B"], [t], pads=[k // 2] * 4))
+        elif kind == "bn":
+            for p, v in (("g", rng.uniform(0.5, 1.5, c)), ("b", 0.1 * rng.standard_normal(c)),
+                         ("m", 0.1 * rng.standard_normal(c)), ("v", rng.uniform(0.5, 1.5, c))):
+                inits[f"{t}.{p}"] = v.astype(np.float32)
+            nodes.append(n("BatchNormalization", [a] + [f"{t}.{p}" for p in "gbmv"], [t]))
+        elif kind == "relu":
+            nodes.append(n("Relu", [a], [t]))
+        elif kind == "clip":
+            inits[t + ".lo"], inits[t + ".hi"] = np.float32(rng.uniform(-1, 0)), np.float32(rng.uniform(0.5, 6))
+            nodes.append(n("Clip", [a, t + ".lo", t + ".hi"], [t]))
+        elif kind == "hsig":
+            nodes.append(n("HardSigmoid", [a], [t], alpha=float(rng.uniform(0.1, 0.3)), beta=0.5))
+        elif kind == "sig":
+            nodes.append(n("Sigmoid", [a], [t]))
+        elif kind in ("addc", "mulc", "divc"):
+            shape = [(), (c, 1, 1), (1, c, 1, 1)][int(rng.integers(3))]
+            inits[t + ".k"] = rng.uniform(0.5, 2.0, shape).astype(np.float32)
+            op = {"addc": "Add", "mulc": "Mul", "divc": "Div"}[kind]
+            nodes.append(n(op, [a, t + ".k"] if rng.random() < 0.5 or op == "Div" else [t + ".k", a], [t]))
+        elif kind in ("add", "mul"):
+            nodes.append(n(kind.capitalize(), [a, b], [t]))
+        else:
+            nodes += chain(str(rng.choice(["hswish_clip_div", "hswish_relu6_mul", "hswish_gate_div", "swish"])),
+                           a, t, inits)
+        tensors.append(t)
+    outputs = sorted({tensors[-1]} | {t for t in tensors[1:] if rng.random() < 0.15})
+    return model_of(nodes, ["N", c, *hw], outputs, inits), tensors[1:]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_graphs_fuse_correctly(seed):
+    rng = np.random.default_rng(seed)
+    m, tensors = random_graph(rng)
+    keep = [t for t in tensors if rng.random() < 0.2] if seed % 2 else None
+    g = check(m, batches=(2,), keep=keep, rng=rng, scale=2.0)
+    assert set(keep or ()) <= set(g.tensor_names())
