@@ -774,3 +774,88 @@ def test_random_graphs_fuse_correctly(seed):
     keep = [t for t in tensors if rng.random() < 0.2] if seed % 2 else None
     g = check(m, batches=(2,), keep=keep, rng=rng, scale=2.0)
     assert set(keep or ()) <= set(g.tensor_names())
+
+
+# ------------------------------------------------------------------ through the engine
+def engine_check(model, input_shape=None, batches=(1, 3), rng=None, scale=1.0, intermediates=True):
+    """keensight.nn.Network.from_onnx(model).run(x) equals onnxruntime (outputs and, with
+    outputs=, every ONNX-named tensor the import keeps)."""
+    from keensight.nn import Network
+    net = Network.from_onnx(model, input_shape=input_shape)
+    rng = rng or np.random.default_rng(0)
+    onnx_names = {o for n in model.graph.node for o in n.output}
+    names = [t for t in net.graph.tensor_names() if t in onnx_names] if intermediates else list(net.output_names)
+    for n in batches:
+        x = (scale * rng.standard_normal((n,) + tuple(net.input_shape))).astype(np.float32)
+        want = ort_all(model, x, names)
+        got = net.run(x, outputs=names)
+        for t in names:
+            assert got[t].shape == want[t].shape, (t, got[t].shape, want[t].shape)
+            tol = 1e-4 * max(1.0, float(np.abs(want[t]).max()))
+            np.testing.assert_allclose(got[t], want[t], rtol=1e-4, atol=tol, err_msg=t)
+    return net
+
+
+@pytest.mark.parametrize("kind", sorted(CHAINS))
+def test_engine_activation_chains(kind, rng):
+    inits = {"W": rand(rng, 4, 3, 3, 3), "B": rand(rng, 4)}
+    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["c"], name="conv", pads=[1, 1, 1, 1])]
+    nodes += chain(kind, "c", "y", inits)
+    engine_check(model_of(nodes, ["N", 3, 6, 5], ["y"], inits), rng=rng, scale=3.0)
+
+
+@pytest.mark.parametrize("case", CONV_CASES[:6] + CONV_CASES[8:], ids=lambda c: str(c[:6]))
+def test_engine_conv(case, rng):
+    cin, cout, groups, k, stride, pads, dil, bias, h, w = case
+    kh, kw = (k, k) if isinstance(k, int) else k
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    attrs = dict(group=groups, strides=[sh, sw], dilations=[dil, dil], kernel_shape=[kh, kw])
+    if isinstance(pads, str):
+        attrs["auto_pad"] = pads
+    else:
+        attrs["pads"] = list(pads)
+    inits = {"W": rand(rng, cout, cin // groups, kh, kw)}
+    if bias:
+        inits["B"] = rand(rng, cout)
+    m = model_of([helper.make_node("Conv", ["x"] + list(inits), ["y"], name="conv", **attrs)],
+                 ["N", cin, h, w], ["y"], inits)
+    engine_check(m, rng=rng)
+
+
+@pytest.mark.parametrize("case", POOLS, ids=[str(i) for i in range(len(POOLS))])
+def test_engine_pool(case, rng):
+    op, attrs = case
+    m = model_of([helper.make_node(op, ["x"], ["y"], name="pool", **attrs)], ["N", 3, 7, 8], ["y"])
+    engine_check(m, rng=rng)
+
+
+def test_engine_mobilenet_v2(rng):
+    engine_check(mobilenet_v2_onnx(width=1.0, resolution=224, seed=0), batches=(1, 2), rng=rng)
+    engine_check(mobilenet_v2_onnx(width=0.5, resolution=96, num_classes=10, seed=1, batch_norm=False),
+                 batches=(3,), rng=rng)
+
+
+def test_engine_efficientnet_lite0(rng):
+    from keensight.models import get_model_path
+    engine_check(onnx.load(str(get_model_path())), batches=(1, 2), rng=rng)
+
+
+def test_engine_ppocr_mobilenet_v3_classifier(ppocr_cls_model_path, rng):
+    net = engine_check(onnx.load(str(ppocr_cls_model_path)), input_shape=(3, 48, 192), batches=(1, 3), rng=rng)
+    assert net.output_names == ["save_infer_model/scale_0.tmp_1"]
+
+
+def test_engine_outputs_fused_away_are_returned(rng):
+    # outputs= names a tensor the import fused away (a conv output before its batch norm, the
+    # inside of a hard-swish chain): the network re-imports with it kept
+    from keensight.nn import Network
+    nodes, inits = conv_bn_nodes(rng, 3, 4)
+    nodes += chain("hswish_clip_div", "c.bn", "y", inits)
+    m = model_of(nodes, ["N", 3, 6, 5], ["y"], inits)
+    net = Network.from_onnx(m)
+    x = rand(rng, 2, 3, 6, 5, s=3.0)
+    names = ["c.conv", "y.c", "y"]
+    want = ort_all(m, x, names)
+    got = net.run(x, outputs=names)
+    for t in names:
+        np.testing.assert_allclose(got[t], want[t], rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want[t]).max())))
