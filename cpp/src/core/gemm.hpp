@@ -28,6 +28,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -96,6 +97,17 @@ struct GemmKernels {
   void (*tile)(std::int64_t kc, const PackedA* a, const PackedB* b, Acc* c, std::int64_t ldc, bool accumulate);
 };
 
+// The in-register epilogue of tile_rows_fused, for one tile: bias (nr values
+// of the tile's columns), residual (rows of ld_residual floats, the tile's
+// first element first), then the clamp.
+struct TileEpilogue {
+  const float* bias = nullptr;
+  const float* residual = nullptr;
+  std::int64_t ld_residual = 0;
+  float lo = -std::numeric_limits<float>::infinity();
+  float hi = std::numeric_limits<float>::infinity();
+};
+
 // f32 adds what k-NN, PCA, the sequential classifier and HNSW use.
 struct GemmF32Kernels : GemmKernels<GemmF32> {
   // The tile with A unpacked: mr rows of a row-major matrix, lda floats apart
@@ -119,7 +131,16 @@ struct GemmF32Kernels : GemmKernels<GemmF32> {
   // a row whatever its slot, as eight partial sums (a summation depth of at
   // most k / 8 + 8: k-NN's error bound relies on it). A zero row stays zero.
   void (*pack_panel_b)(const float* const* rows, std::int64_t k, const float* offset, float* dst, float* sq_norms);
+  // The tile_rows tile at the edges of C and with the epilogue in registers
+  // (pointwise convolution, core/gemm.hpp's gemm_rows_fused): only `rows` <= mr
+  // rows of A are read (row i at a + i * lda) and only `rows` x `cols` (<= nr)
+  // values of C are written; when `ep` is given (on a product's last slice),
+  // each value becomes clamp(acc + bias[j] + residual[i][j], lo, hi) before it
+  // is stored (bias / residual null: skipped).
+  void (*tile_rows_fused)(std::int64_t kc, const float* a, std::int64_t lda, int rows, const float* b, float* c,
+                          std::int64_t ldc, int cols, bool accumulate, const TileEpilogue* ep);
 };
+
 
 // The table for the active ISA level, and for a given level (core/gemm_kernels.cpp).
 const GemmF32Kernels& gemm_f32_kernels();

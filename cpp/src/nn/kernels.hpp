@@ -42,14 +42,19 @@ struct Activation {
   float alpha = 1.f / 6.f, beta = 0.5f;
 };
 
+// Clamps propagate NaN (as ONNX Runtime's Clip): SIMD code writes them as
+// max(lo, x) then min(hi, x) with the bound FIRST (x86 max/min return the
+// second operand when either is NaN).
+inline float clamp_nan(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
+
 // The scalar reference of every activation: two roundings in x * alpha + beta
 // (no fma; the build has -ffp-contract=off), sigmoid as 1 / (1 + exp(-x)).
 inline float activate(const Activation& act, float x) {
   switch (act.kind) {
     case ActKind::none: return x;
-    case ActKind::clip: return std::fmin(std::fmax(x, act.lo), act.hi);
-    case ActKind::hardsigmoid: return std::fmin(std::fmax(x * act.alpha + act.beta, 0.f), 1.f);
-    case ActKind::hardswish: return x * std::fmin(std::fmax(x * act.alpha + act.beta, 0.f), 1.f);
+    case ActKind::clip: return clamp_nan(x, act.lo, act.hi);
+    case ActKind::hardsigmoid: return clamp_nan(x * act.alpha + act.beta, 0.f, 1.f);
+    case ActKind::hardswish: return x * clamp_nan(x * act.alpha + act.beta, 0.f, 1.f);
     case ActKind::sigmoid: return 1.f / (1.f + std::exp(-x));
     case ActKind::swish: return x / (1.f + std::exp(-x));
   }
