@@ -25,22 +25,9 @@
 #include <limits>
 
 #include "keensight/core.hpp"
+#include "keensight/nn.hpp"
 
 namespace keensight::nn {
-
-// The activations a convolution, an elementwise op or a standalone pass applies.
-enum class ActKind : std::int32_t { none = 0, clip = 1, hardswish = 2, hardsigmoid = 3, sigmoid = 4, swish = 5 };
-
-struct Activation {
-  ActKind kind = ActKind::none;
-  // clip: [lo, hi] (relu: [0, inf], relu6: [0, 6]).
-  float lo = -std::numeric_limits<float>::infinity();
-  float hi = std::numeric_limits<float>::infinity();
-  // hardsigmoid(x) = clamp(x * alpha + beta, 0, 1) (ONNX: alpha 0.2, beta 0.5;
-  // PyTorch / MobileNetV3: 1/6, 0.5); hardswish(x) = x * hardsigmoid(x) (ONNX
-  // HardSwish: alpha 1/6, beta 0.5).
-  float alpha = 1.f / 6.f, beta = 0.5f;
-};
 
 // Clamps propagate NaN (as ONNX Runtime's Clip): SIMD code writes them as
 // max(lo, x) then min(hi, x) with the bound FIRST (x86 max/min return the
