@@ -22,9 +22,12 @@ Padding = Union[int, str, Sequence[int]]
 
 
 def _float_array(x: Any, name: str, ndim: Optional[int] = None) -> np.ndarray:
+    # Floats only (float16 / float64 converted), as the nn API states: an integer array
+    # here is most likely an undecoded image or a mistaken index array, and converting
+    # it silently would hide that.
     a = np.asarray(x)
-    if a.dtype == object or a.dtype.kind not in "fiu" or a.dtype == np.bool_:
-        raise TypeError(f"{name}: expected a real float32 array, got dtype {a.dtype}")
+    if a.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a float32 array (other float dtypes are converted), got dtype {a.dtype}")
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array, got {a.ndim} dimensions {a.shape}")
     return np.ascontiguousarray(a, dtype=np.float32)
