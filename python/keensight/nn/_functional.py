@@ -197,6 +197,14 @@ def _pool(op: str, x: Any, kernel_size: Any, stride: Any, padding: Padding, dila
     stride = kernel if stride is None else _pair(stride, "stride")
     dilation = _pair(dilation, "dilation")
     pads = conv_padding(padding, (h, w), kernel, stride, dilation)
+    if max(pads[0], pads[2]) >= kernel[0] or max(pads[1], pads[3]) >= kernel[1]:
+        # a window could lie entirely in the padding (ONNX Runtime refuses such pads too)
+        raise ValueError(f"padding: pads (top, left, bottom, right) = {pads} must be smaller than the kernel {kernel}")
+    for axis, size, k, d, p0, p1 in ((0, h, kernel[0], dilation[0], pads[0], pads[2]),
+                                     (1, w, kernel[1], dilation[1], pads[1], pads[3])):
+        if (k - 1) * d + 1 > size + p0 + p1:
+            raise ValueError(f"kernel_size: the window {kernel} with dilation {dilation} spans {(k - 1) * d + 1} "
+                             f"pixels, more than the padded input's {size + p0 + p1} along axis {axis + 2}")
     attrs = {"kernel": kernel, "stride": stride, "pads": pads,
              "ceil_mode": _validate.boolean(ceil_mode, "ceil_mode")}
     if op == "max_pool":
