@@ -418,6 +418,8 @@ DW_CASES = [
     (1, 32, 23, 29, (3, 3), 1, 1, 1),             # wider rows: several register tiles and a tail
     (1, 8, 9, 31, (5, 5), 2, (0, 2, 2, 0), 1),
     (1, 20, 6, 6, (3, 5), (1, 2), (1, 2), (2, 1)),  # non-square kernel, stride, dilation
+    (1, 144, 56, 56, (3, 3), 2, "same", 1),        # MobileNet v2 sizes: rows split between threads
+    (1, 97, 28, 28, (5, 5), 1, 2, 1),
 ]
 
 
@@ -459,6 +461,35 @@ def test_depthwise_bit_identical_across_levels(rng, case):
         bitwise_equal(r, results["scalar"], f"depthwise {case}: {level} vs scalar")
 
 
+def at_every_level(fn):
+    """{level: fn()} for every level this machine runs, the start-up level restored."""
+    before = _core.active_isa()
+    try:
+        out = {}
+        for level in available_levels():
+            _core.set_isa(level)
+            out[level] = fn()
+        return out
+    finally:
+        _core.set_isa(before)
+
+
+def test_stem_and_activations_bit_identical_across_levels():
+    """kernels.hpp: the direct stem convolution (3 -> 32, 3x3 stride 2) sums in one order at
+    every level, and clip / hardsigmoid / hardswish are exact roundings at every level, so
+    every level gives the scalar level's numbers (the sign of a zero aside: the SIMD max
+    returns +0.0 for max(0, -0.0))."""
+    rng = case_rng("stem-levels")
+    x, wt, b = random_conv(rng, 1, 3, 17, 16, 32, 3, 3, 1, out_std=4.0)
+    xa = activation_input(rng, (3, 19, 5, 7))
+    acts = ["relu6", "hardswish", ("hardsigmoid", 0.3, 0.4), ("clip", -1.5, 2.5)]
+    res = at_every_level(lambda: [knn.conv2d(x, wt, b, stride=2, padding="same", activation="relu6")] +
+                         [knn.activation(xa, a) for a in acts])
+    for level, r in res.items():
+        for what, a, ref in zip(["stem"] + acts, r, res["scalar"]):
+            bitwise_equal(a, ref, f"{what}: {level} vs scalar", signed_zero=False)
+
+
 def available_levels():
     info = keensight.cpu_info()
     return [name for name in info["levels"] if name in info["compiled_levels"]]
@@ -480,6 +511,7 @@ PW_CASES = [
     (1, 300, 4, 5, 20, 2, True, False, None),        # K beyond a cache block
     (3, 24, 15, 16, 144, 2, True, False, "hardswish"),
     (1, 40, 16, 16, 40, 2, False, True, "relu"),     # residual, no bias
+    (1, 24, 56, 56, 144, 2, True, False, "relu6"),   # MobileNet v2's expansion at 56x56: many GEMM blocks
 ]
 
 
@@ -929,6 +961,42 @@ def test_results_do_not_depend_on_threads(isa, rng):
         one = fn(x, 1)
         for t in (2, 4, None):
             bitwise_equal(fn(x, t), one, f"{name}: threads={t} vs 1 at {isa}")
+    # MobileNet-sized layers, where each thread gets many rows / GEMM blocks
+    xl, wl, bl = random_conv(case_rng("threads-large"), 1, 48, 56, 56, 96, 1, 1, 1)
+    dwl = random_conv(case_rng("threads-large-dw"), 1, 48, 56, 56, 48, 3, 3, 48)[1:]
+    for name, fn in [("pointwise 56x56", lambda t: knn.pointwise_conv2d(xl, wl, bl, activation="relu6", threads=t)),
+                     ("depthwise 56x56 s2", lambda t: knn.depthwise_conv2d(xl, dwl[0], dwl[1], stride=2,
+                                                                           padding="same", threads=t)),
+                     ("conv 3x3 56x56", lambda t: knn.conv2d(xl[:, :8], wl[:16, :8].repeat(3, 2).repeat(3, 3),
+                                                             padding=1, threads=t))]:
+        one = fn(1)
+        for t in (2, 4):
+            bitwise_equal(fn(t), one, f"{name}: threads={t} vs 1 at {isa}")
+
+
+def test_untimed_ops_do_not_depend_on_the_package_thread_count(rng):
+    """The ops without a threads argument run on the package default
+    (keensight.set_num_threads): 1, 2 and 4 give the same bits."""
+    x = rng.standard_normal((3, 21, 15, 16)).astype(np.float32)
+    se = rng.standard_normal((3, 21, 1, 1)).astype(np.float32)
+    ops = lambda: [knn.max_pool2d(x, 3, stride=2, padding=1, ceil_mode=True),  # noqa: E731
+                   knn.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False),
+                   knn.global_avg_pool2d(x), knn.mul(x, se, activation="hardsigmoid"), knn.add(x, x),
+                   knn.concat([x, x[:, :5]]), knn.flatten(x), knn.softmax(knn.flatten(x)[:, :50]),
+                   knn.dense(knn.flatten(x), dense_w_big)]
+    before = keensight.get_num_threads()
+    try:
+        keensight.set_num_threads(1)
+        one = ops()
+        for t in (2, 4):
+            keensight.set_num_threads(t)
+            for i, (a, b) in enumerate(zip(ops(), one)):
+                bitwise_equal(a, b, f"op {i}: set_num_threads({t}) vs 1")
+    finally:
+        keensight.set_num_threads(before)
+
+
+dense_w_big = np.random.default_rng(11).standard_normal((13, 21 * 15 * 16)).astype(np.float32) * 0.02
 
 
 def test_results_do_not_depend_on_batch(rng):
