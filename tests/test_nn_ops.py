@@ -1071,11 +1071,13 @@ def test_nan_in_weights_propagates(rng):
 # ------------------------------------------------------------------------------------------
 
 def raises_naming(exc, names, fn, *args, **kwargs):
-    """fn(*args, **kwargs) raises `exc` and its message names one of `names` (as a word)."""
+    """fn(*args, **kwargs) raises `exc` and its message names one of `names` as the package
+    does ("name: expected ...", "xs[1]: ...", or the name quoted): a bare word would let
+    the "x" of "64 x 16001" pass for the argument x."""
     with pytest.raises(exc) as info:
         fn(*args, **kwargs)
     msg = str(info.value)
-    assert any(re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", msg) for n in names.split()), \
+    assert any(re.search(rf"(^|[\s'\"`(,]){re.escape(n)}(\[\d+\])?[:'\"`]", msg) for n in names.split()), \
         f"{getattr(fn, '__name__', fn)}: {type(info.value).__name__}({msg!r}) does not name {names!r}"
 
 
@@ -1142,7 +1144,10 @@ def test_huge_outputs_are_refused_before_allocating():
     MemoryError, an overflowed size or an attempt to allocate it."""
     x = np.ones((1, 1, 1, 1), np.float32)
     w = np.ones((64, 1, 1, 1), np.float32)
-    raises_naming(ValueError, "padding x w", knn.conv2d, x, w, padding=8000)          # 64 x 16001^2 floats, 65 GB
+    raises_naming(ValueError, "padding", knn.conv2d, x, w, padding=8000)              # 64 x 16001^2 floats, 65 GB
+    raises_naming(ValueError, "padding", knn.conv2d, x, w, padding=4000)              # 15 GiB: under 2^32 elements
+    raises_naming(ValueError, "w", knn.conv2d, np.ones((64, 1, 100, 100), np.float32),
+                  np.ones((2048, 1, 1, 1), np.float32))                               # 5 GiB from a 2.5 MB input
     raises_naming(ValueError, "padding x w", knn.conv2d, x, w, padding=2 ** 31)       # beyond int32
     raises_naming(ValueError, "padding x w", knn.conv2d, x, w, padding=2 ** 40)
     raises_naming(ValueError, "padding x w", knn.conv2d, x, w, padding=(0, 0, 2 ** 62, 2 ** 62))

@@ -83,6 +83,30 @@ def conv_padding(padding: Padding, size: Tuple[int, int], kernel: Tuple[int, int
     return (p, p, p, p)
 
 
+# The most a functional call allocates for its result (float32 elements, 4 GiB): a
+# larger output is a mistaken padding or shape, refused before anything is allocated.
+MAX_OUTPUT_ELEMENTS = 1 << 30
+
+
+def _check_conv_output(n: int, c: int, h: int, w: int, w_shape: Tuple[int, ...], stride: Tuple[int, int],
+                       pads: Tuple[int, int, int, int], dilation: Tuple[int, int]) -> None:
+    """The kernel fits the padded input and the output is not absurdly large, with messages
+    naming the argument at fault (w, padding, x)."""
+    o, _, kh, kw = w_shape
+    keff = ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1)
+    padded = (h + pads[0] + pads[2], w + pads[1] + pads[3])
+    if keff[0] > padded[0] or keff[1] > padded[1]:
+        raise ValueError(f"w: the {kh}x{kw} kernel with dilation {dilation} spans {keff[0]}x{keff[1]} pixels, more "
+                         f"than the padded input's {padded[0]}x{padded[1]} (x is {h}x{w}, padding {pads})")
+    oh = (padded[0] - keff[0]) // stride[0] + 1
+    ow = (padded[1] - keff[1]) // stride[1] + 1
+    if n * o * oh * ow > MAX_OUTPUT_ELEMENTS:
+        name = "padding" if oh * ow > h * w else ("w" if o > c else "x")
+        raise ValueError(f"{name}: the output would be {n} x {o} x {oh} x {ow} float32 "
+                         f"({n * o * oh * ow * 4 / 2 ** 30:.1f} GiB), more than the "
+                         f"{MAX_OUTPUT_ELEMENTS * 4 // 2 ** 30} GiB a call may allocate")
+
+
 def _act_arg(activation: Any) -> Any:
     return activation_tuple(activation, "activation")
 
@@ -115,6 +139,7 @@ def _conv(x: Any, w: Any, bias: Any, stride: Any, padding: Padding, dilation: An
     stride = _pair(stride, "stride")
     dilation = _pair(dilation, "dilation")
     pads = conv_padding(padding, (h, wd), (w.shape[2], w.shape[3]), stride, dilation)
+    _check_conv_output(n, c, h, wd, w.shape, stride, pads, dilation)
     weights = {"w": w}
     if bias is not None:
         b = _float_array(bias, "bias", 1)
