@@ -15,6 +15,7 @@ void bind_preprocess(py::module_& m);  // preprocess.cpp: fused resize/crop/norm
 void bind_gemm(py::module_& m);        // gemm.cpp: private test bindings of the core GEMM driver
 void bind_nn(py::module_& m);          // nn.cpp: the CNN engine's network builder
 void bind_container(py::module_& m);   // container.cpp: the core file container for Python formats
+void bind_nn_ops(py::module_& m);      // nn_ops.cpp: private test bindings of the nn ops, pools and stem
 void bind_nn_depthwise(py::module_& m);  // nn_depthwise.cpp: private test binding of the depthwise operator
 }
 
@@ -80,5 +81,6 @@ PYBIND11_MODULE(_core, m) {
   keensight::bindings::bind_gemm(m);
   keensight::bindings::bind_nn(m);
   keensight::bindings::bind_container(m);
+  keensight::bindings::bind_nn_ops(m);
   keensight::bindings::bind_nn_depthwise(m);
 }

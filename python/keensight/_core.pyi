@@ -227,6 +227,27 @@ def _gemm_xnor(a_bits: typing.Any, b_bits: typing.Any, k: typing.SupportsInt | t
     """
     The ±1 dot products k - 2 popcount(a XOR b) of bit rows packed by np.packbits(..., axis=1), then the epilogue, in int32 (private: tests of the core GEMM).
     """
+# Private: tests and benchmarks of the nn ops, pools and direct stem (cpp/bindings/nn_ops.cpp).
+def _nn_pool(kind: str, x: typing.Any, kernel: typing.Any, stride: typing.Any, pads: typing.Any, dilation: typing.Any, ceil_mode: bool, count_include_pad: bool, level: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    ONNX MaxPool ('max') / AveragePool ('average') of one NHWC float32 image (H, W, C); pads (top, left, bottom, right).
+    """
+def _nn_global_avg_pool(x: typing.Any, level: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    GlobalAveragePool of one NHWC float32 image (H, W, C) -> (C,).
+    """
+def _nn_elementwise(op: str, a: typing.Any, b: typing.Any, act: typing.Any, level: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    activate(act, a + b) ('add'), activate(act, a * b) ('mul') or activate(act, a) ('activate', b None); act = (kind, lo, hi, alpha, beta).
+    """
+def _nn_channel_affine(x: typing.Any, scale: typing.Any, shift: typing.Any, act: typing.Any, level: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    activate(act, x * scale + shift) with scale / shift (C,) or None over x (..., C).
+    """
+def _nn_conv_direct(x: typing.Any, w: typing.Any, bias: typing.Any, stride: typing.Any, pads: typing.Any, dilation: typing.Any, act: typing.Any, level: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    The direct dense convolution (in_c * kh * kw <= 64) of one NHWC float32 image (H, W, C) with ONNX weights (O, I, kh, kw) -> (OH, OW, O).
+    """
 # Private: tests of the nn depthwise convolution (cpp/bindings/nn_depthwise.cpp).
 def _nn_depthwise(x: typing.Any, w: typing.Any, bias: typing.Any = None, stride: typing.Any = None, pads: typing.Any = None, dilation: typing.Any = None, act: typing.Any = None, level: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float32]:
     """

@@ -27,8 +27,8 @@
 #include "core/gemm.hpp"
 #include "filters/kernels.hpp"
 #include "keensight/core.hpp"
-#include "nn/pool_window.hpp"  // nn ops section
 #include "nn/kernels.hpp"
+#include "nn/pool_window.hpp"  // nn ops section
 #include "preprocess/kernels.hpp"
 #include "search/kernels.hpp"
 
@@ -1190,6 +1190,7 @@ void test_nn_ops(const kn::OpsKernels& sim, const kn::OpsKernels& ref) {
 }
 // nn ops: end
 // ===========================================================================
+
 // ---------------------------------------------------------------------------
 // nn depthwise (begin; owned by the depthwise kernels, nn/depthwise_*.cpp)
 //

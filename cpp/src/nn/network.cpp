@@ -29,6 +29,7 @@
 #include "core/gemm.hpp"
 #include "core/parallel.hpp"
 #include "keensight/nn.hpp"
+#include "nn/depthwise.hpp"
 #include "nn/kernels.hpp"
 
 namespace keensight::nn {
@@ -106,6 +107,29 @@ struct Slot {
   std::int64_t floats = 0, offset = 0;
 };
 
+// A MobileNet v2 bottleneck run over strips of output rows (Sandler et al. 2018,
+// §5.1 "Memory efficient inference": the expanded tensor is never materialised
+// whole): node `expand` (a 1x1 convolution; -1 when the block has none) ->
+// `dw` (depthwise) -> `project` (a 1x1 convolution, residual allowed). Per strip,
+// the expansion computes the input rows the depthwise strip reads (rows kept from
+// the previous strip are not recomputed), the depthwise computes the strip, the
+// projection writes it to the output tensor. Same operations per value as the
+// three nodes run one after the other.
+struct FusedBlock {
+  int expand = -1, dw = -1, project = -1;  // node indices
+  std::int64_t strip_rows = 1;             // depthwise output rows per strip
+};
+
+// Where every tensor lives in the per-image arena, for one execution mode.
+struct Plan {
+  bool made = false;
+  std::vector<std::int64_t> offset;  // per tensor, floats into the arena (-1: no slot: inside a fused block)
+  std::int64_t scratch_offset = 0, arena_floats = 0;
+  std::vector<FusedBlock> blocks;
+  std::vector<int> block_at;         // per node: the fused block starting there, or -1
+  std::vector<bool> inside;          // per node: a member of a fused block (run by it)
+};
+
 }  // namespace
 
 struct Network::Impl {
@@ -113,17 +137,17 @@ struct Network::Impl {
   std::vector<Node> nodes;    // nodes[t] produces tensor t... not always: see producer
   std::int64_t weight_bytes = 0;
 
-  // The plan (made on the first run after a change).
+  // The plans (made on the first run after a change): plans[1] fuses the
+  // bottleneck blocks, plans[0] runs every node on its own (when a run asks for
+  // a tensor inside a block).
   mutable std::mutex mutex;
-  mutable bool planned = false;
-  mutable std::vector<std::int64_t> offset;  // per tensor, floats into the arena
-  mutable std::int64_t scratch_offset = 0, arena_floats = 0;
+  mutable Plan plans[2];
   mutable std::vector<std::unique_ptr<AlignedBuffer<float>>> free_arenas;
 
   int add_tensor(const Shape& s, const char* what) {
     checked_size(s, what);
     shapes.push_back(s);
-    planned = false;
+    plans[0].made = plans[1].made = false;
     return static_cast<int>(shapes.size()) - 1;
   }
   const Shape& tensor(int t, const char* what) const {
@@ -138,10 +162,13 @@ struct Network::Impl {
     return nodes.back().output;
   }
 
-  void plan() const;
-  void run_image(const std::vector<const float*>& x, std::int64_t image, const std::vector<int>& outputs, const std::vector<float*>& out,
-                 float* arena, int threads, double* node_seconds = nullptr) const;
-  void run_node(const Node& node, float* arena, int threads) const;
+  const Plan& plan(bool fuse) const;  // call with `mutex` held
+  std::vector<FusedBlock> find_blocks() const;
+  void run_image(const Plan& plan, const std::vector<const float*>& x, std::int64_t image,
+                 const std::vector<int>& outputs, const std::vector<float*>& out, float* arena, int threads,
+                 double* node_seconds = nullptr) const;
+  void run_node(const Plan& plan, const Node& node, float* arena, int threads) const;
+  void run_block(const Plan& plan, const FusedBlock& block, float* arena, int threads) const;
 };
 
 std::int64_t conv_output_size(std::int64_t size, int k, int stride, int dilation, int pad_begin, int pad_end,
@@ -242,8 +269,7 @@ int Network::conv(int x, const float* w, std::int64_t out_c, int kh, int kw, con
   if (depthwise && residual < 0) {
     node.op = Op::conv_depthwise;
     node.weights.resize(taps * in.c);
-    for (std::int64_t ch = 0; ch < in.c; ++ch)
-      for (std::int64_t t = 0; t < taps; ++t) node.weights[t * in.c + ch] = w[ch * taps + t];
+    pack_depthwise_weights(w, in.c, kh, kw, node.weights.get());
   } else if (direct) {
     node.op = Op::conv_direct;
     node.weights.resize(taps * in.c * out_c);
@@ -461,20 +487,90 @@ Shape Network::shape(int t) const { return impl_->tensor(t, "shape"); }
 std::int64_t Network::weight_bytes() const { return impl_->weight_bytes; }
 std::int64_t Network::arena_bytes() const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
-  impl_->plan();
-  return impl_->arena_floats * static_cast<std::int64_t>(sizeof(float));
+  return impl_->plan(true).arena_floats * static_cast<std::int64_t>(sizeof(float));
 }
 
 // ---------------------------------------------------------------------------
 // Planning
 
-void Network::Impl::plan() const {
-  if (planned) return;
-  const std::size_t tensors = shapes.size();
+namespace {
+
+// Bytes of the expanded strip a fused block keeps in cache: the block's working
+// set (expanded rows + depthwise rows) stays within a 512 KiB L2 (Zen 3; 1-2 MiB
+// on Zen 4 / 5 and recent Xeons) beside the weights streaming through.
+constexpr std::int64_t kFusedStripFloats = std::int64_t{96} << 10;  // 384 KiB
+// Blocks whose whole expanded tensor is smaller than this stay unfused: it fits in
+// L2 anyway, and short strips would cut the GEMMs into few-row calls that reload
+// the weights per strip (Lite0's 14 x 14 x 672 blocks measured slower fused).
+constexpr std::int64_t kFuseAboveFloats = std::int64_t{256} << 10;  // 1 MiB
+
+bool is_pointwise(const Node& n) { return n.op == Op::conv_pointwise; }
+
+}  // namespace
+
+std::vector<FusedBlock> Network::Impl::find_blocks() const {
+  std::vector<int> consumers(shapes.size(), 0);
+  for (const Node& n : nodes)
+    for (int t : n.inputs) ++consumers[static_cast<std::size_t>(t)];
+  const auto only_into = [&](const Node& producer, const Node& consumer) {
+    return consumers[static_cast<std::size_t>(producer.output)] == 1 && consumer.inputs.size() >= 1 &&
+           consumer.inputs[0] == producer.output &&
+           (consumer.inputs.size() < 2 || consumer.inputs[1] != producer.output);
+  };
+  std::vector<FusedBlock> blocks;
+  for (std::size_t i = 0; i + 1 < nodes.size(); ++i) {
+    FusedBlock b;
+    std::size_t d = i;
+    if (is_pointwise(nodes[i]) && i + 2 < nodes.size() && nodes[i + 1].op == Op::conv_depthwise &&
+        only_into(nodes[i], nodes[i + 1]) && nodes[i].inputs.size() == 1) {
+      b.expand = static_cast<int>(i);
+      d = i + 1;
+    } else if (nodes[i].op != Op::conv_depthwise) {
+      continue;
+    }
+    if (d + 1 >= nodes.size() || !is_pointwise(nodes[d + 1]) || !only_into(nodes[d], nodes[d + 1])) continue;
+    b.dw = static_cast<int>(d);
+    b.project = static_cast<int>(d + 1);
+    const ConvShape& g = nodes[d].geom;
+    const std::int64_t row_floats = g.in_w * g.in_c;  // one expanded row
+    const std::int64_t keff = std::int64_t{g.kh - 1} * g.dilation_h + 1;
+    b.strip_rows = std::max<std::int64_t>(1, (kFusedStripFloats / row_floats - keff) / g.stride_h + 1);
+    b.strip_rows = std::min(b.strip_rows, g.out_h);
+    if (g.in_h * row_floats <= kFuseAboveFloats) continue;
+    blocks.push_back(b);
+    i = static_cast<std::size_t>(b.project);
+  }
+  return blocks;
+}
+
+const Plan& Network::Impl::plan(bool fuse) const {
+  Plan& p = plans[fuse ? 1 : 0];
+  if (p.made) return p;
+  const std::size_t tensors = shapes.size(), count = nodes.size();
+  p.blocks = fuse ? find_blocks() : std::vector<FusedBlock>{};
+  p.block_at.assign(count, -1);
+  p.inside.assign(count, false);
+  // The node index each node counts as: a block's members all run at its last node.
+  std::vector<std::size_t> at(count);
+  for (std::size_t i = 0; i < count; ++i) at[i] = i;
+  std::vector<bool> internal(tensors, false);
+  for (std::size_t b = 0; b < p.blocks.size(); ++b) {
+    const FusedBlock& fb = p.blocks[b];
+    const int first = fb.expand >= 0 ? fb.expand : fb.dw;
+    p.block_at[static_cast<std::size_t>(first)] = static_cast<int>(b);
+    for (int m : {fb.expand, fb.dw, fb.project})
+      if (m >= 0) {
+        p.inside[static_cast<std::size_t>(m)] = true;
+        at[static_cast<std::size_t>(m)] = static_cast<std::size_t>(fb.project);
+      }
+    if (fb.expand >= 0) internal[static_cast<std::size_t>(nodes[static_cast<std::size_t>(fb.expand)].output)] = true;
+    internal[static_cast<std::size_t>(nodes[static_cast<std::size_t>(fb.dw)].output)] = true;
+  }
   std::vector<std::int64_t> last_use(tensors, -1);
-  for (std::size_t i = 0; i < nodes.size(); ++i) {
-    last_use[static_cast<std::size_t>(nodes[i].output)] = static_cast<std::int64_t>(i);
-    for (int t : nodes[i].inputs) last_use[static_cast<std::size_t>(t)] = static_cast<std::int64_t>(i);
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto when = static_cast<std::int64_t>(at[i]);
+    last_use[static_cast<std::size_t>(nodes[i].output)] = std::max(last_use[static_cast<std::size_t>(nodes[i].output)], when);
+    for (int t : nodes[i].inputs) last_use[static_cast<std::size_t>(t)] = std::max(last_use[static_cast<std::size_t>(t)], when);
   }
   constexpr std::int64_t kAlign = 16;  // floats: 64 bytes
   std::vector<Slot> slots;
@@ -482,12 +578,15 @@ void Network::Impl::plan() const {
   std::vector<int> occupant;  // per slot: the tensor in it now
   std::vector<bool> slot_free;
   std::int64_t scratch = 0;
-  for (std::size_t i = 0; i < nodes.size(); ++i) {
+  for (std::size_t i = 0; i < count; ++i) {
     const Node& node = nodes[i];
+    if (node.op == Op::conv_im2col)
+      scratch = std::max(scratch, keensight::detail::round_up(node.strip_rows * node.geom.out_w * node.k, kAlign));
+    if (internal[static_cast<std::size_t>(node.output)]) continue;  // lives in the block's strips
+    const auto now = static_cast<std::int64_t>(at[i]);
     // Free the slots whose tensor's last consumer ran before this node.
     for (std::size_t s = 0; s < slots.size(); ++s)
-      if (!slot_free[s] && last_use[static_cast<std::size_t>(occupant[s])] < static_cast<std::int64_t>(i))
-        slot_free[s] = true;
+      if (!slot_free[s] && last_use[static_cast<std::size_t>(occupant[s])] < now) slot_free[s] = true;
     const std::int64_t need = keensight::detail::round_up(shapes[static_cast<std::size_t>(node.output)].size(), kAlign);
     int best = -1;
     for (std::size_t s = 0; s < slots.size(); ++s) {
@@ -508,25 +607,23 @@ void Network::Impl::plan() const {
       slots[static_cast<std::size_t>(best)].floats = std::max(slots[static_cast<std::size_t>(best)].floats, need);
       slot_free[static_cast<std::size_t>(best)] = false;
     }
-    // A slot once freed is only re-marked free at a later node, so a node's
-    // output never shares a slot with its inputs (they are still in use).
+    // A slot is freed only when its tensor's last consumer has run, so a node's
+    // output never shares a slot with its inputs (nor a block's output with the
+    // block's input or residual: they count as used at the block's last node).
     slot_of[static_cast<std::size_t>(node.output)] = best;
-    if (node.op == Op::conv_im2col)
-      scratch = std::max(scratch, keensight::detail::round_up(node.strip_rows * node.geom.out_w * node.k, kAlign));
-    // Tensors nobody consumes are free from the next node on.
   }
-  offset.assign(tensors, 0);
+  p.offset.assign(tensors, -1);
   std::int64_t total = 0;
   for (Slot& s : slots) {
     s.offset = total;
     total += s.floats;
   }
   for (std::size_t t = 0; t < tensors; ++t)
-    if (slot_of[t] >= 0) offset[t] = slots[static_cast<std::size_t>(slot_of[t])].offset;
-  scratch_offset = total;
-  arena_floats = total + scratch;
-  free_arenas.clear();
-  planned = true;
+    if (slot_of[t] >= 0) p.offset[t] = slots[static_cast<std::size_t>(slot_of[t])].offset;
+  p.scratch_offset = total;
+  p.arena_floats = total + scratch;
+  p.made = true;
+  return p;
 }
 
 // ---------------------------------------------------------------------------
@@ -594,7 +691,8 @@ keensight::detail::FusedEpilogue gemm_epilogue(const Node& node, const float* bi
 
 }  // namespace
 
-void Network::Impl::run_node(const Node& node, float* arena, int threads) const {
+void Network::Impl::run_node(const Plan& plan, const Node& node, float* arena, int threads) const {
+  const std::vector<std::int64_t>& offset = plan.offset;
   const auto& ops = detail::ops_kernels();
   const Shape& out_shape = shapes[static_cast<std::size_t>(node.output)];
   float* out = arena + offset[static_cast<std::size_t>(node.output)];
@@ -616,7 +714,7 @@ void Network::Impl::run_node(const Node& node, float* arena, int threads) const 
     case Op::conv_im2col: {
       const float* in = in_ptr(0);
       const float* residual = node.inputs.size() > 1 ? in_ptr(1) : nullptr;
-      float* cols = arena + scratch_offset;
+      float* cols = arena + plan.scratch_offset;
       const std::int64_t cin_g = g.in_c / g.groups, cout_g = g.out_c / g.groups;
       const std::int64_t group_floats = keensight::detail::fused_packed_size(*node.gemm, cout_g, node.k);
       for (std::int64_t y0 = 0; y0 < g.out_h; y0 += node.strip_rows) {
@@ -657,13 +755,7 @@ void Network::Impl::run_node(const Node& node, float* arena, int threads) const 
       a.bias = node.bias.data();
       a.act = node.act;
       a.out = out;
-      auto kernel = dw.dwconv_any;
-      if (g.dilation_h == 1 && g.dilation_w == 1 && g.kh == g.kw && g.stride_h == g.stride_w) {
-        if (g.kh == 3 && g.stride_h == 1) kernel = dw.dwconv_3x3s1;
-        if (g.kh == 3 && g.stride_h == 2) kernel = dw.dwconv_3x3s2;
-        if (g.kh == 5 && g.stride_h == 1) kernel = dw.dwconv_5x5s1;
-        if (g.kh == 5 && g.stride_h == 2) kernel = dw.dwconv_5x5s2;
-      }
+      const auto kernel = depthwise_entry(dw, g);
       for_rows(g.out_h, g.out_w * g.out_c * g.kh * g.kw, threads,
                [&](std::int64_t y0, std::int64_t y1) { kernel(a, y0, y1); });
       return;
@@ -756,12 +848,103 @@ void Network::Impl::run_node(const Node& node, float* arena, int threads) const 
   }
 }
 
-void Network::Impl::run_image(const std::vector<const float*>& x, std::int64_t image, const std::vector<int>& outputs,
-                              const std::vector<float*>& out, float* arena, int threads, double* node_seconds) const {
+namespace {
+
+// Per-thread strip buffers of the fused blocks (grown, never shrunk; each thread
+// runs one block at a time).
+AlignedBuffer<float>& strip_buffer(int which) {
+  thread_local AlignedBuffer<float> buffers[2];
+  return buffers[which];
+}
+
+}  // namespace
+
+void Network::Impl::run_block(const Plan& plan, const FusedBlock& b, float* arena, int threads) const {
+  const Node& dw = nodes[static_cast<std::size_t>(b.dw)];
+  const Node& pr = nodes[static_cast<std::size_t>(b.project)];
+  const Node* ex = b.expand >= 0 ? &nodes[static_cast<std::size_t>(b.expand)] : nullptr;
+  const ConvShape& g = dw.geom;  // in_h x in_w x c: the expanded tensor; out_h x out_w x c: the depthwise's
+  const std::int64_t c = g.in_c, cout = pr.geom.out_c;
+  const int block_input = ex ? ex->inputs[0] : dw.inputs[0];
+  const float* in = arena + plan.offset[static_cast<std::size_t>(block_input)];
+  const float* residual =
+      pr.inputs.size() > 1 ? arena + plan.offset[static_cast<std::size_t>(pr.inputs[1])] : nullptr;
+  float* out = arena + plan.offset[static_cast<std::size_t>(pr.output)];
+  const auto& ops = detail::ops_kernels();
+  const auto kernel = depthwise_entry(detail::depthwise_kernels(), g);
+  const std::int64_t keff = std::int64_t{g.kh - 1} * g.dilation_h + 1;
+  const std::int64_t max_in_rows = (b.strip_rows - 1) * g.stride_h + keff;
+
+  // Output rows [y_begin, y_end) of the block on this thread, strip by strip.
+  const auto rows = [&](std::int64_t y_begin, std::int64_t y_end) {
+    ActivationAfter after_ex{&ops, Activation{}}, after_pr{&ops, Activation{}};
+    AlignedBuffer<float>& expanded = strip_buffer(0);
+    AlignedBuffer<float>& dw_out = strip_buffer(1);
+    if (ex) expanded.resize(max_in_rows * g.in_w * c);
+    dw_out.resize(b.strip_rows * g.out_w * c);
+    std::int64_t have0 = 0, have1 = 0;  // expanded rows held: [have0, have1) at expanded[0 ..]
+    for (std::int64_t y0 = y_begin; y0 < y_end; y0 += b.strip_rows) {
+      const std::int64_t y1 = std::min(y_end, y0 + b.strip_rows);
+      const auto need = depthwise_input_rows(g, y0, y1);
+      const float* dw_in = in;
+      std::int64_t dw_row0 = 0;
+      if (ex) {
+        const std::int64_t row_floats = g.in_w * c;
+        // Keep the rows of the previous strip this one reads again, compute the rest.
+        std::int64_t keep0 = std::max(need.first, have0), keep1 = std::min(need.second, have1);
+        if (keep1 <= keep0) keep0 = keep1 = need.first;
+        if (keep1 > keep0 && keep0 > have0)
+          std::memmove(expanded.get(), expanded.get() + (keep0 - have0) * row_floats,
+                       static_cast<std::size_t>((keep1 - keep0) * row_floats) * sizeof(float));
+        const std::int64_t held = keep1 - keep0;
+        const std::int64_t first_new = keep1 > keep0 ? keep1 : need.first;
+        if (need.second > first_new) {
+          const auto ep = gemm_epilogue(*ex, ex->bias.data(), nullptr, 0, after_ex);
+          keensight::detail::gemm_rows_fused(*ex->gemm, in + first_new * g.in_w * ex->geom.in_c, ex->geom.in_c,
+                                             (need.second - first_new) * g.in_w, ex->weights.get(), c, ex->k,
+                                             expanded.get() + held * row_floats, c, ep, 1);
+        }
+        have0 = keep1 > keep0 ? keep0 : need.first;
+        have1 = need.second;
+        dw_in = expanded.get();
+        dw_row0 = have0;
+      }
+      detail::DepthwiseArgs a;
+      a.shape = &g;
+      a.in = dw_in;
+      a.in_row0 = dw_row0;
+      a.weights = dw.weights.get();
+      a.bias = dw.bias.data();
+      a.act = dw.act;
+      a.out = dw_out.get();
+      a.out_row0 = y0;
+      kernel(a, y0, y1);
+      const std::int64_t pixel0 = y0 * g.out_w, pixels = (y1 - y0) * g.out_w;
+      const auto ep = gemm_epilogue(pr, pr.bias.data(), residual ? residual + pixel0 * cout : nullptr, cout, after_pr);
+      keensight::detail::gemm_rows_fused(*pr.gemm, dw_out.get(), c, pixels, pr.weights.get(), cout, pr.k,
+                                         out + pixel0 * cout, cout, ep, 1);
+    }
+  };
+  if (threads <= 1 || g.out_h < 2) {
+    rows(0, g.out_h);
+    return;
+  }
+  // Each thread takes a band of output rows (the expanded rows at band edges are
+  // computed by both neighbours: a few rows, no synchronisation).
+  keensight::detail::parallel_threads(static_cast<int>(std::min<std::int64_t>(threads, g.out_h)), [&](int t, int nt) {
+    const std::int64_t y0 = g.out_h * t / nt, y1 = g.out_h * (t + 1) / nt;
+    if (y1 > y0) rows(y0, y1);
+  });
+}
+
+void Network::Impl::run_image(const Plan& plan, const std::vector<const float*>& x, std::int64_t image,
+                              const std::vector<int>& outputs, const std::vector<float*>& out, float* arena,
+                              int threads, double* node_seconds) const {
   const auto emit = [&](int t) {
     const Shape& s = shapes[static_cast<std::size_t>(t)];
     for (std::size_t i = 0; i < outputs.size(); ++i)
-      if (outputs[i] == t) to_nchw(arena + offset[static_cast<std::size_t>(t)], s.c, s.h * s.w, out[i] + image * s.size());
+      if (outputs[i] == t)
+        to_nchw(arena + plan.offset[static_cast<std::size_t>(t)], s.c, s.h * s.w, out[i] + image * s.size());
   };
   std::size_t next_input = 0;
   for (std::size_t i = 0; i < nodes.size(); ++i) {
@@ -769,11 +952,16 @@ void Network::Impl::run_image(const std::vector<const float*>& x, std::int64_t i
     const auto start = node_seconds ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     if (node.op == Op::input) {
       const Shape& s = shapes[static_cast<std::size_t>(node.output)];
-      to_nhwc(x[next_input++] + image * s.size(), s.c, s.h * s.w, arena + offset[static_cast<std::size_t>(node.output)]);
-    } else {
-      run_node(node, arena, threads);
+      to_nhwc(x[next_input++] + image * s.size(), s.c, s.h * s.w,
+              arena + plan.offset[static_cast<std::size_t>(node.output)]);
+    } else if (plan.block_at[i] >= 0) {
+      const FusedBlock& b = plan.blocks[static_cast<std::size_t>(plan.block_at[i])];
+      run_block(plan, b, arena, threads);
+      emit(nodes[static_cast<std::size_t>(b.project)].output);
+    } else if (!plan.inside[i]) {
+      run_node(plan, node, arena, threads);
     }
-    emit(node.output);
+    if (!plan.inside[i]) emit(node.output);
     if (node_seconds)
       node_seconds[i] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
@@ -784,13 +972,14 @@ std::vector<double> Network::profile(const std::vector<const float*>& x, std::in
   if (static_cast<int>(x.size()) != input_count())
     throw ValueError("profile: expected " + std::to_string(input_count()) + " input arrays, got " + std::to_string(x.size()));
   std::vector<double> seconds(impl.nodes.size(), 0.0);
+  const Plan* plan = nullptr;
   {
     std::lock_guard<std::mutex> lock(impl.mutex);
-    impl.plan();
+    plan = &impl.plan(true);
   }
-  AlignedBuffer<float> arena(impl.arena_floats);
+  AlignedBuffer<float> arena(plan->arena_floats);
   const int nt = std::max(1, threads > 0 ? threads : get_num_threads());
-  for (std::int64_t j = 0; j < n; ++j) impl.run_image(x, j, {}, {}, arena.get(), nt, seconds.data());
+  for (std::int64_t j = 0; j < n; ++j) impl.run_image(*plan, x, j, {}, {}, arena.get(), nt, seconds.data());
   return seconds;
 }
 
@@ -815,12 +1004,15 @@ void Network::run(const std::vector<const float*>& x, std::int64_t n, const std:
   if (outputs.size() != out.size()) throw ValueError("run: one output buffer per requested tensor");
   for (int t : outputs) impl.tensor(t, "run output");
   if (n <= 0) return;
-  std::int64_t floats = 0;
+  // Fused blocks, unless a requested tensor lives inside one.
+  const Plan* plan = nullptr;
   {
     std::lock_guard<std::mutex> lock(impl.mutex);
-    impl.plan();
-    floats = impl.arena_floats;
+    plan = &impl.plan(true);
+    for (int t : outputs)
+      if (plan->offset[static_cast<std::size_t>(t)] < 0) plan = &impl.plan(false);
   }
+  const std::int64_t floats = plan->arena_floats;
   const auto take_arena = [&]() {
     std::lock_guard<std::mutex> lock(impl.mutex);
     if (!impl.free_arenas.empty() && impl.free_arenas.back()->capacity() >= floats) {
@@ -839,13 +1031,13 @@ void Network::run(const std::vector<const float*>& x, std::int64_t n, const std:
     // Whole images per thread, each operator single-threaded.
     keensight::detail::parallel_threads(nt, [&](int t, int count) {
       auto arena = take_arena();
-      for (std::int64_t j = t; j < n; j += count) impl.run_image(x, j, outputs, out, arena->get(), 1);
+      for (std::int64_t j = t; j < n; j += count) impl.run_image(*plan, x, j, outputs, out, arena->get(), 1);
       give_arena(std::move(arena));
     });
     return;
   }
   auto arena = take_arena();
-  for (std::int64_t j = 0; j < n; ++j) impl.run_image(x, j, outputs, out, arena->get(), nt);
+  for (std::int64_t j = 0; j < n; ++j) impl.run_image(*plan, x, j, outputs, out, arena->get(), nt);
   give_arena(std::move(arena));
 }
 

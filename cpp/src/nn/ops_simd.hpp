@@ -19,9 +19,21 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "nn/kernels.hpp"
 #include "nn/pool_window.hpp"
+
+// Loops over a tile's registers (constant trip counts) are unrolled before GCC's
+// scalar replacement runs, so the accumulator arrays live in registers: without it
+// GCC 12 kept the conv_direct tile in memory and stored all 16 accumulators every tap.
+#if defined(__GNUC__) && !defined(__clang__)
+#define KEENSIGHT_UNROLL _Pragma("GCC unroll 16")
+#elif defined(__clang__)
+#define KEENSIGHT_UNROLL _Pragma("unroll")
+#else
+#define KEENSIGHT_UNROLL
+#endif
 
 namespace keensight::nn::detail {
 namespace {
@@ -108,6 +120,7 @@ struct ChannelAffineBlock {
   template <int NV, bool TAIL>
   void run(std::int64_t ch0, typename V::Mask tail) const {
     typename V::Reg sc[NV], sh[NV];
+    KEENSIGHT_UNROLL
     for (int j = 0; j < NV; ++j) {
       const bool last = TAIL && j == NV - 1;
       sc[j] = !scale ? V::zero() : last ? V::load_tail(scale + ch0 + j * V::W, tail) : V::load(scale + ch0 + j * V::W);
@@ -116,6 +129,7 @@ struct ChannelAffineBlock {
     for (std::int64_t p = 0; p < pixels; ++p) {
       const float* src = x + p * c + ch0;
       float* dst = y + p * c + ch0;
+      KEENSIGHT_UNROLL
       for (int j = 0; j < NV; ++j) {
         const bool last = j == NV - 1;
         typename V::Reg v = (TAIL && last) ? V::load_tail(src + j * V::W, tail) : V::load(src + j * V::W);
@@ -147,13 +161,16 @@ struct GlobalAvgBlock {
   template <int NV, bool TAIL>
   void run(std::int64_t ch0, typename V::Mask tail) const {
     typename V::Reg acc[NV];
+    KEENSIGHT_UNROLL
     for (int j = 0; j < NV; ++j) acc[j] = V::zero();
     for (std::int64_t p = 0; p < pixels; ++p) {
       const float* src = x + p * c + ch0;
+      KEENSIGHT_UNROLL
       for (int j = 0; j < NV; ++j)
         acc[j] = V::add(acc[j], (TAIL && j == NV - 1) ? V::load_tail(src + j * V::W, tail) : V::load(src + j * V::W));
     }
     const typename V::Reg inv = V::set1(1.f / static_cast<float>(pixels));
+    KEENSIGHT_UNROLL
     for (int j = 0; j < NV; ++j) {
       const typename V::Reg v = V::mul(acc[j], inv);
       if (TAIL && j == NV - 1) V::store_tail(y + ch0 + j * V::W, v, tail);
@@ -184,6 +201,7 @@ struct PoolPixelBlock {
     const ConvShape& s = *a.shape;
     const std::int64_t c = s.in_c;
     typename V::Reg acc[NV], nan[NV];
+    KEENSIGHT_UNROLL
     for (int j = 0; j < NV; ++j) {
       acc[j] = IsMax ? V::set1(-std::numeric_limits<float>::infinity()) : V::zero();
       nan[j] = V::zero();
@@ -192,6 +210,7 @@ struct PoolPixelBlock {
       const float* row = a.in + (ry.origin + std::int64_t(ky) * s.dilation_h - a.in_row0) * s.in_w * c + ch0;
       for (int kx = rx.first; kx < rx.last; ++kx) {
         const float* px = row + (rx.origin + std::int64_t(kx) * s.dilation_w) * c;
+        KEENSIGHT_UNROLL
         for (int j = 0; j < NV; ++j) {
           const typename V::Reg v =
               (TAIL && j == NV - 1) ? V::load_tail(px + j * V::W, tail) : V::load(px + j * V::W);
@@ -206,6 +225,7 @@ struct PoolPixelBlock {
     }
     float* dst = out_row + x * c + ch0;
     const typename V::Reg div = V::set1(divisor);
+    KEENSIGHT_UNROLL
     for (int j = 0; j < NV; ++j) {
       const typename V::Reg v = IsMax ? V::nan_apply(acc[j], nan[j]) : V::div(acc[j], div);
       if (TAIL && j == NV - 1) V::store_tail(dst + j * V::W, v, tail);
@@ -239,17 +259,22 @@ void pool_simd(const PoolArgs& a, std::int64_t y0, std::int64_t y1) {
 // row x NV vectors of output channels: per tap (ky, kx, i) NV weight vectors are
 // loaded once and used by PX broadcast inputs, PX * NV independent FMA chains. Each
 // accumulator sums its taps in the contract's order (ky, kx inside the input, then i).
+// IN_C, STRIDE_W > 0: the shape's in_c and stride_w known at compile time (the stem's
+// 3 and 2), so the PX broadcast inputs are immediate offsets from one pointer and the
+// channel loop unrolls; 0: read from the shape.
 
-template <class V, int PX, int NV, bool TAIL>
+template <class V, int PX, int NV, bool TAIL, int IN_C = 0, int STRIDE_W = 0>
 inline void conv_direct_tile(const DirectConvArgs& a, const typename V::Act& va, const TapRange& ry, std::int64_t x0, int kx0, int kx1,
                              std::int64_t oc0, typename V::Mask tail, float* out_row) {
   const ConvShape& s = *a.shape;
-  const std::int64_t in_c = s.in_c, out_c = s.out_c;
-  const std::int64_t col_step = std::int64_t(s.stride_w) * in_c;  // between the tile's pixels
+  const std::int64_t in_c = IN_C > 0 ? IN_C : s.in_c, out_c = s.out_c;
+  const std::int64_t col_step = std::int64_t(STRIDE_W > 0 ? STRIDE_W : s.stride_w) * in_c;  // between pixels
   typename V::Reg acc[PX][NV];
+  KEENSIGHT_UNROLL
   for (int j = 0; j < NV; ++j) {
     const typename V::Reg bias =
         (TAIL && j == NV - 1) ? V::load_tail(a.bias + oc0 + j * V::W, tail) : V::load(a.bias + oc0 + j * V::W);
+    KEENSIGHT_UNROLL
     for (int p = 0; p < PX; ++p) acc[p][j] = bias;
   }
   const std::int64_t ix0 = x0 * s.stride_w - s.pad_left;
@@ -258,19 +283,25 @@ inline void conv_direct_tile(const DirectConvArgs& a, const typename V::Act& va,
     for (int kx = kx0; kx < kx1; ++kx) {
       const float* px = row + (ix0 + std::int64_t(kx) * s.dilation_w) * in_c;
       const float* w = a.weights + (std::int64_t(ky) * s.kw + kx) * in_c * out_c + oc0;
+      KEENSIGHT_UNROLL
       for (std::int64_t i = 0; i < in_c; ++i, w += out_c) {
         typename V::Reg wv[NV];
+        KEENSIGHT_UNROLL
         for (int j = 0; j < NV; ++j)
           wv[j] = (TAIL && j == NV - 1) ? V::load_tail(w + j * V::W, tail) : V::load(w + j * V::W);
+        KEENSIGHT_UNROLL
         for (int p = 0; p < PX; ++p) {
           const typename V::Reg xv = V::set1(px[p * col_step + i]);
+          KEENSIGHT_UNROLL
           for (int j = 0; j < NV; ++j) acc[p][j] = V::fma(xv, wv[j], acc[p][j]);
         }
       }
     }
   }
+  KEENSIGHT_UNROLL
   for (int p = 0; p < PX; ++p) {
     float* dst = out_row + (x0 + p) * out_c + oc0;
+    KEENSIGHT_UNROLL
     for (int j = 0; j < NV; ++j) {
       const typename V::Reg v = V::act(va, acc[p][j]);
       if (TAIL && j == NV - 1) V::store_tail(dst + j * V::W, v, tail);
@@ -298,9 +329,31 @@ struct ConvDirectRowBlock {
     };
     std::int64_t x = 0;
     for (; x < xi0; ++x) edge(x);
-    for (; x + PX <= xi1; x += PX) conv_direct_tile<V, PX, NV, TAIL>(a, va, ry, x, 0, s.kw, oc0, tail, out_row);
-    for (; x < xi1; ++x) conv_direct_tile<V, 1, NV, TAIL>(a, va, ry, x, 0, s.kw, oc0, tail, out_row);
-    for (; x < s.out_w; ++x) edge(x);
+    if (s.in_c == 3 && s.stride_w == 2) interior<NV, TAIL, 3, 2>(x, oc0, tail);  // the stem
+    else interior<NV, TAIL, 0, 0>(x, oc0, tail);
+    for (x = xi1; x < s.out_w; ++x) edge(x);
+  }
+
+  // Interior columns [x, xi1) in tiles of PX pixels, the rest in tiles of 4, 2, 1 (a
+  // 1-pixel tile is 2 FMA chains, latency-bound: 7 of them per stem row cost a quarter
+  // of the time of the 8-pixel tiles).
+  template <int NV, bool TAIL, int IN_C, int STRIDE_W>
+  void interior(std::int64_t x, std::int64_t oc0, typename V::Mask tail) const {
+    const int kw = a.shape->kw;
+    for (; x + PX <= xi1; x += PX) conv_direct_tile<V, PX, NV, TAIL, IN_C, STRIDE_W>(a, va, ry, x, 0, kw, oc0, tail, out_row);
+    if constexpr (PX > 4) {
+      while (x + 4 <= xi1) {
+        conv_direct_tile<V, 4, NV, TAIL, IN_C, STRIDE_W>(a, va, ry, x, 0, kw, oc0, tail, out_row);
+        x += 4;
+      }
+    }
+    if constexpr (PX > 2) {
+      if (x + 2 <= xi1) {
+        conv_direct_tile<V, 2, NV, TAIL, IN_C, STRIDE_W>(a, va, ry, x, 0, kw, oc0, tail, out_row);
+        x += 2;
+      }
+    }
+    for (; x < xi1; ++x) conv_direct_tile<V, 1, NV, TAIL, IN_C, STRIDE_W>(a, va, ry, x, 0, kw, oc0, tail, out_row);
   }
 };
 
@@ -356,3 +409,5 @@ OpsKernels make_ops_kernels() {
 
 }  // namespace
 }  // namespace keensight::nn::detail
+
+#undef KEENSIGHT_UNROLL

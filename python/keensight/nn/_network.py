@@ -301,7 +301,13 @@ class Network:
             net = self._rebuilt.get(key)
         if net is None:
             model, shape = self._source
-            net = Network.from_onnx(model, input_shape=shape, threads=self._threads, keep=list(key))
+            try:
+                net = Network.from_onnx(model, input_shape=shape, threads=self._threads, keep=list(key))
+            except ValueError as e:
+                if str(e).startswith("keep:"):
+                    raise KeyError(f"outputs: no tensor named {missing[0]!r} in this network or its ONNX graph "
+                                   f"({e})") from None
+                raise
             bad = [n for n in names if n not in net._ids]
             if bad:
                 raise KeyError(f"outputs: no tensor named {bad[0]!r} in the ONNX graph")
