@@ -22,9 +22,12 @@ Padding = Union[int, str, Sequence[int]]
 
 
 def _float_array(x: Any, name: str, ndim: Optional[int] = None) -> np.ndarray:
+    # Floats only (float16 / float64 converted), as the nn API states: an integer array
+    # here is most likely an undecoded image or a mistaken index array, and converting
+    # it silently would hide that.
     a = np.asarray(x)
-    if a.dtype == object or a.dtype.kind not in "fiu" or a.dtype == np.bool_:
-        raise TypeError(f"{name}: expected a real float32 array, got dtype {a.dtype}")
+    if a.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a float32 array (other float dtypes are converted), got dtype {a.dtype}")
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array, got {a.ndim} dimensions {a.shape}")
     return np.ascontiguousarray(a, dtype=np.float32)
@@ -80,6 +83,30 @@ def conv_padding(padding: Padding, size: Tuple[int, int], kernel: Tuple[int, int
     return (p, p, p, p)
 
 
+# The most a functional call allocates for its result (float32 elements, 4 GiB): a
+# larger output is a mistaken padding or shape, refused before anything is allocated.
+MAX_OUTPUT_ELEMENTS = 1 << 30
+
+
+def _check_conv_output(n: int, c: int, h: int, w: int, w_shape: Tuple[int, ...], stride: Tuple[int, int],
+                       pads: Tuple[int, int, int, int], dilation: Tuple[int, int]) -> None:
+    """The kernel fits the padded input and the output is not absurdly large, with messages
+    naming the argument at fault (w, padding, x)."""
+    o, _, kh, kw = w_shape
+    keff = ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1)
+    padded = (h + pads[0] + pads[2], w + pads[1] + pads[3])
+    if keff[0] > padded[0] or keff[1] > padded[1]:
+        raise ValueError(f"w: the {kh}x{kw} kernel with dilation {dilation} spans {keff[0]}x{keff[1]} pixels, more "
+                         f"than the padded input's {padded[0]}x{padded[1]} (x is {h}x{w}, padding {pads})")
+    oh = (padded[0] - keff[0]) // stride[0] + 1
+    ow = (padded[1] - keff[1]) // stride[1] + 1
+    if n * o * oh * ow > MAX_OUTPUT_ELEMENTS:
+        name = "padding" if oh * ow > h * w else ("w" if o > c else "x")
+        raise ValueError(f"{name}: the output would be {n} x {o} x {oh} x {ow} float32 "
+                         f"({n * o * oh * ow * 4 / 2 ** 30:.1f} GiB), more than the "
+                         f"{MAX_OUTPUT_ELEMENTS * 4 // 2 ** 30} GiB a call may allocate")
+
+
 def _act_arg(activation: Any) -> Any:
     return activation_tuple(activation, "activation")
 
@@ -112,6 +139,7 @@ def _conv(x: Any, w: Any, bias: Any, stride: Any, padding: Padding, dilation: An
     stride = _pair(stride, "stride")
     dilation = _pair(dilation, "dilation")
     pads = conv_padding(padding, (h, wd), (w.shape[2], w.shape[3]), stride, dilation)
+    _check_conv_output(n, c, h, wd, w.shape, stride, pads, dilation)
     weights = {"w": w}
     if bias is not None:
         b = _float_array(bias, "bias", 1)
@@ -194,6 +222,14 @@ def _pool(op: str, x: Any, kernel_size: Any, stride: Any, padding: Padding, dila
     stride = kernel if stride is None else _pair(stride, "stride")
     dilation = _pair(dilation, "dilation")
     pads = conv_padding(padding, (h, w), kernel, stride, dilation)
+    if max(pads[0], pads[2]) >= kernel[0] or max(pads[1], pads[3]) >= kernel[1]:
+        # a window could lie entirely in the padding (ONNX Runtime refuses such pads too)
+        raise ValueError(f"padding: pads (top, left, bottom, right) = {pads} must be smaller than the kernel {kernel}")
+    for axis, size, k, d, p0, p1 in ((0, h, kernel[0], dilation[0], pads[0], pads[2]),
+                                     (1, w, kernel[1], dilation[1], pads[1], pads[3])):
+        if (k - 1) * d + 1 > size + p0 + p1:
+            raise ValueError(f"kernel_size: the window {kernel} with dilation {dilation} spans {(k - 1) * d + 1} "
+                             f"pixels, more than the padded input's {size + p0 + p1} along axis {axis + 2}")
     attrs = {"kernel": kernel, "stride": stride, "pads": pads,
              "ceil_mode": _validate.boolean(ceil_mode, "ceil_mode")}
     if op == "max_pool":
