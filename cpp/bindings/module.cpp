@@ -13,6 +13,7 @@ void bind_hnsw(py::module_& m);    // hnsw.cpp: the HNSW index
 void bind_sequential(py::module_& m);  // sequential.cpp: sequential three-way decisions
 void bind_preprocess(py::module_& m);  // preprocess.cpp: fused resize/crop/normalise for CNN inputs
 void bind_gemm(py::module_& m);        // gemm.cpp: private test bindings of the core GEMM driver
+void bind_peak(py::module_& m);        // peak.cpp: private FMA peak measurement (benchmarks)
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -75,4 +76,5 @@ PYBIND11_MODULE(_core, m) {
   keensight::bindings::bind_sequential(m);
   keensight::bindings::bind_preprocess(m);
   keensight::bindings::bind_gemm(m);
+  keensight::bindings::bind_peak(m);
 }
