@@ -1,7 +1,11 @@
 """The CNN engine, keensight.nn vs onnxruntime on the same ONNX graphs, in one process.
 
-    python benchmarks/report_nn.py [--repeat N] [--threads 1,2] [--batch 1,8]
+    python benchmarks/report_nn.py [--repeat N] [--threads 1,2] [--batch 1,8] [--networks lite0,mnv2]
                                    [--sections peak,pointwise,networks,memory] [--markdown] [--json out.json]
+
+The short comparison (EfficientNet-Lite0, batch 1, 1 thread), also through the CLI:
+
+    keensight bench --only report_nn --sections networks --networks lite0 --batch 1 --threads 1
 
 peak       this CPU's single-thread FMA peak (independent FMA chains at the active ISA level,
            the best of ~1 ms runs: keensight._core._fma_peak_gflops), the "% of peak"
@@ -43,6 +47,7 @@ import nn_workload as nw  # noqa: E402
 from report import render  # noqa: E402
 
 SECTIONS = ("peak", "pointwise", "networks", "memory")
+NETWORKS = ("lite0", "mnv2")
 NA = "n/a"
 
 
@@ -126,9 +131,10 @@ def pointwise_section(peak: float, threads_list: List[int], repeat: int, engine:
 # Networks
 # ------------------------------------------------------------------------------------------
 
-def networks_section(peak: float, threads_list: List[int], batches: List[int], repeat: int, engine: bool):
+def networks_section(peak: float, threads_list: List[int], batches: List[int], repeat: int, engine: bool,
+                     wanted: List[str]):
     tables, records, notes = [], [], []
-    for net in nw.network_models():
+    for net in [n for n in nw.network_models() if n.id in wanted]:
         flops = nw.flops_per_image(net.model)
         total = sum(flops.values())
         notes.append(f"{net.name}: {total / 2e6:.0f} M multiply-adds per image ({total / 1e9:.3f} GFLOP: "
@@ -293,12 +299,20 @@ def _int_list(text: str) -> List[int]:
     return values
 
 
-def _sections(text: str) -> List[str]:
+def _names(text: str, choices) -> List[str]:
     wanted = [s.strip() for s in text.split(",") if s.strip()]
-    bad = [s for s in wanted if s not in SECTIONS]
+    bad = [s for s in wanted if s not in choices]
     if bad or not wanted:
-        raise argparse.ArgumentTypeError(f"expected some of {','.join(SECTIONS)}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected some of {','.join(choices)}, got {text!r}")
     return wanted
+
+
+def _sections(text: str) -> List[str]:
+    return _names(text, SECTIONS)
+
+
+def _networks(text: str) -> List[str]:
+    return _names(text, NETWORKS)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -307,6 +321,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--threads", type=_int_list, default=[1, 2], help="comma-separated thread counts (default 1,2)")
     p.add_argument("--batch", type=_int_list, default=[1, 8], help="network batch sizes (default 1,8)")
     p.add_argument("--sections", type=_sections, default=list(SECTIONS), help=f"some of {','.join(SECTIONS)}")
+    p.add_argument("--networks", type=_networks, default=list(NETWORKS), help=f"some of {','.join(NETWORKS)}")
     p.add_argument("--markdown", action="store_true", help="print markdown tables")
     p.add_argument("--json", metavar="OUT.json", default=None, help="also write every figure to this file")
     a = p.parse_args(argv)
@@ -348,7 +363,8 @@ def main(argv: Optional[List[str]] = None) -> None:
               "Target: >= 80% of peak for K >= 64 in cache.\n")
 
     if "networks" in a.sections:
-        tables, doc["networks"], notes = networks_section(peak, a.threads, a.batch, a.repeat, engine)
+        tables, doc["networks"], notes = networks_section(peak, a.threads, a.batch, a.repeat, engine,
+                                                                 a.networks)
         for title, header, rows in tables:
             print(f"{heading}{title}\n\n{render(header, rows, a.markdown)}\n")
         for note in notes:
