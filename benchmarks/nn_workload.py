@@ -83,14 +83,27 @@ def has_engine() -> bool:
 # Timing: engines alternate in blocks of calls, the order swapped every round
 # ------------------------------------------------------------------------------------------
 
-def median_ms(fns: Sequence[Callable[[], object]], repeat: int, block: int = 3) -> List[float]:
+CLOCKS = ("wall", "cpu")
+
+
+def clock_for(clock: str, threads: int) -> str:
+    """The clock a row is timed with: "cpu" (the calling thread's CPU time) only means the
+    call's duration when the call runs on the calling thread alone (1 thread)."""
+    return "cpu" if clock == "cpu" and threads == 1 else "wall"
+
+
+def median_ms(fns: Sequence[Callable[[], object]], repeat: int, block: int = 3, clock: str = "wall") -> List[float]:
     """Median ms of a call of each of `fns`, over `repeat` calls each after one warm-up call.
 
     Calls run in blocks of `block` per function, the functions' order reversed every round,
     so that drift in the machine's load hits all alike; a block (not single calls) so that
     one engine's idle thread pool spinning after its call (onnxruntime's and OpenMP's
     threads spin before they sleep) costs the other engine at most the block's first call.
+    clock "wall": time.perf_counter; "cpu": time.thread_time, the calling thread's CPU time,
+    which leaves out the time other processes hold the core (for single-threaded calls on a
+    loaded machine; a multi-threaded call's helpers are not counted, so never for those).
     """
+    now = {"wall": time.perf_counter, "cpu": time.thread_time}[clock]
     for fn in fns:
         fn()
     samples: List[List[float]] = [[] for _ in fns]
@@ -99,9 +112,9 @@ def median_ms(fns: Sequence[Callable[[], object]], repeat: int, block: int = 3) 
         order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
         for i in order:
             for _ in range(block):
-                t = time.perf_counter()
+                t = now()
                 fns[i]()
-                samples[i].append((time.perf_counter() - t) * 1e3)
+                samples[i].append((now() - t) * 1e3)
         r += 1
     return [float(np.median(s[:max(repeat, 1)])) for s in samples]
 
@@ -237,7 +250,15 @@ class PointwiseWorkload:
     def keensight_network(self, threads: int) -> Callable[[], np.ndarray]:
         """The layer as a prepared one-node Network (weights packed once), NCHW in and out."""
         net = ks.nn.Network.from_onnx(self.onnx_model(), threads=threads)
-        return lambda: net.run(self.x)["y"]
+        run = lambda: net.run(self.x)["y"]  # noqa: E731
+        run.network = net  # type: ignore[attr-defined]  (for layer_ms)
+        return run
+
+    def layer_ms(self, run: Callable[[], np.ndarray], repeat: int) -> float:
+        """The conv node's own time inside the one-node Network of keensight_network (no
+        layout change at the edges): the minimum over `repeat` Network.profile runs."""
+        net = run.network  # type: ignore[attr-defined]
+        return min(sum(r["ms"] for r in net.profile(self.x, repeats=1) if r["op"] == "conv") for _ in range(repeat))
 
     def keensight_functional(self, threads: int) -> Callable[[], np.ndarray]:
         """keensight.nn.pointwise_conv2d: prepares a one-node network every call."""

@@ -1,7 +1,8 @@
 """The CNN engine, keensight.nn vs onnxruntime on the same ONNX graphs, in one process.
 
     python benchmarks/report_nn.py [--repeat N] [--threads 1,2] [--batch 1,8] [--networks lite0,mnv2]
-                                   [--sections peak,pointwise,networks,memory] [--markdown] [--json out.json]
+                                   [--sections peak,pointwise,networks,memory] [--clock wall|cpu]
+                                   [--markdown] [--json out.json]
 
 The short comparison (EfficientNet-Lite0, batch 1, 1 thread), also through the CLI:
 
@@ -13,7 +14,8 @@ peak       this CPU's single-thread FMA peak (independent FMA chains at the acti
 pointwise  1x1 convolution layers of MobileNet v2 and EfficientNet-Lite0 at batch 1 (bias, and
            ReLU6 after expansions): onnxruntime on a one-node Conv (+ Clip) graph vs keensight
            on the same graph imported as a prepared Network (weights packed once; the call
-           converts NCHW in and out, as onnxruntime's reorders do). Also timed: the functional
+           converts NCHW in and out, as onnxruntime's reorders do), and that network's conv
+           node alone (Network.profile, minimum over the repeats: the layer inside a network). Also timed: the functional
            keensight.nn.pointwise_conv2d (prepares a network every call) and the core GEMM
            driver alone on NHWC rows (no layout change, but it packs both operands every call).
 networks   EfficientNet-Lite0 (the default model) and MobileNet v2 1.0 (random weights):
@@ -22,7 +24,8 @@ memory     peak RSS growth of creating and running a Lite0 onnxruntime session v
            Network (batch 1, 1 thread), each in a fresh subprocess (VmHWM after the run minus
            VmRSS after the imports, the high-water mark reset in between).
 
-Figures are medians of --repeat calls after a warm-up, the engines alternating in blocks of
+Figures are medians of --repeat calls after a warm-up (--clock cpu: of the calling thread's CPU
+time in the 1-thread rows, for a loaded machine), the engines alternating in blocks of
 three calls (order swapped every round). ratio = onnxruntime ms / keensight ms (higher is
 better). GFLOP/s count 2 per multiply-add from the graph (Conv 2*O*Ho*Wo*kh*kw*C/groups,
 Gemm 2*O*I). Outputs are compared first; a disagreement is printed and marks the row.
@@ -72,12 +75,13 @@ def _checked(name: str, ref: np.ndarray, out: np.ndarray) -> Optional[float]:
 # Pointwise layers
 # ------------------------------------------------------------------------------------------
 
-def pointwise_section(peak: float, threads_list: List[int], repeat: int, engine: bool):
+def pointwise_section(peak: float, threads_list: List[int], repeat: int, engine: bool, clock: str):
     l2 = nw.l2_bytes()
     tables, records = [], []
     for t in threads_list:
         header = ["layer", "K", "N", "HxW", "MFLOP", "in L2", "ORT ms", "ORT GFLOP/s", "ORT % peak",
-                  "ks ms", "ks GFLOP/s", "ks % peak", "ratio", "target", "ks functional ms",
+                  "ks ms", "ks GFLOP/s", "ks % peak", "ratio", "target", "ks layer ms", "ks layer % peak",
+                  "ks functional ms",
                   "core GEMM ms", "core GEMM % peak"]
         rows = []
         for layer in nw.POINTWISE_LAYERS:
@@ -99,18 +103,21 @@ def pointwise_section(peak: float, threads_list: List[int], repeat: int, engine:
             if not gemm_err <= nw.TOLERANCE:
                 print(f"WRONG OUTPUT ({layer.id} core GEMM): relative error {gemm_err:.3g}")
             fns.append(gemm_fn)
-            ms = nw.median_ms(fns, repeat)
+            ms = nw.median_ms(fns, repeat, clock=nw.clock_for(clock, t))
             ort_ms, gemm_ms = ms[0], ms[-1]
             ks_ms, fun_ms = (ms[1], ms[2]) if engine else (None, None)
+            layer_ms = wl.layer_ms(net_fn, repeat) if engine else None
             gf = lambda m: layer.flops / (m * 1e6)  # noqa: E731  (ms -> GFLOP/s)
             in_l2 = l2 is not None and layer.working_set_bytes() <= l2
             target = ">= 80%" if layer.k >= 64 and in_l2 else ""
             rec = dict(layer=layer.id, name=layer.name, k=layer.k, n=layer.n, hw=layer.hw, threads=t,
+                       clock=nw.clock_for(clock, t),
                        mflop=layer.flops / 1e6, working_set_bytes=layer.working_set_bytes(), in_l2=in_l2,
                        ort_ms=ort_ms, ort_gflops=gf(ort_ms), ks_ms=ks_ms,
                        ks_gflops=gf(ks_ms) if ks_ms else None,
                        ks_pct_peak=_pct(gf(ks_ms), peak, t) if ks_ms else None,
                        ratio=ort_ms / ks_ms if ks_ms else None, ks_functional_ms=fun_ms,
+                       ks_layer_ms=layer_ms, ks_layer_pct_peak=_pct(gf(layer_ms), peak, t) if layer_ms else None,
                        core_gemm_ms=gemm_ms, core_gemm_pct_peak=_pct(gf(gemm_ms), peak, t),
                        ks_output_wrong=wrong, target_pct_peak=80.0 if target else None)
             records.append(rec)
@@ -121,9 +128,12 @@ def pointwise_section(peak: float, threads_list: List[int], repeat: int, engine:
                          f"{ks_ms:.3f}" if ks_ms else NA, f"{gf(ks_ms):.1f}" if ks_ms else NA,
                          f"{rec['ks_pct_peak']:.0f}%" if ks_ms else NA,
                          (f"{rec['ratio']:.2f}" + mark) if ks_ms else NA, target,
+                         f"{layer_ms:.3f}" if layer_ms else NA,
+                         f"{rec['ks_layer_pct_peak']:.0f}%" if layer_ms else NA,
                          f"{fun_ms:.3f}" if fun_ms else NA, f"{gemm_ms:.3f}",
                          f"{rec['core_gemm_pct_peak']:.0f}%"])
-        tables.append((f"Pointwise 1x1 layers, batch 1, {_threads_label(t)}", header, rows))
+        tables.append((f"Pointwise 1x1 layers, batch 1, {_threads_label(t)} ({nw.clock_for(clock, t)} clock)",
+                       header, rows))
     return tables, records
 
 
@@ -132,7 +142,7 @@ def pointwise_section(peak: float, threads_list: List[int], repeat: int, engine:
 # ------------------------------------------------------------------------------------------
 
 def networks_section(peak: float, threads_list: List[int], batches: List[int], repeat: int, engine: bool,
-                     wanted: List[str]):
+                     wanted: List[str], clock: str):
     tables, records, notes = [], [], []
     for net in [n for n in nw.network_models() if n.id in wanted]:
         flops = nw.flops_per_image(net.model)
@@ -140,7 +150,7 @@ def networks_section(peak: float, threads_list: List[int], batches: List[int], r
         notes.append(f"{net.name}: {total / 2e6:.0f} M multiply-adds per image ({total / 1e9:.3f} GFLOP: "
                      + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in flops.items() if v) + ")"
                      + (f"; {net.note}" if net.note else ""))
-        header = ["batch", "threads", "ORT ms/image", "ORT GFLOP/s", "ORT % peak", "ks ms/image",
+        header = ["batch", "threads", "clock", "ORT ms/image", "ORT GFLOP/s", "ORT % peak", "ks ms/image",
                   "ks GFLOP/s", "ks % peak", "ratio", "target", "max rel. error"]
         rows = []
         for batch in batches:
@@ -157,12 +167,13 @@ def networks_section(peak: float, threads_list: List[int], batches: List[int], r
                     err = max(errs)
                     wrong = not err <= nw.TOLERANCE
                     fns.append(ks_fn)
-                ms = nw.median_ms(fns, repeat)
+                ms = nw.median_ms(fns, repeat, clock=nw.clock_for(clock, t))
                 ort_img = ms[0] / batch
                 ks_img = ms[1] / batch if engine else None
                 gf = lambda m: total / (m * 1e6)  # noqa: E731  (ms per image -> GFLOP/s)
                 target = f">= {net.target}" if batch == 1 and t == 1 else ""
-                rec = dict(network=net.id, name=net.name, batch=batch, threads=t, gflop_per_image=total / 1e9,
+                rec = dict(network=net.id, name=net.name, batch=batch, threads=t, clock=nw.clock_for(clock, t),
+                           gflop_per_image=total / 1e9,
                            ort_ms_per_image=ort_img, ort_gflops=gf(ort_img),
                            ort_pct_peak=_pct(gf(ort_img), peak, t), ks_ms_per_image=ks_img,
                            ks_gflops=gf(ks_img) if ks_img else None,
@@ -170,7 +181,7 @@ def networks_section(peak: float, threads_list: List[int], batches: List[int], r
                            ratio=ort_img / ks_img if ks_img else None,
                            target_ratio=net.target if target else None, max_rel_error=err, ks_output_wrong=wrong)
                 records.append(rec)
-                rows.append([str(batch), str(t), f"{ort_img:.2f}", f"{gf(ort_img):.1f}",
+                rows.append([str(batch), str(t), nw.clock_for(clock, t), f"{ort_img:.2f}", f"{gf(ort_img):.1f}",
                              f"{rec['ort_pct_peak']:.0f}%",
                              f"{ks_img:.2f}" if ks_img else NA, f"{gf(ks_img):.1f}" if ks_img else NA,
                              f"{rec['ks_pct_peak']:.0f}%" if ks_img else NA,
@@ -322,6 +333,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--batch", type=_int_list, default=[1, 8], help="network batch sizes (default 1,8)")
     p.add_argument("--sections", type=_sections, default=list(SECTIONS), help=f"some of {','.join(SECTIONS)}")
     p.add_argument("--networks", type=_networks, default=list(NETWORKS), help=f"some of {','.join(NETWORKS)}")
+    p.add_argument("--clock", choices=nw.CLOCKS, default="wall",
+                   help="wall: elapsed time; cpu: the calling thread's CPU time for the 1-thread rows (leaves "
+                        "out the time other processes hold the core; multi-threaded rows stay on wall time)")
     p.add_argument("--markdown", action="store_true", help="print markdown tables")
     p.add_argument("--json", metavar="OUT.json", default=None, help="also write every figure to this file")
     a = p.parse_args(argv)
@@ -332,7 +346,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     l2 = nw.l2_bytes()
     print(f"keensight {ks.__version__} ({info['active']}), onnxruntime {ort.__version__}, CPU: {nw.cpu_model()} "
           f"({nw.all_cores()} cores{f', L2 {l2 >> 10} KiB' if l2 else ''}), load average {load:.2f}, "
-          f"median of {a.repeat}\n")
+          f"median of {a.repeat}, {a.clock} clock\n")
     if load > 0.5:
         print(f"WARNING: load average {load:.2f}: other processes share the cores; the figures (the "
               "multi-threaded ones especially) are distorted\n")
@@ -341,7 +355,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     doc: Dict[str, Any] = {"machine": {"cpu": nw.cpu_model(), "cores": nw.all_cores(), "l2_bytes": l2,
                                        "isa": info["active"], "load_average": load,
                                        "keensight": ks.__version__, "onnxruntime": ort.__version__},
-                           "repeat": a.repeat}
+                           "repeat": a.repeat, "clock": a.clock}
     heading = "### " if a.markdown else ""
 
     from keensight import _core
@@ -353,10 +367,12 @@ def main(argv: Optional[List[str]] = None) -> None:
               f"~1 ms runs); t threads: t x this\n")
 
     if "pointwise" in a.sections:
-        tables, doc["pointwise"] = pointwise_section(peak, a.threads, a.repeat, engine)
+        tables, doc["pointwise"] = pointwise_section(peak, a.threads, a.repeat, engine, a.clock)
         for title, header, rows in tables:
             print(f"{heading}{title}\n\n{render(header, rows, a.markdown)}\n")
         print("ks = a prepared one-node keensight Network on the same ONNX graph (NCHW in and out); "
+              "ks layer = its conv node alone (Network.profile, the minimum over the repeats: no layout "
+              "change at the network's edges, as inside a network); "
               "ks functional = keensight.nn.pointwise_conv2d (prepares the network every call); "
               "core GEMM = keensight's core GEMM driver alone (_core._gemm_f32) on NHWC rows: no layout change, "
               "but it packs the activations and the weights every call. "
@@ -364,7 +380,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     if "networks" in a.sections:
         tables, doc["networks"], notes = networks_section(peak, a.threads, a.batch, a.repeat, engine,
-                                                                 a.networks)
+                                                                 a.networks, a.clock)
         for title, header, rows in tables:
             print(f"{heading}{title}\n\n{render(header, rows, a.markdown)}\n")
         for note in notes:
