@@ -590,3 +590,13 @@ def test_evaluate_times_warm_calls(tmp_path, monkeypatch, capsys):
     row = json.loads((tmp_path / "e.json").read_text())["table"][0]
     assert SlowFirstCall.calls >= 3
     assert row["ms_per_query"] < 5.0  # the cold call alone is 500 ms / 6 queries = 83 ms per query
+
+
+def test_bench_passes_options_after_double_dash(env, tmp_path):
+    # The report scripts' own options follow "--" (argparse would take them as ours);
+    # the "--" itself is not passed on.
+    (tmp_path / "report_echo.py").write_text("import sys\nprint('ARGV', sys.argv[1:])\n")
+    (tmp_path / "report_other.py").write_text("raise SystemExit('not selected')\n")
+    p = run(env, "bench", "--dir", tmp_path, "--only", "report_echo", "--", "--threads", "1", "--markdown")
+    assert "ARGV ['--threads', '1', '--markdown']" in p.stdout
+    assert "report_other" not in p.stdout

@@ -995,7 +995,9 @@ def _args_bench(p: argparse.ArgumentParser) -> None:
                    help="benchmarks folder (default: benchmarks/ of the source checkout)")
     p.add_argument("--only", default=None, metavar="NAME[,NAME...]",
                    help="comma-separated report names, e.g. report,report_extract")
-    p.add_argument("extra", nargs=argparse.REMAINDER, help="arguments passed on to every report script")
+    p.add_argument("extra", nargs=argparse.REMAINDER,
+                   help="arguments passed on to every report script, after '--' (e.g. the short CNN "
+                        "comparison: --only report_nn -- --sections networks --networks lite0 --batch 1 --threads 1)")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -1011,7 +1013,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     for script in scripts:
         print(f"## {script.name}\n", flush=True)
         # The report prints its own tables; they stream straight to our stdout.
-        rc = subprocess.call([sys.executable, str(script)] + list(args.extra), cwd=str(folder))
+        # argparse keeps the "--" that separates the scripts' options from ours.
+        extra = list(args.extra[1:] if args.extra[:1] == ["--"] else args.extra)
+        rc = subprocess.call([sys.executable, str(script)] + extra, cwd=str(folder))
         if rc != 0:
             print(f"keensight bench: {script.name} exited with {rc}", file=sys.stderr)
             failed.append(script.name)
