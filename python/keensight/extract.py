@@ -3,9 +3,10 @@
 :class:`Extractor` turns photos (paths or arrays) into float32 feature vectors with an
 ONNX network, run by keensight's own CNN engine (:class:`keensight.nn.Network`) when it
 supports the graph and by onnxruntime otherwise (``backend=``); the default network,
-EfficientNet-Lite0, works offline (see :mod:`keensight.models`). One pass can return several tensors of the network at once
-(one CNN for many tasks: the 1280-d embedding for retrieval and the 1000 logits for
-labels), including intermediate tensors that the published graph does not output.
+EfficientNet-Lite0, works offline (see :mod:`keensight.models`). One pass can return
+several tensors of the network at once (one CNN for many tasks: the 1280-d embedding for
+retrieval and the 1000 logits for labels), including intermediate tensors that the
+published graph does not output.
 
 The pipeline, per batch of ``batch_size`` images:
 
@@ -551,12 +552,12 @@ class Extractor:
     threads : int, optional
         Cores the network uses (1 to 256); default all the cores this process may use.
     streams : int, optional
-        Batches the network runs at once (as OpenVINO's throughput streams), each on
-        ``threads // streams`` threads of its own network copy; default ``min(threads, 4)``, at most
-        `threads`. Running independent batches side by side needs no synchronisation
-        inside a layer, which on a few cores beats splitting every layer across threads
-        (EfficientNet-Lite0 on 2 cores: about 1.4x the images per second of one 2-thread
-        run). Results do not depend on it.
+        Batches the network runs at once (as OpenVINO's throughput streams), each on its
+        own copy of the network with ``threads // streams`` threads; default
+        ``min(threads, 4)``, at most `threads`. Running independent batches side by side
+        needs no synchronisation inside a layer, which on a few cores beats splitting every
+        layer across threads (EfficientNet-Lite0 in onnxruntime on 2 cores: about 1.4x the
+        images per second of one 2-thread run). Results do not depend on it.
     normalize : bool, str or collection of str
         L2-normalise every output per image (over all its non-batch axes), or only the
         outputs named.
@@ -801,12 +802,12 @@ class Extractor:
             return f"keensight's engine takes NCHW inputs, the input_spec's layout is {spec.layout}"
         try:
             net = nn.Network.from_onnx(path, input_shape=spec.tensor_shape, threads=threads)
-            missing = [o for o in self.outputs_ if o not in net.tensor_names]
+            missing = [o for o in self.outputs_ if o not in {*net.tensor_names, *net.output_names}]
             if missing:
                 # Tensors the import fused away (a Conv's output before its activation):
                 # named as graph outputs (as onnxruntime gets them), the import keeps them.
                 net = nn.Network.from_onnx(proto, input_shape=spec.tensor_shape, threads=threads)
-                missing = [o for o in self.outputs_ if o not in net.tensor_names]
+                missing = [o for o in self.outputs_ if o not in {*net.tensor_names, *net.output_names}]
             if missing:
                 return f"the network keeps no tensors {missing} after import"
             # One network per stream, as onnxruntime gets one session per stream: a prepared
