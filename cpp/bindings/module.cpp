@@ -13,6 +13,9 @@ void bind_hnsw(py::module_& m);    // hnsw.cpp: the HNSW index
 void bind_sequential(py::module_& m);  // sequential.cpp: sequential three-way decisions
 void bind_preprocess(py::module_& m);  // preprocess.cpp: fused resize/crop/normalise for CNN inputs
 void bind_gemm(py::module_& m);        // gemm.cpp: private test bindings of the core GEMM driver
+void bind_nn(py::module_& m);          // nn.cpp: the CNN engine's network builder
+void bind_container(py::module_& m);   // container.cpp: the core file container for Python formats
+void bind_nn_depthwise(py::module_& m);  // nn_depthwise.cpp: private test binding of the depthwise operator
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -75,4 +78,7 @@ PYBIND11_MODULE(_core, m) {
   keensight::bindings::bind_sequential(m);
   keensight::bindings::bind_preprocess(m);
   keensight::bindings::bind_gemm(m);
+  keensight::bindings::bind_nn(m);
+  keensight::bindings::bind_container(m);
+  keensight::bindings::bind_nn_depthwise(m);
 }

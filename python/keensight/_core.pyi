@@ -227,3 +227,97 @@ def _gemm_xnor(a_bits: typing.Any, b_bits: typing.Any, k: typing.SupportsInt | t
     """
     The ±1 dot products k - 2 popcount(a XOR b) of bit rows packed by np.packbits(..., axis=1), then the epilogue, in int32 (private: tests of the core GEMM).
     """
+# Private: tests of the nn depthwise convolution (cpp/bindings/nn_depthwise.cpp).
+def _nn_depthwise(x: typing.Any, w: typing.Any, bias: typing.Any = None, stride: typing.Any = None, pads: typing.Any = None, dilation: typing.Any = None, act: typing.Any = None, level: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Depthwise convolution of one NHWC float32 image x (H, W, C) with ONNX weights w (C, 1, kh, kw), bias (C,), stride (sh, sw), pads (top, left, bottom, right), dilation (dh, dw), act (kind, lo, hi, alpha, beta), at ISA `level` (None: the active one); returns (OH, OW, C) (private: tests of nn kernels).
+    """
+class Network:
+    """
+    The CNN engine's network builder (internal; use keensight.nn.Network)
+    """
+
+    def __init__(self) -> None:
+        ...
+
+    def activation(self, x: typing.SupportsInt | typing.SupportsIndex, act: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex]) -> int:
+        ...
+
+    def add(self, a: typing.SupportsInt | typing.SupportsIndex, b: typing.SupportsInt | typing.SupportsIndex, act: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex]) -> int:
+        ...
+
+    @property
+    def arena_bytes(self) -> int:
+        ...
+
+    def avg_pool(self, x: typing.SupportsInt | typing.SupportsIndex, kernel: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], stride: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], pads: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], ceil_mode: bool, count_include_pad: bool) -> int:
+        ...
+
+    def channel_affine(self, x: typing.SupportsInt | typing.SupportsIndex, scale: typing.Any, shift: typing.Any, act: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex]) -> int:
+        ...
+
+    def concat(self, xs: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> int:
+        ...
+
+    def conv(self, x: typing.SupportsInt | typing.SupportsIndex, w: typing.Any, bias: typing.Any, stride: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], pads: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], dilation: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], groups: typing.SupportsInt | typing.SupportsIndex, act: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex], residual: typing.SupportsInt | typing.SupportsIndex = -1) -> int:
+        ...
+
+    def dense(self, x: typing.SupportsInt | typing.SupportsIndex, w: typing.Any, bias: typing.Any, act: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex]) -> int:
+        ...
+
+    def flatten(self, x: typing.SupportsInt | typing.SupportsIndex) -> int:
+        ...
+
+    def global_avg_pool(self, x: typing.SupportsInt | typing.SupportsIndex) -> int:
+        ...
+
+    def input(self, c: typing.SupportsInt | typing.SupportsIndex, h: typing.SupportsInt | typing.SupportsIndex, w: typing.SupportsInt | typing.SupportsIndex) -> int:
+        ...
+
+    @property
+    def input_count(self) -> int:
+        ...
+
+    def max_pool(self, x: typing.SupportsInt | typing.SupportsIndex, kernel: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], stride: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], pads: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], dilation: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], ceil_mode: bool) -> int:
+        ...
+
+    def mul(self, a: typing.SupportsInt | typing.SupportsIndex, b: typing.SupportsInt | typing.SupportsIndex, act: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex]) -> int:
+        ...
+
+    @property
+    def node_count(self) -> int:
+        ...
+
+    def node_kind(self, node: typing.SupportsInt | typing.SupportsIndex) -> str:
+        ...
+
+    def profile(self, x: collections.abc.Sequence[object], threads: typing.SupportsInt | typing.SupportsIndex = 0) -> list[float]:
+        ...
+
+    def run(self, x: collections.abc.Sequence[object], outputs: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], threads: typing.SupportsInt | typing.SupportsIndex = 0) -> list:
+        ...
+
+    def shape(self, t: typing.SupportsInt | typing.SupportsIndex) -> tuple[int, int, int]:
+        ...
+
+    def softmax(self, x: typing.SupportsInt | typing.SupportsIndex) -> int:
+        ...
+
+    @property
+    def tensor_count(self) -> int:
+        ...
+
+    @property
+    def weight_bytes(self) -> int:
+        ...
+
+def _container_read(source: typing.Any, magic: str, what: str, newest: typing.SupportsInt | typing.SupportsIndex) -> tuple[int, bytes]:
+    """
+    Reads and verifies a core container: (version, payload).
+    """
+
+def _container_write(path: typing.Any, magic: str, version: typing.SupportsInt | typing.SupportsIndex, payload: bytes) -> typing.Any:
+    """
+    Writes payload in the core container (path None: returns the bytes).
+    """
+

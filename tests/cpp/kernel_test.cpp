@@ -27,6 +27,8 @@
 #include "core/gemm.hpp"
 #include "filters/kernels.hpp"
 #include "keensight/core.hpp"
+#include "nn/pool_window.hpp"  // nn ops section
+#include "nn/kernels.hpp"
 #include "preprocess/kernels.hpp"
 #include "search/kernels.hpp"
 
@@ -530,6 +532,58 @@ void test_search(const ks::SearchKernels& sim, const ks::SearchKernels& ref) {
 }
 
 // ---------------------------------------------------------------------------
+// core GEMM tile_rows_fused: rows x cols of a tile (every edge shape), with and
+// without accumulation and the epilogue (bias, residual, clamp), against the
+// product summed in double; nothing outside rows x cols is written.
+void test_gemm_fused(const kd::GemmF32Kernels& sim) {
+  const int mr = sim.mr, nr = sim.nr;
+  g_kernel = "gemm.tile_rows_fused";
+  for (std::int64_t kc : {std::int64_t{0}, std::int64_t{1}, std::int64_t{7}, std::int64_t{33}})
+    for (int rows = 1; rows <= mr; ++rows)
+      for (int cols = 1; cols <= nr; cols += (cols < 4 || cols > nr - 4) ? 1 : 5) {
+        const std::int64_t lda = kc + 2, ldc = nr + 5, ldr = nr + 1;
+        Buf<float> a(rows * lda, 1), b(kc * nr, 0), bias(nr, 2), res(rows * ldr, 3);
+        fill(a, -1.f, 1.f);
+        fill(b, -1.f, 1.f);
+        fill(bias, -1.f, 1.f);
+        fill(res, -1.f, 1.f);
+        for (int variant = 0; variant < 4; ++variant) {
+          const bool accumulate = variant & 1, epilogue = variant & 2;
+          Buf<float> c(mr * ldc, 1);
+          fill(c, -1.f, 1.f);
+          std::vector<float> before(c.data(), c.data() + c.size());
+          kd::TileEpilogue ep;
+          ep.bias = bias.data();
+          ep.residual = res.data();
+          ep.ld_residual = ldr;
+          ep.lo = -0.5f;
+          ep.hi = 0.75f;
+          sim.tile_rows_fused(kc, a.data(), lda, rows, b.data(), c.data(), ldc, cols, accumulate,
+                              epilogue ? &ep : nullptr);
+          for (int i = 0; i < mr; ++i)
+            for (std::int64_t j = 0; j < ldc; ++j) {
+              const std::int64_t at = i * ldc + j;
+              if (i >= rows || j >= cols) {
+                expect_equal(kc, "c outside rows x cols", at, c[at], before[static_cast<std::size_t>(at)]);
+                continue;
+              }
+              double want = accumulate ? before[static_cast<std::size_t>(at)] : 0.0, mag = std::fabs(want) + 3.0;
+              for (std::int64_t p = 0; p < kc; ++p) {
+                want += static_cast<double>(a[i * lda + p]) * b[p * nr + j];
+                mag += std::fabs(static_cast<double>(a[i * lda + p]) * b[p * nr + j]);
+              }
+              if (epilogue) {
+                want += bias[j] + res[i * ldr + j];
+                want = std::min(std::max(want, -0.5), 0.75);
+              }
+              expect_close(kc, "c", at, c[at], want, mag, 4e-7 * (kc + 4));
+            }
+          expect_guard(kc, c, "c");
+        }
+      }
+}
+
+// ---------------------------------------------------------------------------
 // core GEMM f32 tiles: against the scalar tile when both have the same mr x nr shape,
 // and always against the product summed in double (a level may pick another tile shape).
 void test_gemm(const kd::GemmF32Kernels& sim, const kd::GemmF32Kernels& ref) {
@@ -862,6 +916,450 @@ void test_dispatch(const std::vector<Isa>& levels) {
   keensight::set_isa(before);
 }
 
+// ===========================================================================
+// nn ops (nn/ops_{scalar,avx2,avx512}.cpp; branch ops): every entry of OpsKernels
+// against the scalar table. Bit-exact, except sigmoid / swish (polynomial exp: a few
+// ulp). Pools and conv_direct on random shapes (1x1 .. 11x12, channels 1..40, pads,
+// strides, dilation, ceil mode), run over a split row range with in_row0 / out_row0
+// offsets as the fused blocks call them.
+namespace kn = keensight::nn::detail;
+using keensight::nn::ActKind;
+using keensight::nn::Activation;
+using keensight::nn::ConvShape;
+
+std::vector<Activation> nn_test_activations() {
+  std::vector<Activation> acts(7);
+  acts[1].kind = ActKind::clip;
+  acts[1].lo = 0.f;
+  acts[1].hi = 6.f;
+  acts[2].kind = ActKind::clip;
+  acts[2].lo = 0.f;  // relu: hi = inf
+  acts[3].kind = ActKind::hardswish;
+  acts[4].kind = ActKind::hardsigmoid;
+  acts[4].alpha = 0.2f;
+  acts[5].kind = ActKind::sigmoid;
+  acts[6].kind = ActKind::swish;
+  return acts;
+}
+
+bool nn_approx(const Activation& act) { return act.kind == ActKind::sigmoid || act.kind == ActKind::swish; }
+
+// Bit-exact, or within 8 ulp-ish (1e-6 relative) for the exp-based activations.
+void nn_expect(std::int64_t n, const char* what, std::int64_t i, float got, float want, bool approx) {
+  if (approx) expect_close(n, what, i, got, want, std::fabs(want), 1e-6);
+  else expect_equal(n, what, i, got, want);
+}
+
+void nn_fill_specials(Buf<float>& b, float lo, float hi, bool specials) {
+  fill(b, lo, hi);
+  if (!specials) return;
+  for (std::int64_t i = 0; i < b.size(); ++i) {
+    const int r = uniform_int(0, 40);
+    if (r == 0) b[i] = std::numeric_limits<float>::quiet_NaN();
+    if (r == 1) b[i] = -std::numeric_limits<float>::infinity();
+    if (r == 2) b[i] = -0.f;
+    if (r == 3) b[i] = 0.f;
+  }
+}
+
+void test_nn_elementwise(const kn::OpsKernels& sim, const kn::OpsKernels& ref) {
+  const auto acts = nn_test_activations();
+  for (std::int64_t n = 0; n <= kMaxLen; ++n) {
+    const int mis = static_cast<int>(n % 3) + 1;
+    for (const Activation& act : acts) {
+      const bool approx = nn_approx(act);
+      Buf<float> a(n, mis), b(n, (mis + 1) % 4), y1(n, mis), y2(n, mis);
+      nn_fill_specials(a, -12.f, 12.f, !approx);
+      fill(b, -3.f, 3.f);
+      g_kernel = "nn_ops.activate";
+      sim.activate(act, a.data(), y1.data(), n);
+      ref.activate(act, a.data(), y2.data(), n);
+      for (std::int64_t i = 0; i < n; ++i) nn_expect(n, "y", i, y1[i], y2[i], approx);
+      expect_guard(n, y1, "y");
+      Buf<float> inplace(n, mis);
+      for (std::int64_t i = 0; i < n; ++i) inplace[i] = a[i];
+      sim.activate(act, inplace.data(), inplace.data(), n);
+      for (std::int64_t i = 0; i < n; ++i) nn_expect(n, "y (in place)", i, inplace[i], y2[i], approx);
+      for (int op = 0; op < 2; ++op) {
+        g_kernel = op == 0 ? "nn_ops.add" : "nn_ops.mul";
+        const auto fn_sim = op == 0 ? sim.add : sim.mul;
+        const auto fn_ref = op == 0 ? ref.add : ref.mul;
+        fn_sim(a.data(), b.data(), y1.data(), n, act);
+        fn_ref(a.data(), b.data(), y2.data(), n, act);
+        for (std::int64_t i = 0; i < n; ++i) nn_expect(n, "y", i, y1[i], y2[i], approx);
+        expect_guard(n, y1, "y");
+        Buf<float> ab(n, mis);  // y == b
+        for (std::int64_t i = 0; i < n; ++i) ab[i] = b[i];
+        fn_sim(a.data(), ab.data(), ab.data(), n, act);
+        for (std::int64_t i = 0; i < n; ++i) nn_expect(n, "y (== b)", i, ab[i], y2[i], approx);
+      }
+    }
+  }
+  for (std::int64_t c = 1; c <= 40; ++c)
+    for (std::int64_t pixels : {0, 1, 3, 7}) {
+      const Activation& act = acts[static_cast<std::size_t>(c % 7)];
+      const bool approx = nn_approx(act);
+      Buf<float> x(pixels * c, 1), scale(c, 2), shift(c, 3);
+      nn_fill_specials(x, -4.f, 4.f, !approx);
+      fill(scale, -2.f, 2.f);
+      fill(shift, -1.f, 1.f);
+      for (int which = 0; which < 4; ++which) {
+        g_kernel = "nn_ops.channel_affine";
+        const float* sc = which & 1 ? scale.data() : nullptr;
+        const float* sh = which & 2 ? shift.data() : nullptr;
+        Buf<float> y1(pixels * c, 1), y2(pixels * c, 1);
+        sim.channel_affine(x.data(), sc, sh, y1.data(), pixels, c, act);
+        ref.channel_affine(x.data(), sc, sh, y2.data(), pixels, c, act);
+        for (std::int64_t i = 0; i < pixels * c; ++i) nn_expect(c, "y", i, y1[i], y2[i], approx);
+        expect_guard(c, y1, "y");
+      }
+      if (pixels == 0) continue;
+      g_kernel = "nn_ops.global_avg_pool";
+      Buf<float> g1(c, 2), g2(c, 2);
+      sim.global_avg_pool(x.data(), pixels, c, g1.data());
+      ref.global_avg_pool(x.data(), pixels, c, g2.data());
+      for (std::int64_t i = 0; i < c; ++i) expect_equal(c, "y", i, g1[i], g2[i]);
+      expect_guard(c, g1, "y");
+    }
+  for (std::int64_t pixels : {49, 196}) {  // EfficientNet's 7x7x1280 head and a longer sum
+    g_kernel = "nn_ops.global_avg_pool";
+    const std::int64_t c = 1280 + 7;
+    Buf<float> x(pixels * c, 0), g1(c, 1), g2(c, 1);
+    fill(x, 0.f, 6.f);
+    sim.global_avg_pool(x.data(), pixels, c, g1.data());
+    ref.global_avg_pool(x.data(), pixels, c, g2.data());
+    for (std::int64_t i = 0; i < c; ++i) expect_equal(c, "y", i, g1[i], g2[i]);
+    expect_guard(c, g1, "y");
+  }
+}
+
+// A random geometry with in/out sizes >= 1, or false.
+bool nn_random_shape(ConvShape& s, bool ceil_mode, int max_taps_hw) {
+  s.in_h = uniform_int(1, 11);
+  s.in_w = uniform_int(1, 12);
+  s.kh = uniform_int(1, std::min(4, max_taps_hw));
+  s.kw = uniform_int(1, std::max(1, std::min(4, max_taps_hw / s.kh)));
+  s.stride_h = uniform_int(1, 3);
+  s.stride_w = uniform_int(1, 3);
+  s.dilation_h = uniform_int(0, 3) == 0 ? 2 : 1;
+  s.dilation_w = uniform_int(0, 3) == 0 ? 2 : 1;
+  const int eh = (s.kh - 1) * s.dilation_h + 1, ew = (s.kw - 1) * s.dilation_w + 1;
+  s.pad_top = uniform_int(0, eh - 1);
+  s.pad_bottom = uniform_int(0, eh - 1);
+  s.pad_left = uniform_int(0, ew - 1);
+  s.pad_right = uniform_int(0, ew - 1);
+  s.out_h = kn::window_output_size(s.in_h, s.kh, s.stride_h, s.pad_top, s.pad_bottom, s.dilation_h, ceil_mode);
+  s.out_w = kn::window_output_size(s.in_w, s.kw, s.stride_w, s.pad_left, s.pad_right, s.dilation_w, ceil_mode);
+  return s.out_h >= 1 && s.out_w >= 1;
+}
+
+// Runs `call(in, in_row0, out, out_row0, y0, y1)` of `sim` over output rows split in
+// two ranges, each with only the input rows it reads, and compares with `ref`'s whole
+// image. out_c: channels of an output pixel.
+template <class Call>
+void nn_compare_rows(const ConvShape& s, std::int64_t out_c, const Buf<float>& in, Call&& call_sim,
+                     Call&& call_ref, bool approx) {
+  const std::int64_t out_row = s.out_w * out_c, in_row = s.in_w * s.in_c;
+  Buf<float> want(s.out_h * out_row, 0);
+  call_ref(in.data(), 0, want.data(), 0, 0, s.out_h);
+  const std::int64_t split = uniform_int(0, static_cast<int>(s.out_h));
+  for (int part = 0; part < 2; ++part) {
+    const std::int64_t y0 = part == 0 ? 0 : split, y1 = part == 0 ? split : s.out_h;
+    if (y0 >= y1) continue;
+    const kn::RowSpan rows = kn::input_rows_for(y0, y1, s.stride_h, s.pad_top, s.dilation_h, s.kh, s.in_h);
+    Buf<float> strip((rows.last - rows.first) * in_row, 1 + part);
+    for (std::int64_t i = 0; i < strip.size(); ++i) strip[i] = in[rows.first * in_row + i];
+    Buf<float> got((y1 - y0) * out_row, 2 - part);
+    call_sim(strip.data(), rows.first, got.data(), y0, y0, y1);
+    for (std::int64_t i = 0; i < got.size(); ++i)
+      nn_expect(s.out_h * 1000 + s.out_w, "out", y0 * out_row + i, got[i], want[y0 * out_row + i], approx);
+    expect_guard(s.out_h * 1000 + s.out_w, got, "out");
+  }
+}
+
+void test_nn_pools(const kn::OpsKernels& sim, const kn::OpsKernels& ref) {
+  for (int trial = 0; trial < 400; ++trial) {
+    ConvShape s;
+    const bool ceil_mode = trial % 2 == 1;
+    if (!nn_random_shape(s, ceil_mode, 16)) continue;
+    s.in_c = s.out_c = trial < 40 ? trial + 1 : uniform_int(1, 40);
+    Buf<float> in(s.in_h * s.in_w * s.in_c, trial % 4);
+    nn_fill_specials(in, -5.f, 5.f, trial % 5 == 0);
+    for (int kind = 0; kind < 2; ++kind) {
+      const bool include_pad = uniform_int(0, 1) == 1;
+      g_kernel = kind == 0 ? "nn_ops.max_pool" : "nn_ops.avg_pool";
+      const auto make = [&](const kn::OpsKernels& k) {
+        return [&s, &k, kind, include_pad](const float* x, std::int64_t in_row0, float* y, std::int64_t out_row0,
+                                           std::int64_t y0, std::int64_t y1) {
+          kn::PoolArgs a;
+          a.shape = &s;
+          a.count_include_pad = include_pad;
+          a.in = x;
+          a.in_row0 = in_row0;
+          a.out = y;
+          a.out_row0 = out_row0;
+          (kind == 0 ? k.max_pool : k.avg_pool)(a, y0, y1);
+        };
+      };
+      auto f_sim = make(sim);
+      auto f_ref = make(ref);
+      nn_compare_rows(s, s.in_c, in, f_sim, f_ref, false);
+    }
+  }
+  // Max pool semantics the contract states (checked on the table under test itself).
+  g_kernel = "nn_ops.max_pool";
+  ConvShape s;
+  s.in_h = 1;
+  s.in_w = 2;
+  s.in_c = s.out_c = 17;
+  s.kh = 1;
+  s.kw = 2;
+  s.out_h = 1;
+  s.out_w = 1;
+  Buf<float> in(2 * 17, 0), out(17, 0);
+  for (int ch = 0; ch < 17; ++ch) {
+    in[ch] = ch % 2 ? std::numeric_limits<float>::quiet_NaN() : 1.f;
+    in[17 + ch] = ch % 3 ? 2.f : std::numeric_limits<float>::quiet_NaN();
+  }
+  kn::PoolArgs a;
+  a.shape = &s;
+  a.in = in.data();
+  a.out = out.data();
+  sim.max_pool(a, 0, 1);
+  for (int ch = 0; ch < 17; ++ch) {
+    ++g_checks;
+    const bool want_nan = ch % 2 == 1 || ch % 3 == 0;
+    if (want_nan != std::isnan(out[ch]) || (!want_nan && out[ch] != 2.f))
+      fail(ch, "a NaN tap must give NaN, else the maximum");
+  }
+  expect_guard(17, out, "out");
+}
+
+void test_nn_conv_direct(const kn::OpsKernels& sim, const kn::OpsKernels& ref) {
+  const auto acts = nn_test_activations();
+  g_kernel = "nn_ops.conv_direct";
+  for (int trial = 0; trial < 300; ++trial) {
+    ConvShape s;
+    s.in_c = trial < 10 ? 3 : uniform_int(1, 5);
+    if (!nn_random_shape(s, false, static_cast<int>(kn::kDirectConvMaxTaps / s.in_c))) continue;
+    if (trial < 10) {  // the stem: 3x3 stride 2, TF-SAME pads (0, 0, 1, 1) or (1, 1, 1, 1)
+      s.kh = s.kw = 3;
+      s.stride_h = s.stride_w = 2;
+      s.dilation_h = s.dilation_w = 1;
+      s.pad_top = s.pad_left = trial % 2;
+      s.pad_bottom = s.pad_right = 1;
+      s.in_h = uniform_int(3, 20);
+      s.in_w = uniform_int(3, 40);
+      s.out_h = kn::window_output_size(s.in_h, 3, 2, s.pad_top, 1, 1, false);
+      s.out_w = kn::window_output_size(s.in_w, 3, 2, s.pad_left, 1, 1, false);
+    }
+    s.out_c = trial < 10 ? 32 : trial < 50 ? trial - 9 : uniform_int(1, 70);
+    const Activation& act = acts[static_cast<std::size_t>(trial % 7)];
+    Buf<float> in(s.in_h * s.in_w * s.in_c, trial % 4), w(s.kh * s.kw * s.in_c * s.out_c, 1), bias(s.out_c, 2);
+    fill(in, -2.f, 2.f);
+    fill(w, -1.f, 1.f);
+    fill(bias, -1.f, 1.f);
+    const auto make = [&](const kn::OpsKernels& k) {
+      return [&s, &k, &w, &bias, &act](const float* x, std::int64_t in_row0, float* y, std::int64_t out_row0,
+                                       std::int64_t y0, std::int64_t y1) {
+        kn::DirectConvArgs a;
+        a.shape = &s;
+        a.in = x;
+        a.in_row0 = in_row0;
+        a.weights = w.data();
+        a.bias = bias.data();
+        a.act = act;
+        a.out = y;
+        a.out_row0 = out_row0;
+        k.conv_direct(a, y0, y1);
+      };
+    };
+    auto f_sim = make(sim);
+    auto f_ref = make(ref);
+    nn_compare_rows(s, s.out_c, in, f_sim, f_ref, nn_approx(act));
+  }
+}
+
+void test_nn_ops(const kn::OpsKernels& sim, const kn::OpsKernels& ref) {
+  g_kernel = "nn_ops.table";
+  ++g_checks;
+  if (!keensight::detail::table_is_complete(sim)) fail(0, "the nn ops table has a null entry");
+  test_nn_elementwise(sim, ref);
+  test_nn_pools(sim, ref);
+  test_nn_conv_direct(sim, ref);
+}
+// nn ops: end
+// ===========================================================================
+// ---------------------------------------------------------------------------
+// nn depthwise (begin; owned by the depthwise kernels, nn/depthwise_*.cpp)
+//
+// Every entry of the depthwise table at `level` against the scalar table on random
+// NHWC shapes: channels 1..40 (vector tails), spatial sizes 1x1 .. 20x20, kernels
+// 1/3/5/7, strides 1/2, dilation 1/2, every padding 0..k on each side independently,
+// every activation; each call computes a random row range [y0, y1) into a strip
+// buffer holding exactly those output rows (out_row0 = y0), reading a strip holding
+// exactly the input rows they need (in_row0 = the first), with guards before and after
+// the output. The reference is the scalar entry on the whole image. Bit-exact except
+// sigmoid / swish (their exp is a polynomial): within 8 ulp.
+namespace depthwise_test {
+
+namespace kn = keensight::nn;
+namespace knd = keensight::nn::detail;
+
+std::int64_t out_size(std::int64_t in, int k, int s, int d, int p0, int p1) {
+  const std::int64_t room = in + p0 + p1 - static_cast<std::int64_t>(d) * (k - 1) - 1;
+  return room < 0 ? 0 : room / s + 1;
+}
+
+struct Case {
+  kn::ConvShape shape;
+  kn::Activation act;
+  float scale = 1.f;  // input magnitude: 30 drives sigmoid / swish into exp's overflow / underflow
+};
+
+// A random shape for an entry: fixed (k, s) when k > 0, anything when k == 0.
+Case random_case(int k, int s) {
+  Case cs;
+  kn::ConvShape& sh = cs.shape;
+  for (;;) {
+    sh.in_c = sh.out_c = uniform_int(1, 40);
+    sh.groups = static_cast<int>(sh.in_c);
+    const int pick = uniform_int(0, 5);  // tiny images often: 1x1, 2x3 and their borders
+    sh.in_h = pick == 0 ? 1 : pick == 1 ? 2 : uniform_int(1, 20);
+    sh.in_w = pick == 0 ? 1 : pick == 1 ? 3 : uniform_int(1, 20);
+    sh.kh = k > 0 ? k : (uniform_int(0, 3) * 2 + 1 + (uniform_int(0, 4) == 0 ? 1 : 0));  // 1,3,5,7 and some even
+    sh.kw = k > 0 ? k : (uniform_int(0, 4) == 0 ? uniform_int(1, 7) : sh.kh);
+    sh.stride_h = s > 0 ? s : uniform_int(1, 3);
+    sh.stride_w = s > 0 ? s : (uniform_int(0, 3) == 0 ? uniform_int(1, 3) : sh.stride_h);
+    sh.dilation_h = k > 0 ? 1 : uniform_int(1, 2);
+    sh.dilation_w = k > 0 ? 1 : uniform_int(1, 2);
+    sh.pad_top = uniform_int(0, sh.kh);
+    sh.pad_bottom = uniform_int(0, sh.kh);
+    sh.pad_left = uniform_int(0, sh.kw);
+    sh.pad_right = uniform_int(0, sh.kw);
+    sh.out_h = out_size(sh.in_h, sh.kh, sh.stride_h, sh.dilation_h, sh.pad_top, sh.pad_bottom);
+    sh.out_w = out_size(sh.in_w, sh.kw, sh.stride_w, sh.dilation_w, sh.pad_left, sh.pad_right);
+    if (sh.out_h >= 1 && sh.out_w >= 1) break;
+  }
+  cs.act.kind = static_cast<kn::ActKind>(uniform_int(0, 5));
+  cs.act.lo = uniform(-1.f, 0.5f);
+  cs.act.hi = cs.act.lo + uniform(0.f, 2.f);
+  if (uniform_int(0, 3) == 0) cs.act.hi = std::numeric_limits<float>::infinity();
+  cs.act.alpha = uniform_int(0, 1) ? 1.f / 6.f : uniform(0.05f, 1.f);
+  cs.act.beta = uniform(0.f, 1.f);
+  cs.scale = uniform_int(0, 4) == 0 ? 30.f : 1.f;
+  return cs;
+}
+
+std::uint32_t bits(float v) {
+  std::uint32_t b;
+  std::memcpy(&b, &v, sizeof b);
+  return b;
+}
+
+// Distance in ulps between two finite floats of any sign.
+double ulp_distance(float a, float b) {
+  const auto key = [](float v) {
+    const std::int64_t u = bits(v);
+    return u & 0x80000000u ? -(u & 0x7fffffff) : u;
+  };
+  return std::fabs(static_cast<double>(key(a) - key(b)));
+}
+
+using Entry = void (*)(const knd::DepthwiseArgs&, std::int64_t, std::int64_t);
+
+void check_entry(const char* name, Entry sim, Entry ref, int k, int s, int cases) {
+  g_kernel = name;
+  for (int it = 0; it < cases; ++it) {
+    const Case cs = random_case(k, s);
+    const kn::ConvShape& sh = cs.shape;
+    const std::int64_t c = sh.in_c, row_in = sh.in_w * c, row_out = sh.out_w * c;
+    Buf<float> in(sh.in_h * row_in), w(static_cast<std::int64_t>(sh.kh) * sh.kw * c), bias(c);
+    fill(in, -cs.scale, cs.scale);
+    fill(w, -1.f, 1.f);
+    fill(bias, -cs.scale, cs.scale);
+    // The reference: the scalar entry, whole image.
+    Buf<float> want(sh.out_h * row_out);
+    knd::DepthwiseArgs a;
+    a.shape = &sh;
+    a.in = in.data();
+    a.weights = w.data();
+    a.bias = bias.data();
+    a.act = cs.act;
+    a.out = want.data();
+    ref(a, 0, sh.out_h);
+    // The entry under test: rows [y0, y1) from strips.
+    const std::int64_t y0 = uniform_int(0, static_cast<int>(sh.out_h - 1));
+    const std::int64_t y1 = uniform_int(0, 2) == 0 ? sh.out_h : uniform_int(static_cast<int>(y0) + 1, static_cast<int>(sh.out_h));
+    const std::int64_t first = std::max<std::int64_t>(0, y0 * sh.stride_h - sh.pad_top);
+    const std::int64_t last = std::min<std::int64_t>(
+        sh.in_h, (y1 - 1) * sh.stride_h - sh.pad_top + static_cast<std::int64_t>(sh.kh - 1) * sh.dilation_h + 1);
+    const std::int64_t strip_rows = std::max<std::int64_t>(0, last - first);
+    Buf<float> strip(std::max<std::int64_t>(1, strip_rows * row_in), uniform_int(0, 3));
+    for (std::int64_t i = 0; i < strip_rows * row_in; ++i) strip[i] = in[first * row_in + i];
+    constexpr std::int64_t kPre = 16;  // guard elements before the output strip
+    const std::int64_t n_out = (y1 - y0) * row_out;
+    Buf<float> got(kPre + n_out, uniform_int(0, 3));
+    for (std::int64_t i = 0; i < kPre + n_out; ++i) got[i] = std::numeric_limits<float>::quiet_NaN();
+    a.in = strip.data();
+    a.in_row0 = first;
+    a.out = got.data() + kPre;
+    a.out_row0 = y0;
+    sim(a, y0, y1);
+    const bool exact = cs.act.kind != kn::ActKind::sigmoid && cs.act.kind != kn::ActKind::swish;
+    const std::int64_t n = c;  // reported as the case's channel count
+    for (std::int64_t i = 0; i < n_out; ++i) {
+      const float g = got[kPre + i], r = want[y0 * row_out + i];
+      ++g_checks;
+      const bool same = g == r || (std::isnan(g) && std::isnan(r));
+      const bool close = !exact && std::isfinite(g) && std::isfinite(r) &&
+                         (ulp_distance(g, r) <= 8 || std::fabs(g - r) <= 1e-37);
+      if (!same && !close) {
+        fail(n, "shape " + std::to_string(sh.in_h) + "x" + std::to_string(sh.in_w) + "x" + std::to_string(c) + " k " +
+                    std::to_string(sh.kh) + "x" + std::to_string(sh.kw) + " s " + std::to_string(sh.stride_h) + "," +
+                    std::to_string(sh.stride_w) + " d " + std::to_string(sh.dilation_h) + "," +
+                    std::to_string(sh.dilation_w) + " pads " + std::to_string(sh.pad_top) + "," +
+                    std::to_string(sh.pad_left) + "," + std::to_string(sh.pad_bottom) + "," +
+                    std::to_string(sh.pad_right) + " act " + std::to_string(static_cast<int>(cs.act.kind)) +
+                    " rows [" + std::to_string(y0) + "," + std::to_string(y1) + ") out[" + std::to_string(i) +
+                    "] got " + num(g) + " want " + num(r) + (exact ? " (bit-exact expected)" : " (8 ulp)"));
+        break;
+      }
+    }
+    ++g_checks;
+    bool pre_ok = true;
+    for (std::int64_t i = 0; i < kPre; ++i) pre_ok = pre_ok && std::isnan(got[i]) && bits(got[i]) == bits(std::numeric_limits<float>::quiet_NaN());
+    if (!pre_ok) fail(n, "wrote before the start of its output strip");
+    expect_guard(n, got, "out");
+  }
+}
+
+void test_depthwise(const knd::DepthwiseKernels& sim, const knd::DepthwiseKernels& ref) {
+  check_entry("nn.dwconv_3x3s1", sim.dwconv_3x3s1, ref.dwconv_3x3s1, 3, 1, 250);
+  check_entry("nn.dwconv_3x3s2", sim.dwconv_3x3s2, ref.dwconv_3x3s2, 3, 2, 250);
+  check_entry("nn.dwconv_5x5s1", sim.dwconv_5x5s1, ref.dwconv_5x5s1, 5, 1, 250);
+  check_entry("nn.dwconv_5x5s2", sim.dwconv_5x5s2, ref.dwconv_5x5s2, 5, 2, 250);
+  check_entry("nn.dwconv_any", sim.dwconv_any, ref.dwconv_any, 0, 0, 400);
+}
+
+}  // namespace depthwise_test
+
+// Every level's depthwise table against the scalar one; returns the failures added.
+int test_nn_depthwise(const std::vector<Isa>& levels) {
+  const int before = g_failures;
+  const auto& ref = keensight::nn::detail::depthwise_kernels_at(Isa::scalar);
+  for (Isa level : levels) {
+    g_level = level;
+    g_kernel = "nn.depthwise tables";
+    ++g_checks;
+    if (!keensight::detail::table_is_complete(keensight::nn::detail::depthwise_kernels_at(level)))
+      fail(0, "the depthwise table has a null entry");
+    depthwise_test::test_depthwise(keensight::nn::detail::depthwise_kernels_at(level), ref);
+  }
+  return g_failures - before;
+}
+// nn depthwise (end)
+
 }  // namespace
 
 int main() {
@@ -894,11 +1392,14 @@ int main() {
     test_filters(kf::filter_kernels(level), filters_ref);
     test_search(ks::search_kernels(level), search_ref);
     test_gemm(kd::gemm_f32_kernels(level), gemm_ref);
+    test_gemm_fused(kd::gemm_f32_kernels(level));
     test_gemm_exact(kd::gemm_u8s8_kernels(level), "gemm_u8s8.tile");
     test_gemm_exact(kd::gemm_xnor_kernels(level), "gemm_xnor.tile");
     test_preprocess(kp::preprocess_kernels(level), pre_ref);
+    test_nn_ops(keensight::nn::detail::ops_kernels_at(level), keensight::nn::detail::ops_kernels_scalar());
     std::printf("%-17s %s\n", keensight::isa_name(level), g_failures == before ? "ok" : "FAILED");
   }
+  test_nn_depthwise(levels);  // nn depthwise: every level, its own FAIL lines
   test_dispatch(levels);
   test_tensor_view();
   for (const auto& entry : g_failed) std::printf("FAILED %s: %d mismatches\n", entry.first.c_str(), entry.second);

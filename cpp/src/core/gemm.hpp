@@ -28,6 +28,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -96,6 +97,17 @@ struct GemmKernels {
   void (*tile)(std::int64_t kc, const PackedA* a, const PackedB* b, Acc* c, std::int64_t ldc, bool accumulate);
 };
 
+// The in-register epilogue of tile_rows_fused, for one tile: bias (nr values
+// of the tile's columns), residual (rows of ld_residual floats, the tile's
+// first element first), then the clamp.
+struct TileEpilogue {
+  const float* bias = nullptr;
+  const float* residual = nullptr;
+  std::int64_t ld_residual = 0;
+  float lo = -std::numeric_limits<float>::infinity();
+  float hi = std::numeric_limits<float>::infinity();
+};
+
 // f32 adds what k-NN, PCA, the sequential classifier and HNSW use.
 struct GemmF32Kernels : GemmKernels<GemmF32> {
   // The tile with A unpacked: mr rows of a row-major matrix, lda floats apart
@@ -119,7 +131,16 @@ struct GemmF32Kernels : GemmKernels<GemmF32> {
   // a row whatever its slot, as eight partial sums (a summation depth of at
   // most k / 8 + 8: k-NN's error bound relies on it). A zero row stays zero.
   void (*pack_panel_b)(const float* const* rows, std::int64_t k, const float* offset, float* dst, float* sq_norms);
+  // The tile_rows tile at the edges of C and with the epilogue in registers
+  // (pointwise convolution, core/gemm.hpp's gemm_rows_fused): only `rows` <= mr
+  // rows of A are read (row i at a + i * lda) and only `rows` x `cols` (<= nr)
+  // values of C are written; when `ep` is given (on a product's last slice),
+  // each value becomes clamp(acc + bias[j] + residual[i][j], lo, hi) before it
+  // is stored (bias / residual null: skipped).
+  void (*tile_rows_fused)(std::int64_t kc, const float* a, std::int64_t lda, int rows, const float* b, float* c,
+                          std::int64_t ldc, int cols, bool accumulate, const TileEpilogue* ep);
 };
+
 
 // The table for the active ISA level, and for a given level (core/gemm_kernels.cpp).
 const GemmF32Kernels& gemm_f32_kernels();
@@ -347,6 +368,101 @@ inline void gemm_rows(const GemmF32Kernels& kern, const float* a, std::int64_t l
       if (rest > 0) kern.tile_rows(kc, tail.data() + pc, k, bp, c + whole * mr * ldc + jr * nr, ldc, pc > 0);
     }
   }
+}
+
+// ---------------------------------------------------------------------------
+// Pointwise convolution as C = A·Bᵀ with B packed once (the weights) and A the
+// activations as they are (NHWC: pixels x channels, row stride lda): no
+// packing per call, exactly n columns of C written (row stride ldc), and the
+// bias, residual and clamp applied in registers on each tile's last slice.
+// `after` (optional) runs on each finished block of C (rows x cols at row0,
+// col0, still in cache), for the activations a clamp cannot express.
+
+struct FusedEpilogue {
+  const float* bias = nullptr;      // n values
+  const float* residual = nullptr;  // m rows of ld_residual floats
+  std::int64_t ld_residual = 0;
+  float lo = -std::numeric_limits<float>::infinity();
+  float hi = std::numeric_limits<float>::infinity();
+  void (*after)(void* ctx, std::int64_t row0, std::int64_t col0, std::int64_t rows, std::int64_t cols, float* c,
+                std::int64_t ldc) = nullptr;
+  void* ctx = nullptr;
+};
+
+// Floats of B (n rows of k) packed for gemm_rows_fused under `kern`.
+inline std::int64_t fused_packed_size(const GemmF32Kernels& kern, std::int64_t n, std::int64_t k) {
+  return packed_size(n, k, kern.nr);
+}
+
+// Packs B (n rows of k floats, row stride ldb) into panels of nr rows.
+inline void pack_fused_b(const GemmF32Kernels& kern, const float* b, std::int64_t ldb, std::int64_t n, std::int64_t k,
+                         float* dst) {
+  pack_panels(b, ldb, n, k, kern.nr, nullptr, nullptr, dst);
+}
+
+// Rows of A per task: 8 tiles (96 rows of the AVX-512 tile), so that a block's
+// kc slice (96 x 256 floats = 96 KiB) stays in L2 while the B panel slices
+// (32 KiB) pass through L1.
+constexpr int kFusedRowTiles = 8;
+
+// C = epilogue(A·Bᵀ) for A: m rows of k floats (row stride lda), B packed by
+// pack_fused_b with the same kern. Threads take (row block, column group)
+// tasks; every value is the same sequence of operations whatever the task,
+// tile position or thread count (the slices depend on k only).
+inline void gemm_rows_fused(const GemmF32Kernels& kern, const float* a, std::int64_t lda, std::int64_t m,
+                            const float* b_packed, std::int64_t n, std::int64_t k, float* c, std::int64_t ldc,
+                            const FusedEpilogue& ep, int threads = 0) {
+  if (m <= 0 || n <= 0) return;
+  const int mr = kern.mr, nr = kern.nr;
+  const std::int64_t block_rows = std::int64_t{mr} * kFusedRowTiles;
+  const std::int64_t row_blocks = (m + block_rows - 1) / block_rows, panels = (n + nr - 1) / nr;
+  // Column groups: enough tasks for the threads when there are few row blocks.
+  const int nt = threads > 0 ? threads : get_num_threads();
+  std::int64_t groups = 1;
+  while (groups < panels && row_blocks * groups < 4 * nt) groups *= 2;
+  groups = std::min(groups, panels);
+  const std::int64_t panels_per_group = (panels + groups - 1) / groups;
+  groups = (panels + panels_per_group - 1) / panels_per_group;
+  const std::int64_t slice = gemm_slice_length(k);
+  const auto task = [&](std::int64_t t0, std::int64_t t1) {
+    for (std::int64_t t = t0; t < t1; ++t) {
+      const std::int64_t rb = t / groups, g = t % groups;
+      const std::int64_t i0 = rb * block_rows, i1 = std::min(m, i0 + block_rows);
+      const std::int64_t p0 = g * panels_per_group, p1 = std::min(panels, p0 + panels_per_group);
+      for (std::int64_t jr = p0; jr < p1; ++jr) {
+        const std::int64_t j0 = jr * nr;
+        const int cols = static_cast<int>(std::min<std::int64_t>(nr, n - j0));
+        if (k == 0) {
+          for (std::int64_t i = i0; i < i1; ++i)
+            for (int j = 0; j < cols; ++j) {
+              float v = ep.bias ? ep.bias[j0 + j] : 0.f;
+              if (ep.residual) v += ep.residual[i * ep.ld_residual + j0 + j];
+              c[i * ldc + j0 + j] = v < ep.lo ? ep.lo : (v > ep.hi ? ep.hi : v);
+            }
+        }
+        for (std::int64_t pc = 0; pc < k; pc += slice) {
+          const std::int64_t kc = std::min(slice, k - pc);
+          const bool last = pc + kc == k;
+          const float* bp = b_packed + jr * nr * k + pc * nr;
+          for (std::int64_t i = i0; i < i1; i += mr) {
+            const int rows = static_cast<int>(std::min<std::int64_t>(mr, i1 - i));
+            TileEpilogue te;
+            if (last) {
+              te.bias = ep.bias ? ep.bias + j0 : nullptr;
+              te.residual = ep.residual ? ep.residual + i * ep.ld_residual + j0 : nullptr;
+              te.ld_residual = ep.ld_residual;
+              te.lo = ep.lo;
+              te.hi = ep.hi;
+            }
+            kern.tile_rows_fused(kc, a + i * lda + pc, lda, rows, bp, c + i * ldc + j0, ldc, cols, pc > 0,
+                                 last ? &te : nullptr);
+          }
+        }
+        if (ep.after) ep.after(ep.ctx, i0, j0, i1 - i0, cols, c + i0 * ldc + j0, ldc);
+      }
+    }
+  };
+  parallel_for(row_blocks * groups, 1, task, threads);
 }
 
 // ---------------------------------------------------------------------------

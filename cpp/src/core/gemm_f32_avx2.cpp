@@ -205,6 +205,72 @@ float bias_scale_argmin(const float* dots, const float* bias, float scale, std::
   return best;
 }
 
+// The 6 x 16 tile at the edges of C with the epilogue in registers: rows past
+// `rows` read row 0 again (their sums are dropped), columns past `cols` are
+// masked off the loads of C / bias / residual and the stores.
+void tile_rows_fused_6x16(std::int64_t kc, const float* a, std::int64_t lda, int rows, const float* b, float* c,
+                          std::int64_t ldc, int cols, bool accumulate, const TileEpilogue* ep) {
+  const float* r0 = a;
+  const float* r1 = a + (rows > 1 ? 1 : 0) * lda;
+  const float* r2 = a + (rows > 2 ? 2 : 0) * lda;
+  const float* r3 = a + (rows > 3 ? 3 : 0) * lda;
+  const float* r4 = a + (rows > 4 ? 4 : 0) * lda;
+  const float* r5 = a + (rows > 5 ? 5 : 0) * lda;
+  __m256 acc[kMR][2];
+  for (int i = 0; i < kMR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+#define KS_ROW(I, R)                              \
+  av = _mm256_broadcast_ss(R + p);                \
+  acc[I][0] = _mm256_fmadd_ps(av, b0, acc[I][0]); \
+  acc[I][1] = _mm256_fmadd_ps(av, b1, acc[I][1]);
+  for (std::int64_t p = 0; p < kc; ++p) {
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    __m256 av;
+    KS_ROW(0, r0)
+    KS_ROW(1, r1)
+    KS_ROW(2, r2)
+    KS_ROW(3, r3)
+    KS_ROW(4, r4)
+    KS_ROW(5, r5)
+    b += kNR;
+  }
+#undef KS_ROW
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols), lane);
+  const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - 8), lane);
+  __m256 bias0 = _mm256_setzero_ps(), bias1 = _mm256_setzero_ps(), lo = _mm256_setzero_ps(), hi = lo;
+  if (ep) {
+    if (ep->bias) {
+      bias0 = _mm256_maskload_ps(ep->bias, m0);
+      bias1 = _mm256_maskload_ps(ep->bias + 8, m1);
+    }
+    lo = _mm256_set1_ps(ep->lo);
+    hi = _mm256_set1_ps(ep->hi);
+  }
+  for (int i = 0; i < rows; ++i) {
+    float* ci = c + i * ldc;
+    __m256 v0 = acc[i][0], v1 = acc[i][1];
+    if (accumulate) {
+      v0 = _mm256_add_ps(_mm256_maskload_ps(ci, m0), v0);
+      v1 = _mm256_add_ps(_mm256_maskload_ps(ci + 8, m1), v1);
+    }
+    if (ep) {
+      if (ep->bias) {
+        v0 = _mm256_add_ps(v0, bias0);
+        v1 = _mm256_add_ps(v1, bias1);
+      }
+      if (ep->residual) {
+        const float* r = ep->residual + i * ep->ld_residual;
+        v0 = _mm256_add_ps(v0, _mm256_maskload_ps(r, m0));
+        v1 = _mm256_add_ps(v1, _mm256_maskload_ps(r + 8, m1));
+      }
+      v0 = _mm256_min_ps(hi, _mm256_max_ps(lo, v0));
+      v1 = _mm256_min_ps(hi, _mm256_max_ps(lo, v1));
+    }
+    _mm256_maskstore_ps(ci, m0, v0);
+    _mm256_maskstore_ps(ci + 8, m1, v1);
+  }
+}
+
 // Filled by member name (see core/dispatch.hpp).
 const GemmF32Kernels kTable = [] {
   GemmF32Kernels t{};
@@ -214,6 +280,7 @@ const GemmF32Kernels kTable = [] {
   t.k_group = 1;
   t.tile = gemm_f32_6x16;
   t.tile_rows = tile_rows_6x16;
+  t.tile_rows_fused = tile_rows_fused_6x16;
   t.bias_scale_min = bias_scale_min;
   t.bias_scale_argmin = bias_scale_argmin;
   t.pack_panel_b = pack_panel_b;

@@ -60,6 +60,76 @@ void tile_rows_12x32(std::int64_t kc, const float* a, std::int64_t lda, const fl
   tile_12x32_impl<false>(kc, a, lda, b, c, ldc, accumulate);
 }
 
+// The 12 x 32 tile at the edges of C with the epilogue in registers, as R x 32
+// for the R = rows it has (a 1-row dense layer does 1/12 of the FMAs of a full
+// tile); columns past `cols` are masked off the loads of C / bias / residual
+// and the stores. Every kept value is the same sequence of FMAs as in the full
+// tile, whatever R.
+template <int R>
+void tile_rows_fused_r(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c, std::int64_t ldc,
+                       int cols, bool accumulate, const TileEpilogue* ep) {
+  __m512 acc[R][2];
+#pragma GCC unroll 12
+  for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (std::int64_t p = 0; p < kc; ++p) {
+    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < R; ++i) {
+      const __m512 av = _mm512_set1_ps(a[i * lda + p]);
+      acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+    }
+    b += kNR;
+  }
+  const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1);
+  const __mmask16 m1 = cols >= 32 ? __mmask16(0xFFFF) : cols <= 16 ? __mmask16(0) : __mmask16((1u << (cols - 16)) - 1);
+  __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps(), lo = _mm512_setzero_ps(), hi = lo;
+  if (ep) {
+    if (ep->bias) {
+      bias0 = _mm512_maskz_loadu_ps(m0, ep->bias);
+      bias1 = _mm512_maskz_loadu_ps(m1, ep->bias + 16);
+    }
+    lo = _mm512_set1_ps(ep->lo);
+    hi = _mm512_set1_ps(ep->hi);
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < R; ++i) {
+    float* ci = c + i * ldc;
+    __m512 v0 = acc[i][0], v1 = acc[i][1];
+    if (accumulate) {
+      v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), v0);
+      v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, ci + 16), v1);
+    }
+    if (ep) {
+      if (ep->bias) {
+        v0 = _mm512_add_ps(v0, bias0);
+        v1 = _mm512_add_ps(v1, bias1);
+      }
+      if (ep->residual) {
+        const float* r = ep->residual + i * ep->ld_residual;
+        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, r));
+        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, r + 16));
+      }
+      v0 = _mm512_min_ps(hi, _mm512_max_ps(lo, v0));
+      v1 = _mm512_min_ps(hi, _mm512_max_ps(lo, v1));
+    }
+    _mm512_mask_storeu_ps(ci, m0, v0);
+    _mm512_mask_storeu_ps(ci + 16, m1, v1);
+  }
+}
+
+void tile_rows_fused_12x32(std::int64_t kc, const float* a, std::int64_t lda, int rows, const float* b, float* c,
+                           std::int64_t ldc, int cols, bool accumulate, const TileEpilogue* ep) {
+  switch (rows) {
+#define KS_ROWS(R) \
+  case R: return tile_rows_fused_r<R>(kc, a, lda, b, c, ldc, cols, accumulate, ep);
+    KS_ROWS(1) KS_ROWS(2) KS_ROWS(3) KS_ROWS(4) KS_ROWS(5) KS_ROWS(6)
+    KS_ROWS(7) KS_ROWS(8) KS_ROWS(9) KS_ROWS(10) KS_ROWS(11) KS_ROWS(12)
+#undef KS_ROWS
+    default: return;
+  }
+}
+
 }  // namespace
 
 const GemmF32Kernels& gemm_f32_12x32_avx512() {
@@ -70,6 +140,7 @@ const GemmF32Kernels& gemm_f32_12x32_avx512() {
     t.nr = kNR;
     t.tile = gemm_f32_12x32;
     t.tile_rows = tile_rows_12x32;
+    t.tile_rows_fused = tile_rows_fused_12x32;
     t.pack_panel_b = gemm_f32_pack_panel_b32_avx2;
     return t;
   }();

@@ -39,6 +39,32 @@ void tile_rows_6x16(std::int64_t kc, const float* a, std::int64_t lda, const flo
   tile_6x16_impl<false>(kc, a, lda, b, c, ldc, accumulate);
 }
 
+// The 6x16 tile at the edges with the epilogue: the same sums (coordinate
+// order, one product and one addition each), then bias, residual and clamp.
+void tile_rows_fused_6x16(std::int64_t kc, const float* a, std::int64_t lda, int rows, const float* b, float* c,
+                          std::int64_t ldc, int cols, bool accumulate, const TileEpilogue* ep) {
+  float acc[kMR][kNR] = {};
+  for (std::int64_t p = 0; p < kc; ++p) {
+    const float* bp = b + p * kNR;
+    for (int i = 0; i < rows; ++i) {
+      const float ai = a[i * lda + p];
+      for (int j = 0; j < kNR; ++j) acc[i][j] += ai * bp[j];
+    }
+  }
+  for (int i = 0; i < rows; ++i) {
+    float* ci = c + i * ldc;
+    for (int j = 0; j < cols; ++j) {
+      float v = accumulate ? ci[j] + acc[i][j] : acc[i][j];
+      if (ep) {
+        if (ep->bias) v += ep->bias[j];
+        if (ep->residual) v += ep->residual[i * ep->ld_residual + j];
+        v = v < ep->lo ? ep->lo : (v > ep->hi ? ep->hi : v);  // NaN stays NaN
+      }
+      ci[j] = v;
+    }
+  }
+}
+
 float bias_scale_min(const float* dots, const float* bias, float scale, std::int64_t n, float* out) {
   float best = std::numeric_limits<float>::infinity();
   for (std::int64_t j = 0; j < n; ++j) {
@@ -89,6 +115,7 @@ const GemmF32Kernels kTable = [] {
   t.bias_scale_min = bias_scale_min;
   t.bias_scale_argmin = bias_scale_argmin;
   t.pack_panel_b = pack_panel_b;
+  t.tile_rows_fused = tile_rows_fused_6x16;
   return t;
 }();
 

@@ -25,31 +25,23 @@
 #include <limits>
 
 #include "keensight/core.hpp"
+#include "keensight/nn.hpp"
 
 namespace keensight::nn {
 
-// The activations a convolution, an elementwise op or a standalone pass applies.
-enum class ActKind : std::int32_t { none = 0, clip = 1, hardswish = 2, hardsigmoid = 3, sigmoid = 4, swish = 5 };
-
-struct Activation {
-  ActKind kind = ActKind::none;
-  // clip: [lo, hi] (relu: [0, inf], relu6: [0, 6]).
-  float lo = -std::numeric_limits<float>::infinity();
-  float hi = std::numeric_limits<float>::infinity();
-  // hardsigmoid(x) = clamp(x * alpha + beta, 0, 1) (ONNX: alpha 0.2, beta 0.5;
-  // PyTorch / MobileNetV3: 1/6, 0.5); hardswish(x) = x * hardsigmoid(x) (ONNX
-  // HardSwish: alpha 1/6, beta 0.5).
-  float alpha = 1.f / 6.f, beta = 0.5f;
-};
+// Clamps propagate NaN (as ONNX Runtime's Clip): SIMD code writes them as
+// max(lo, x) then min(hi, x) with the bound FIRST (x86 max/min return the
+// second operand when either is NaN).
+inline float clamp_nan(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
 // The scalar reference of every activation: two roundings in x * alpha + beta
 // (no fma; the build has -ffp-contract=off), sigmoid as 1 / (1 + exp(-x)).
 inline float activate(const Activation& act, float x) {
   switch (act.kind) {
     case ActKind::none: return x;
-    case ActKind::clip: return std::fmin(std::fmax(x, act.lo), act.hi);
-    case ActKind::hardsigmoid: return std::fmin(std::fmax(x * act.alpha + act.beta, 0.f), 1.f);
-    case ActKind::hardswish: return x * std::fmin(std::fmax(x * act.alpha + act.beta, 0.f), 1.f);
+    case ActKind::clip: return clamp_nan(x, act.lo, act.hi);
+    case ActKind::hardsigmoid: return clamp_nan(x * act.alpha + act.beta, 0.f, 1.f);
+    case ActKind::hardswish: return x * clamp_nan(x * act.alpha + act.beta, 0.f, 1.f);
     case ActKind::sigmoid: return 1.f / (1.f + std::exp(-x));
     case ActKind::swish: return x / (1.f + std::exp(-x));
   }

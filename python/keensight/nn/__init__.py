@@ -1,9 +1,17 @@
-"""keensight.nn: building blocks of CNN inference (NCHW float32, ONNX layouts).
+"""keensight.nn: keensight's CNN inference engine (NCHW float32 at the edges, ONNX layouts).
 
-Today the arithmetic an ONNX importer needs before any kernel runs: folding inference
-batch norm into the preceding convolution (:func:`fold_batch_norm`) and TensorFlow's
-"SAME" padding as explicit pads (:func:`same_padding`). The offline EfficientNet-Lite0
-converter uses both; keensight's own CNN engine builds on them.
+- :class:`Network`: an ONNX graph (:meth:`Network.from_onnx`) or a graph of keensight
+  operators, prepared once (weights packed, buffers planned) and run on batches;
+  any intermediate tensor can be returned (``run(x, outputs=[...])``); save / load.
+- Operators as functions: :func:`conv2d`, :func:`depthwise_conv2d`,
+  :func:`pointwise_conv2d`, pools, activations, :func:`add` / :func:`mul`,
+  :func:`concat`, :func:`flatten`, :func:`dense`, :func:`softmax`.
+- Blocks: :class:`SeparableBlock` (MobileNet v1), :class:`InvertedResidual` (MobileNet v2).
+- Helpers: :func:`fold_batch_norm`, :func:`same_padding`.
+
+Inside, activations are NHWC; 1x1 convolutions are GEMMs on the core driver with bias,
+clamp and residual in the epilogue, depthwise 3x3 / 5x5 run register-blocked kernels,
+every kernel per ISA level on the core dispatch (``KEENSIGHT_ISA``).
 """
 from __future__ import annotations
 
@@ -13,7 +21,10 @@ import numpy as np
 
 from .. import _validate
 
-__all__ = ["fold_batch_norm", "same_padding"]
+__all__ = ["fold_batch_norm", "same_padding", "Network", "Graph", "Node", "UnsupportedOperatorError",
+           "SeparableBlock", "InvertedResidual", "conv2d", "depthwise_conv2d", "pointwise_conv2d", "max_pool2d",
+           "avg_pool2d", "global_avg_pool2d", "activation", "relu", "relu6", "hardswish", "hardsigmoid", "sigmoid",
+           "swish", "add", "mul", "concat", "flatten", "dense", "softmax"]
 
 
 def _channel_vector(value: Any, name: str, n: int) -> np.ndarray:
@@ -142,3 +153,11 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> Tupl
     out = -(-size // stride)
     total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
     return total // 2, total - total // 2
+
+
+from ._graph import Graph, Node, UnsupportedOperatorError  # noqa: E402
+from ._network import Network  # noqa: E402
+from ._functional import (activation, add, avg_pool2d, concat, conv2d, dense, depthwise_conv2d, flatten,  # noqa: E402
+                          global_avg_pool2d, hardsigmoid, hardswish, max_pool2d, mul, pointwise_conv2d, relu, relu6,
+                          sigmoid, softmax, swish)
+from ._blocks import InvertedResidual, SeparableBlock  # noqa: E402

@@ -97,6 +97,11 @@ def activation_tuple(value: Any, name: str = "activation") -> Activation:
                      f"('hardsigmoid', alpha, beta), got {value!r}")
 
 
+class UnsupportedOperatorError(ValueError):
+    """An ONNX operator (or attribute) the engine does not run; the message names the
+    operator type and the node."""
+
+
 @dataclasses.dataclass
 class Node:
     """One keensight operator: ``op`` (see the module docstring), input tensor names,
