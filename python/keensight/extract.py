@@ -772,11 +772,11 @@ class Extractor:
         # right shape (and a model that cannot run fails here, not on the first batch).
         blank = np.zeros((1,) + spec.tensor_shape, np.float32)
         if backend != "onnxruntime":
-            why = self._prepare_keensight(path, proto, spec, threads // streams, streams)
+            why = self._prepare_keensight(proto, spec, threads // streams, streams)
             if why is None:
                 try:
                     probe = self._run(blank)
-                except (ValueError, NotImplementedError) as exc:  # a shape the engine cannot run
+                except (ValueError, KeyError, NotImplementedError) as exc:  # what the engine cannot run
                     why, self._sessions = f"{type(exc).__name__}: {exc}", []
             if why is not None and backend == "keensight":
                 raise ValueError(f"backend='keensight': {why} (backend='auto' runs such a model on onnxruntime)")
@@ -789,32 +789,22 @@ class Extractor:
         self.model_sha256_ = bytes_sha256(data)
         self.feature_shapes_ = {o: tuple(int(d) for d in probe[o].shape[1:]) for o in wanted}
 
-    def _prepare_keensight(self, path: Path, proto: Any, spec: PreprocessSpec, threads: int,
-                           streams: int) -> Optional[str]:
-        """One :class:`keensight.nn.Network` per stream in ``self._sessions``, or why not
-        (then ``self._sessions`` stays empty). `path`: the model file; `proto`: the model
-        with the wanted tensors as its outputs."""
+    def _prepare_keensight(self, proto: Any, spec: PreprocessSpec, threads: int, streams: int) -> Optional[str]:
+        """keensight's network for every stream in ``self._sessions``, or why not (then
+        ``self._sessions`` stays empty). `proto`: the model with the wanted tensors as its
+        outputs, so that the import keeps them (a Conv's output is otherwise fused with
+        the activation after it)."""
         from . import nn
 
-        if not hasattr(nn, "Network"):  # TEMPORARY until the engine lands on main
-            return "keensight.nn.Network is not in this build"
         if spec.layout != "NCHW":
             return f"keensight's engine takes NCHW inputs, the input_spec's layout is {spec.layout}"
         try:
-            net = nn.Network.from_onnx(path, input_shape=spec.tensor_shape, threads=threads)
-            missing = [o for o in self.outputs_ if o not in {*net.tensor_names, *net.output_names}]
-            if missing:
-                # Tensors the import fused away (a Conv's output before its activation):
-                # named as graph outputs (as onnxruntime gets them), the import keeps them.
-                net = nn.Network.from_onnx(proto, input_shape=spec.tensor_shape, threads=threads)
-                missing = [o for o in self.outputs_ if o not in {*net.tensor_names, *net.output_names}]
-            if missing:
-                return f"the network keeps no tensors {missing} after import"
-            # One network per stream, as onnxruntime gets one session per stream: a prepared
-            # network owns the buffers its runs write into.
-            self._sessions = [net] + [nn.Network(net.graph, threads=threads) for _ in range(streams - 1)]
+            net = nn.Network.from_onnx(proto, input_shape=spec.tensor_shape, threads=threads)
         except (ValueError, NotImplementedError) as exc:  # nn.UnsupportedOperatorError is a ValueError
             return f"{type(exc).__name__}: {exc}"
+        # Network.run may be called from several threads at once (each call has its own
+        # activation arena), so the streams share one network and its packed weights.
+        self._sessions = [net] * streams
         self.backend_ = "keensight"
         return None
 
