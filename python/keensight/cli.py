@@ -335,6 +335,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help=f"network threads, at most {_validate.MAX_THREADS} (default 0: all cores)")
     p.add_argument("--streams", type=_thread_count, default=0, metavar="N",
                    help="batches the network runs side by side, at most --threads (default 0: min(threads, 4))")
+    p.add_argument("--backend", choices=("auto", "keensight", "onnxruntime"), default="auto",
+                   help="what runs the network: keensight's CNN engine, onnxruntime, or auto (default: "
+                        "keensight's engine when it can run the model, else onnxruntime; features agree "
+                        "to float rounding)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
@@ -449,7 +453,7 @@ def _extractor(args: argparse.Namespace, outputs: Any, normalize: bool = False, 
                                "network expects) or --spec FILE.json")
     return Extractor(model, outputs=outputs, batch_size=args.batch_size, threads=args.threads or None,
                      normalize=normalize, jpeg_draft=jpeg_draft or False, input_spec=spec,
-                     streams=getattr(args, "streams", 0) or None)
+                     streams=getattr(args, "streams", 0) or None, backend=getattr(args, "backend", "auto"))
 
 
 def _logits_output(model: str) -> str:
