@@ -181,6 +181,28 @@ void bind_nn(py::module_& m) {
       .def_property_readonly("node_count", &nn::Network::node_count)
       .def("node_kind", &nn::Network::node_kind, py::arg("node"))
       .def(
+          "node_weights",
+          [](const nn::Network& net, int node) {
+            std::vector<float> w;
+            {
+              py::gil_scoped_release release;
+              w = net.node_weights(node);
+            }
+            FloatArray a(static_cast<py::ssize_t>(w.size()));
+            std::copy(w.begin(), w.end(), a.mutable_data());
+            return a;
+          },
+          py::arg("node"))
+      .def(
+          "node_bias",
+          [](const nn::Network& net, int node) {
+            const std::vector<float> b = net.node_bias(node);
+            FloatArray a(static_cast<py::ssize_t>(b.size()));
+            std::copy(b.begin(), b.end(), a.mutable_data());
+            return a;
+          },
+          py::arg("node"))
+      .def(
           "profile",
           [](const nn::Network& net, const std::vector<py::object>& xs, int threads) {
             std::vector<FloatArray> keep;

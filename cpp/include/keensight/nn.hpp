@@ -119,6 +119,11 @@ class Network {
   // ("conv_pointwise", "conv_depthwise", ..., "input").
   int node_count() const;
   std::string node_kind(int node) const;
+  // A convolution's or dense node's weights as they were given (O x I/groups x kh
+  // x kw, or O x I, row-major; the packing undone) and its bias (zeros when none):
+  // what lets a network be saved without keeping a second copy of its weights.
+  std::vector<float> node_weights(int node) const;
+  std::vector<float> node_bias(int node) const;
 
   struct Impl;
 

@@ -62,9 +62,11 @@ enum class Op {
   softmax,
 };
 
-// Elements of one image's tensors are limited so that no offset computation
-// can overflow and no plan asks for absurd memory (16 GiB of floats a tensor).
-constexpr std::int64_t kMaxTensorElements = std::int64_t{1} << 32;
+// Elements of one image's tensors (and of its whole activation arena) are
+// limited so that no offset computation can overflow and no plan asks for
+// absurd memory: 4 GiB of floats a tensor, 8 GiB an arena.
+constexpr std::int64_t kMaxTensorElements = std::int64_t{1} << 30;
+constexpr std::int64_t kMaxArenaFloats = std::int64_t{1} << 31;
 // The im2col strip of a general convolution: at most this many floats.
 constexpr std::int64_t kIm2colStripFloats = std::int64_t{1} << 18;  // 1 MiB
 
@@ -75,7 +77,7 @@ std::int64_t checked_size(const Shape& s, const char* what) {
   if (s.c > kMaxTensorElements || s.h > kMaxTensorElements || s.w > kMaxTensorElements ||
       s.c * s.h > kMaxTensorElements || s.c * s.h * s.w > kMaxTensorElements)
     throw ValueError(std::string(what) + ": a tensor of " + std::to_string(s.c) + " x " + std::to_string(s.h) +
-                     " x " + std::to_string(s.w) + " per image is larger than 2^32 elements");
+                     " x " + std::to_string(s.w) + " per image is larger than 2^30 elements (4 GiB)");
   return s.c * s.h * s.w;
 }
 
@@ -458,6 +460,59 @@ int Network::softmax(int x) {
 
 int Network::node_count() const { return static_cast<int>(impl_->nodes.size()); }
 
+// The packings of Network::conv / dense undone: the weights as they were given.
+std::vector<float> Network::node_weights(int node) const {
+  if (node < 0 || node >= node_count()) throw ValueError("node_weights: no node " + std::to_string(node));
+  const Node& n = impl_->nodes[static_cast<std::size_t>(node)];
+  const ConvShape& g = n.geom;
+  const std::int64_t taps = std::int64_t{g.kh} * g.kw;
+  std::vector<float> w;
+  switch (n.op) {
+    case Op::conv_depthwise:
+      w.resize(static_cast<std::size_t>(g.in_c * taps));
+      for (std::int64_t ch = 0; ch < g.in_c; ++ch)
+        for (std::int64_t t = 0; t < taps; ++t) w[static_cast<std::size_t>(ch * taps + t)] = n.weights[t * g.in_c + ch];
+      return w;
+    case Op::conv_direct:
+      w.resize(static_cast<std::size_t>(g.out_c * g.in_c * taps));
+      for (std::int64_t o = 0; o < g.out_c; ++o)
+        for (std::int64_t i = 0; i < g.in_c; ++i)
+          for (std::int64_t t = 0; t < taps; ++t)
+            w[static_cast<std::size_t>((o * g.in_c + i) * taps + t)] = n.weights[(t * g.in_c + i) * g.out_c + o];
+      return w;
+    case Op::conv_pointwise:
+    case Op::conv_im2col:
+    case Op::dense: {
+      // B panels of nr rows: row o, coordinate j at (o / nr) * nr * k + j * nr + o % nr.
+      const bool dense = n.op == Op::dense;
+      const int groups = dense ? 1 : g.groups;
+      const std::int64_t out_c = dense ? static_cast<std::int64_t>(n.bias.size()) : g.out_c;
+      const std::int64_t cout_g = out_c / groups, cin_g = dense ? n.k : g.in_c / groups;
+      const std::int64_t nr = n.gemm->nr;
+      const std::int64_t group_floats = keensight::detail::fused_packed_size(*n.gemm, cout_g, n.k);
+      w.resize(static_cast<std::size_t>(out_c * n.k));
+      for (int grp = 0; grp < groups; ++grp)
+        for (std::int64_t o = 0; o < cout_g; ++o)
+          for (std::int64_t j = 0; j < n.k; ++j) {
+            const float v = n.weights[grp * group_floats + (o / nr) * nr * n.k + j * nr + o % nr];
+            if (dense) {
+              w[static_cast<std::size_t>(o * n.k + j)] = v;
+            } else {
+              const std::int64_t t = j / cin_g, i = j % cin_g;  // j = t * cin_g + i
+              w[static_cast<std::size_t>(((grp * cout_g + o) * cin_g + i) * taps + t)] = v;
+            }
+          }
+      return w;
+    }
+    default: throw ValueError("node_weights: node " + std::to_string(node) + " has no weights");
+  }
+}
+
+std::vector<float> Network::node_bias(int node) const {
+  if (node < 0 || node >= node_count()) throw ValueError("node_bias: no node " + std::to_string(node));
+  return impl_->nodes[static_cast<std::size_t>(node)].bias;
+}
+
 std::string Network::node_kind(int node) const {
   if (node < 0 || node >= node_count()) throw ValueError("node_kind: no node " + std::to_string(node));
   switch (impl_->nodes[static_cast<std::size_t>(node)].op) {
@@ -621,6 +676,9 @@ const Plan& Network::Impl::plan(bool fuse) const {
     if (slot_of[t] >= 0) p.offset[t] = slots[static_cast<std::size_t>(slot_of[t])].offset;
   p.scratch_offset = total;
   p.arena_floats = total + scratch;
+  if (p.arena_floats > kMaxArenaFloats)
+    throw ValueError("network: its activations need " + std::to_string(p.arena_floats / (std::int64_t{1} << 28)) +
+                     " GiB per image, more than the 8 GiB limit");
   p.made = true;
   return p;
 }

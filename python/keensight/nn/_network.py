@@ -1,6 +1,7 @@
 """keensight.nn.Network: a graph of keensight operators prepared once and run on the C++ engine."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -60,6 +61,9 @@ class Network:
     """
 
     def __init__(self, graph: Graph, *, threads: Optional[int] = None) -> None:
+        self._setup(graph, threads, owned=False)
+
+    def _setup(self, graph: Graph, threads: Optional[int], owned: bool) -> None:
         if not isinstance(graph, Graph):
             raise TypeError(f"graph: expected a keensight.nn.Graph, got {type(graph).__name__}")
         self._graph = graph
@@ -67,7 +71,7 @@ class Network:
         self._source: Any = None  # the ONNX model (path or proto) it came from, for outputs= it fused away
         self._rebuilt: Dict[Tuple[str, ...], "Network"] = {}
         self._lock = threading.Lock()
-        self._build()
+        self._build(owned)
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -92,16 +96,20 @@ class Network:
         if isinstance(model, (str, os.PathLike)):
             model = _validate.input_file(model, "model")
         graph = graph_from_onnx(model, input_shape=input_shape, keep=list(keep) if keep else None)
-        net = cls(graph, threads=threads)
+        net = cls.__new__(cls)
+        net._setup(graph, threads, owned=True)  # the graph's weights are released as the engine packs them
+        del graph
+        _release_freed_memory()
         net._source = (model, tuple(input_shape) if input_shape is not None else None)
         return net
 
-    def _build(self) -> None:
+    def _build(self, owned: bool = False) -> None:
         g = self._graph
         if not g.inputs:
             raise ValueError("graph: expected at least one input")
         net = _core.Network()
         ids: Dict[str, int] = {}
+        self._weight_shapes_pending: List[Tuple[Tuple[int, ...], bool]] = []
         for name, shape in g.inputs.items():
             if len(shape) != 3:
                 raise ValueError(f"graph: input {name!r} must have a (C, H, W) shape, got {shape}")
@@ -159,18 +167,49 @@ class Network:
             except (ValueError, TypeError) as e:
                 raise type(e)(f"node {node.name or node.output!r} ({op}): {e}") from None
             ids[node.output] = out
+            if op in ("conv", "dense"):
+                self._weight_shapes_pending.append((tuple(np.shape(node.weights["w"])), "b" in node.weights))
+                if owned:  # the engine holds them now (packed); the graph is ours to thin
+                    node.weights = {}
         for o in g.outputs:
             if o not in ids:
                 raise ValueError(f"graph: output {o!r} is not produced by any node")
         self._net = net
         self._ids = ids
+        # The engine holds the (packed) convolution and dense weights; the graph kept here
+        # holds none of them, so a prepared network costs one copy of its weights. `graph`,
+        # save and pickling get them back from the engine (the packing undone, exactly).
+        inputs = len(g.inputs)
+        light = []
+        self._weight_shapes: Dict[int, Tuple[Tuple[int, ...], bool]] = {}
+        pending = iter(self._weight_shapes_pending)
+        for i, node in enumerate(g.nodes):
+            if node.op in ("conv", "dense"):
+                self._weight_shapes[inputs + i] = next(pending)
+                node = dataclasses.replace(node, weights={})
+            light.append(node)
+        del self._weight_shapes_pending
+        self._graph = dataclasses.replace(g, nodes=light)
 
     # -- properties -------------------------------------------------------------------------------
 
     @property
     def graph(self) -> Graph:
-        """The graph of keensight operators this network runs."""
-        return self._graph
+        """The graph of keensight operators this network runs (weights included: a copy
+        made from the prepared network on each access)."""
+        g = self._graph
+        inputs = len(g.inputs)
+        nodes = []
+        for i, node in enumerate(g.nodes):
+            spec = self._weight_shapes.get(inputs + i)
+            if spec is not None:
+                shape, has_bias = spec
+                weights = {"w": self._net.node_weights(inputs + i).reshape(shape)}
+                if has_bias:
+                    weights["b"] = self._net.node_bias(inputs + i)
+                node = dataclasses.replace(node, weights=weights)
+            nodes.append(node)
+        return dataclasses.replace(g, nodes=nodes)
 
     @property
     def input_name(self) -> str:
@@ -320,7 +359,7 @@ class Network:
 
     def to_bytes(self) -> bytes:
         """The network in keensight's versioned, checksummed container (loads without onnx)."""
-        return _core._container_write(None, _MAGIC, _FORMAT_VERSION, _graph_payload(self._graph))
+        return _core._container_write(None, _MAGIC, _FORMAT_VERSION, _graph_payload(self.graph))
 
     @classmethod
     def from_bytes(cls, data: Union[bytes, bytearray, memoryview], *, threads: Optional[int] = None) -> "Network":
@@ -332,7 +371,7 @@ class Network:
     def save(self, path: PathLike) -> None:
         """Write the network to `path` atomically (no symlink followed; checksummed)."""
         path = _validate.output_file(path, "path")
-        _core._container_write(path, _MAGIC, _FORMAT_VERSION, _graph_payload(self._graph))
+        _core._container_write(path, _MAGIC, _FORMAT_VERSION, _graph_payload(self.graph))
 
     @classmethod
     def load(cls, path: PathLike, *, threads: Optional[int] = None) -> "Network":
@@ -347,6 +386,19 @@ class Network:
     def __repr__(self) -> str:
         return (f"Network(input={self.input_name!r} {self.input_shape}, {len(self._graph.nodes)} nodes, "
                 f"outputs={self.output_names})")
+
+
+def _release_freed_memory() -> None:
+    """Return the importer's freed heap to the OS (glibc keeps large freed blocks in the
+    heap once its mmap threshold has grown): a prepared network's resident memory is then
+    its weights and arenas, not the ONNX parse that preceded it. A no-op elsewhere."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _input_array(x: Any, name: str, shape: Sequence[int]) -> np.ndarray:

@@ -117,20 +117,27 @@ def _load(path_or_model):
     import onnx
     if isinstance(path_or_model, onnx.ModelProto):
         model = path_or_model
-    elif isinstance(path_or_model, (str, os.PathLike)):
-        if not os.path.isfile(path_or_model):
-            raise ValueError(f"path_or_model: no such file {os.fspath(path_or_model)!r}")
         try:
-            model = onnx.load(os.fspath(path_or_model))
+            onnx.checker.check_model(model)
+        except Exception as e:
+            raise ValueError(f"path_or_model: the ONNX checker rejects the model: {e}") from e
+    elif isinstance(path_or_model, (str, os.PathLike)):
+        path = os.fspath(path_or_model)
+        if not os.path.isfile(path):
+            raise ValueError(f"path_or_model: no such file {path!r}")
+        try:
+            # The checker reads the file itself (checking a loaded model would serialise
+            # a second copy of every weight: the import's peak memory).
+            onnx.checker.check_model(path)
+        except Exception as e:
+            raise ValueError(f"path_or_model: {path!r} is not an ONNX model the checker accepts: {e}") from e
+        try:
+            model = onnx.load(path)
         except Exception as e:  # protobuf's DecodeError and friends
-            raise ValueError(f"path_or_model: {os.fspath(path_or_model)!r} is not an ONNX model: {e}") from e
+            raise ValueError(f"path_or_model: {path!r} is not an ONNX model: {e}") from e
     else:
         raise TypeError("path_or_model: expected a path (str or os.PathLike) or an onnx.ModelProto, "
                         f"got {type(path_or_model).__name__}")
-    try:
-        onnx.checker.check_model(model)
-    except Exception as e:
-        raise ValueError(f"path_or_model: the ONNX checker rejects the model: {e}") from e
     return model
 
 
@@ -251,8 +258,9 @@ def _fold_with_reference(node, ins: List[Optional[np.ndarray]], opset: int) -> L
 
 
 class _Importer:
-    def __init__(self, model, input_shape, keep):
+    def __init__(self, model, input_shape, keep, owned=False):
         self.model = model
+        self.owned = owned  # the ModelProto is the importer's own (loaded from a path)
         self.opset = 0
         for imp in model.opset_import:
             if imp.domain in ("", "ai.onnx"):
@@ -288,6 +296,10 @@ class _Importer:
         from onnx import numpy_helper
         for t in self.g.initializer:
             self.consts[t.name] = numpy_helper.to_array(t)
+            if self.owned and t.HasField("raw_data"):
+                # The model was loaded here: free each tensor's bytes once it is an array,
+                # so the import never holds the weights twice (peak memory).
+                t.ClearField("raw_data")
         for t in self.g.sparse_initializer:
             raise ValueError(f"sparse initializer {t.values.name!r} is not supported")
 
@@ -1291,4 +1303,4 @@ def graph_from_onnx(path_or_model: Union[str, "os.PathLike[str]", Any],
     model = _load(path_or_model)
     if isinstance(keep, str):
         keep = [keep]
-    return _Importer(model, input_shape, keep).run()
+    return _Importer(model, input_shape, keep, owned=model is not path_or_model).run()
