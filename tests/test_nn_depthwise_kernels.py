@@ -188,3 +188,12 @@ def test_non_contiguous_input_is_accepted(rng):
     view = np.asfortranarray(x)
     np.testing.assert_array_equal(_core._nn_depthwise(view, w, None, (1, 1), (1, 1, 1, 1)),
                                   _core._nn_depthwise(x, w, None, (1, 1), (1, 1, 1, 1)))
+
+
+def test_numpy_scalars_are_accepted(rng):
+    x = rng.standard_normal((5, 5, 3), dtype=np.float32)
+    w = rng.standard_normal((3, 1, 3, 3), dtype=np.float32)
+    want = _core._nn_depthwise(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1), (1, 0.0, 6.0, 0.2, 0.5))
+    got = _core._nn_depthwise(x, w, None, (np.int64(1), np.int32(1)), [np.int8(1)] * 4, (1, 1),
+                              (np.int64(1), np.float32(0), np.float64(6), 0.2, 0.5))
+    np.testing.assert_array_equal(got, want)

@@ -53,9 +53,9 @@ std::array<int, N> int_tuple(const py::object& obj, const char* name) {
   return out;
 }
 
+// A Python or NumPy number (anything with __float__ except bool and str).
 float number(const py::object& v, const char* name) {
-  if (py::isinstance<py::bool_>(v) || !(py::isinstance<py::float_>(v) || PyIndex_Check(v.ptr()) ||
-                                        py::isinstance<py::int_>(v) || PyFloat_Check(v.ptr())))
+  if (py::isinstance<py::bool_>(v) || py::isinstance<py::str>(v) || !py::hasattr(v, "__float__"))
     throw TypeError(std::string(name) + ": expected a number");
   return py::float_(v).cast<float>();
 }

@@ -32,8 +32,9 @@ struct VecAvx2 {
 };
 
 // Tile widths: T accumulators + K weights + the streaming input within the 16 ymm
-// registers (5x5: 6 + 5 + 1, leaving room for the activation's constants).
-constexpr int kTile3x3s1 = 8, kTile3x3s2 = 8, kTile5x5s1 = 6, kTile5x5s2 = 6;
+// registers (5x5: 8 + 5 + 1, no spill in the tiles). T = 8 for 5x5 measured 10-20%
+// faster than T = 6 on every EfficientNet-Lite0 5x5 shape (interleaved, under load).
+constexpr int kTile3x3s1 = 8, kTile3x3s2 = 8, kTile5x5s1 = 8, kTile5x5s2 = 8;
 
 }  // namespace
 
