@@ -72,10 +72,13 @@ class Naive:
 
 
 class Keensight:
-    """Extractor over paths; measures the time spent in the fused C++ preprocessing."""
+    """Extractor over paths (network on `backend`); measures the time spent in the fused C++
+    preprocessing."""
 
-    def __init__(self, threads: int, batch_size: int = 16, jpeg_draft: object = False) -> None:
-        self.extractor = extract.Extractor(batch_size=batch_size, threads=threads, jpeg_draft=jpeg_draft)
+    def __init__(self, threads: int, batch_size: int = 16, jpeg_draft: object = False,
+                 backend: str = "auto") -> None:
+        self.extractor = extract.Extractor(batch_size=batch_size, threads=threads, jpeg_draft=jpeg_draft,
+                                           backend=backend)
         self.stages: Dict[str, float] = {"preprocess": 0.0}
 
     def __call__(self, files: List[Path]) -> np.ndarray:

@@ -2,12 +2,13 @@
 
     python benchmarks/report_extract.py [--images 200] [--repeat 3] [--dir DIR] [--threads all|1|both]
 
-Both pipelines turn the same folder of JPEG/PNG photos into EfficientNet-Lite0 embeddings.
+All pipelines turn the same folder of JPEG/PNG photos into EfficientNet-Lite0 embeddings.
 The naive loop: cv2.imread, cv2.resize, normalise in NumPy, one onnxruntime run per image.
 keensight: Extractor (batches of 16, decoding on a thread pool, up to min(cores, 4) batches
-through the network side by side, fused C++ resize/crop/normalise), with full decoding (the
+through the network side by side, fused C++ resize/crop/normalise), the network run by
+onnxruntime or by keensight's own engine (backend="keensight"), each with full decoding (the
 default) and with JPEG draft decoding (jpeg_draft=2.0: libjpeg decodes large JPEGs at 1/2..1/8
-scale, keeping twice the resize length). Runs alternate (and swap order every
+scale, keeping twice the resize length). Runs alternate (and reverse their order every
 repeat); figures are medians. "preprocess share": time in resize+crop+normalise+layout over
 the whole run's wall time (naive: cv2.resize + NumPy); keensight runs up to min(cores, 4)
 batches side by side, so its share is the fused C++ call's summed time over streams x wall time.
@@ -31,10 +32,14 @@ from extract_workload import Keensight, Naive, all_cores, photo_folder  # noqa: 
 from report import render  # noqa: E402
 
 
+# The Extractor's rows: (backend, jpeg_draft).
+VARIANTS = [("onnxruntime", False), ("onnxruntime", 2.0), ("keensight", False), ("keensight", 2.0)]
+
+
 def measure(threads: int, files, repeat: int):
     cv2.setNumThreads(threads)
     ks.set_num_threads(threads)
-    impls = [Naive(threads), Keensight(threads), Keensight(threads, jpeg_draft=2.0)]
+    impls = [Naive(threads)] + [Keensight(threads, backend=b, jpeg_draft=d) for b, d in VARIANTS]
     warm = files[:16]
     for impl in impls:
         impl(warm)
@@ -73,25 +78,22 @@ def main() -> None:
         print(f"WARNING: load average {load:.2f}: other processes share the cores\n")
     settings = {"1": [1], "all": [all_cores()], "both": [1, all_cores()]}[a.threads]
     for threads in settings:
-        (t_naive, t_ours, t_draft), (sum_naive, sum_ours, sum_draft), (st_naive, st_ours, st_draft), streams = \
-            measure(threads, files, a.repeat)
+        med, total, stages, streams = measure(threads, files, a.repeat)
         n = len(files)
-        # keensight runs `streams` batches side by side, each preprocessing on its own share of
-        # the cores: its share is that of the streams' timelines (summed call time / streams).
-        sum_ours, sum_draft = sum_ours * streams, sum_draft * streams
+        t_naive, sum_naive, st_naive = med[0], total[0], stages[0]
         header = ["pipeline", "images/s", "ms/image", "ratio", "target", "preprocess share", "decode share"]
-        rows = [
-            ["naive loop", f"{n / t_naive:.1f}", f"{1e3 * t_naive / n:.2f}", "1.00", "",
-             f"{100 * st_naive['preprocess'] / sum_naive:.1f}%", f"{100 * st_naive['decode'] / sum_naive:.1f}%"],
-            ["keensight Extractor", f"{n / t_ours:.1f}", f"{1e3 * t_ours / n:.2f}", f"{t_naive / t_ours:.2f}",
-             ">= 1.5", f"{100 * st_ours['preprocess'] / sum_ours:.1f}% (target < 10%)", "overlapped"],
-            ["keensight Extractor, jpeg_draft=2.0", f"{n / t_draft:.1f}", f"{1e3 * t_draft / n:.2f}",
-             f"{t_naive / t_draft:.2f}", ">= 1.5", f"{100 * st_draft['preprocess'] / sum_draft:.1f}%",
-             "overlapped"],
-        ]
+        rows = [["naive loop", f"{n / t_naive:.1f}", f"{1e3 * t_naive / n:.2f}", "1.00", "",
+                 f"{100 * st_naive['preprocess'] / sum_naive:.1f}%", f"{100 * st_naive['decode'] / sum_naive:.1f}%"]]
+        for (backend, draft), t, summed, st in zip(VARIANTS, med[1:], total[1:], stages[1:]):
+            # keensight runs `streams` batches side by side, each preprocessing on its own share
+            # of the cores: its share is that of the streams' timelines (summed call time / streams).
+            share = 100 * st["preprocess"] / (summed * streams)
+            name = f"Extractor, {backend} backend" + (", jpeg_draft=2.0" if draft else "")
+            rows.append([name, f"{n / t:.1f}", f"{1e3 * t / n:.2f}", f"{t_naive / t:.2f}",
+                         ">= 1.5" if not draft else "", f"{share:.1f}%" + (" (target < 10%)" if not draft else ""),
+                         "overlapped"])
         print(("### " if a.markdown else "") + f"{threads} thread{'s' if threads > 1 else ''}\n")
         print(render(header, rows, a.markdown) + "\n")
-
 
 if __name__ == "__main__":
     main()

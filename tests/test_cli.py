@@ -590,3 +590,51 @@ def test_evaluate_times_warm_calls(tmp_path, monkeypatch, capsys):
     row = json.loads((tmp_path / "e.json").read_text())["table"][0]
     assert SlowFirstCall.calls >= 3
     assert row["ms_per_query"] < 5.0  # the cold call alone is 500 ms / 6 queries = 83 ms per query
+
+
+def test_bench_passes_options_after_double_dash(env, tmp_path):
+    # The report scripts' own options follow "--" (argparse would take them as ours);
+    # the "--" itself is not passed on.
+    (tmp_path / "report_echo.py").write_text("import sys\nprint('ARGV', sys.argv[1:])\n")
+    (tmp_path / "report_other.py").write_text("raise SystemExit('not selected')\n")
+    p = run(env, "bench", "--dir", tmp_path, "--only", "report_echo", "--", "--threads", "1", "--markdown")
+    assert "ARGV ['--threads', '1', '--markdown']" in p.stdout
+    assert "report_other" not in p.stdout
+
+
+@pytest.mark.parametrize("argv", [
+    ["extract", ".", "-o", "x.npz"], ["classify", "x.jpg"], ["profile", "."], ["evaluate", "."],
+    ["index", "build", ".", "-o", "x.idx"], ["index", "search", "x.idx", "q.jpg"],
+])
+def test_every_command_that_runs_the_network_takes_backend(argv, tmp_path, monkeypatch, capsys):
+    from keensight import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.idx").write_bytes(b"")
+    parser = cli.build_parser()
+    assert parser.parse_args(argv).backend == "auto"
+    for backend in ("keensight", "onnxruntime"):
+        assert parser.parse_args(argv + ["--backend", backend]).backend == backend
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args(argv + ["--backend", "tensorflow"])
+    assert e.value.code == 2 and "argument --backend: invalid choice" in capsys.readouterr().err
+
+
+def test_backend_option_reaches_the_extractor(env, monkeypatch):
+    from keensight import cli
+
+    monkeypatch.setenv("KEENSIGHT_CACHE", env["KEENSIGHT_CACHE"])
+    for backend, used in (("onnxruntime", "onnxruntime"), ("keensight", "keensight"), ("auto", "keensight")):
+        args = cli.build_parser().parse_args(["classify", "x.jpg", "--backend", backend])
+        ex = cli._extractor(args, "logits")
+        assert (ex.backend, ex.backend_) == (backend, used)
+
+
+def test_classify_with_either_backend(env, gallery):
+    coffee = sorted((gallery / "coffee").glob("coffee_*"))[0]
+    cat = sorted((gallery / "cat").glob("cat_*"))[0]
+    res = {b: json.loads(run(env, "classify", cat, coffee, "--json", "--backend", b).stdout)["results"]
+           for b in ("keensight", "onnxruntime")}
+    for a, b in zip(res["keensight"], res["onnxruntime"]):
+        assert a["top"][0]["class"] == b["top"][0]["class"]
+        assert abs(a["top"][0]["probability"] - b["top"][0]["probability"]) < 1e-3

@@ -739,3 +739,134 @@ def test_config_records_what_determines_the_features(model_cache):
         assert Extractor(**kw).config != cfg, kw
     other = Extractor(models.get_model_path(), input_spec=base.spec_)
     assert other.config["model_sha256"] == cfg["model_sha256"] and other.config["model"] != cfg["model"]
+
+
+# ---------------------------------------------------------------------------------------
+# Backends: keensight's engine and onnxruntime run the same graph
+# ---------------------------------------------------------------------------------------
+
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
+
+
+def _assert_rel_close(got, ref, rtol=1e-4):
+    # 1e-4 relative to each tensor's scale: entries that cancel to ~0 are judged against the
+    # tensor's largest value, not their own.
+    np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol * float(np.abs(ref).max()))
+
+
+def _lrn_model(path) -> None:
+    """Per-channel means after a local response normalisation (an operator keensight lacks)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("LRN", ["x"], ["n"], size=3, name="the_lrn"),
+             helper.make_node("GlobalAveragePool", ["n"], ["y"])]
+    graph = helper.make_graph(nodes, "lrn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, 1, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def test_backend_is_checked():
+    with pytest.raises(ValueError, match="backend: expected one of 'auto', 'keensight', 'onnxruntime', got 'tf'"):
+        Extractor(backend="tf")
+    with pytest.raises(TypeError, match="backend: expected one of .* got int"):
+        Extractor(backend=1)
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"])
+def test_backends_give_the_same_features(model_cache, name):
+    imgs = [getattr(skdata, p)() for p in PHOTOS]
+    outputs = ["embedding", "logits", "block3"]
+    ours = Extractor(name, outputs=outputs, batch_size=3, threads=2, backend="keensight")
+    ort = Extractor(name, outputs=outputs, batch_size=3, threads=2, backend="onnxruntime")
+    assert (ours.backend, ours.backend_, ort.backend_) == ("keensight", "keensight", "onnxruntime")
+    a, b = ours(imgs), ort(imgs)
+    for o in outputs:
+        assert a[o].shape == b[o].shape, o
+        _assert_rel_close(a[o], b[o])
+    np.testing.assert_array_equal(a["logits"].argmax(1), b["logits"].argmax(1))
+    assert 281 <= a["logits"][0].argmax() <= 285 and a["logits"][1].argmax() in (967, 968)
+
+
+def test_auto_picks_keensight_where_it_can(tmp_path, model_cache):
+    from keensight import nn
+
+    assert Extractor().backend_ == "keensight"
+    assert Extractor(backend="onnxruntime").backend_ == "onnxruntime"
+    path = tmp_path / "lrn.onnx"
+    _lrn_model(path)
+    spec = {"input_size": 8}
+    with pytest.raises(nn.UnsupportedOperatorError, match="LRN"):
+        nn.Network.from_onnx(path)
+    auto = Extractor(path, input_spec=spec)
+    assert auto.backend == "auto" and auto.backend_ == "onnxruntime"
+    imgs = [np.random.default_rng(k).integers(0, 256, (8, 8 + k, 3), dtype=np.uint8) for k in range(3)]
+    np.testing.assert_array_equal(auto(imgs), Extractor(path, input_spec=spec, backend="onnxruntime")(imgs))
+    with pytest.raises(ValueError, match=r"backend='keensight': .*LRN.*the_lrn"):
+        Extractor(path, input_spec=spec, backend="keensight")
+
+
+def test_keensight_backend_needs_nchw(tmp_path, model_cache):
+    import onnx
+    from onnx import TensorProto, helper
+
+    path = tmp_path / "nhwc.onnx"
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+             helper.make_node("GlobalAveragePool", ["t"], ["y"])]
+    graph = helper.make_graph(nodes, "nhwc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 8, 8, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, 1, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    spec = {"input_size": 8, "layout": "NHWC"}
+    assert Extractor(path, input_spec=spec).backend_ == "onnxruntime"
+    with pytest.raises(ValueError, match="backend='keensight': .*NCHW"):
+        Extractor(path, input_spec=spec, backend="keensight")
+
+
+def test_keensight_networks_get_the_inference_threads(model_cache):
+    ex = Extractor(threads=2, streams=2, backend="keensight")
+    assert [net.threads for net in ex._sessions] == [1, 1]
+    ex = Extractor(threads=2, streams=1, backend="keensight")
+    assert [net.threads for net in ex._sessions] == [2]
+    imgs = [getattr(skdata, p)() for p in PHOTOS]
+    # Results depend neither on the threads nor on the streams.
+    _assert_rel_close(Extractor(threads=2, streams=2, batch_size=1, backend="keensight")(imgs), ex(imgs), rtol=1e-5)
+
+
+def test_intermediate_tensors_from_the_keensight_backend(model_cache):
+    import onnx
+
+    proto = onnx.load(str(models.get_model_path()))
+    # A Conv whose output an activation follows: the import may fuse the two, yet the
+    # tensor asked for comes back (the Extractor names it as a graph output).
+    conv = next(n.output[0] for n in proto.graph.node if n.op_type == "Conv" and n.output[0].endswith("/conv"))
+    pool = next(n for n in proto.graph.node if n.op_type == "GlobalAveragePool").input[0]
+    outputs = [conv, pool, "embedding"]
+    ours = Extractor(outputs=outputs, backend="keensight")
+    ref = Extractor(outputs=outputs, backend="onnxruntime")
+    a, b = ours([skdata.coffee()]), ref([skdata.coffee()])
+    for o in outputs:
+        assert a[o].shape == b[o].shape
+        _assert_rel_close(a[o], b[o])
+
+
+def test_the_backend_choice_survives_pickling(model_cache):
+    import pickle
+
+    imgs = [skdata.coffee()]
+    for backend, used in (("auto", "keensight"), ("keensight", "keensight"), ("onnxruntime", "onnxruntime")):
+        ex = Extractor(backend=backend, batch_size=2)
+        clone = pickle.loads(pickle.dumps(ex))
+        assert (clone.backend, clone.backend_) == (backend, used)
+        np.testing.assert_array_equal(clone(imgs), ex(imgs))
+    # A pickle from before the backend option ran onnxruntime, and still does.
+    state = Extractor(backend="onnxruntime").__getstate__()
+    del state["parameters"]["backend"]
+    old = Extractor.__new__(Extractor)
+    old.__setstate__(state)
+    assert (old.backend, old.backend_) == ("onnxruntime", "onnxruntime")
+    # The backend is no feature option: configs agree.
+    assert Extractor(backend="onnxruntime").config == Extractor(backend="keensight").config

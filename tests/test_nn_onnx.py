@@ -705,3 +705,157 @@ def test_ppocr_mobilenet_v3_classifier(ppocr_cls_model_path, rng):
     assert ops(g).count("conv") == 53 and "channel_affine" not in ops(g) and "add" not in ops(g)
     assert ops(g)[-3:] == ["flatten", "dense", "softmax"]
     assert g.outputs == ["save_infer_model/scale_0.tmp_1"]
+
+
+def test_ppocr_every_tensor_requestable_with_keep(ppocr_cls_model_path, rng):
+    # keep = every computed tensor of the ONNX graph: nothing is fused away, all of them equal
+    # onnxruntime (the import without fusion is correct too)
+    from keensight.nn._onnx import _Importer, _load
+    model = onnx.load(str(ppocr_cls_model_path))
+    probe = _Importer(_load(model), (3, 48, 192), None)
+    probe.run()
+    computed = [o for n in model.graph.node for o in n.output if o and o not in probe.consts and o not in probe.syms]
+    assert len(computed) == 234  # 548 nodes less Constant, the shape subgraph, bias reshapes
+    g = check(model, batches=(2,), input_shape=(3, 48, 192), keep=computed, rng=rng)
+    assert set(computed) <= set(g.tensor_names())
+    assert "channel_affine" in ops(g)  # the batch norms stay separate when their input is kept
+
+
+def random_graph(rng, n_nodes=12, c=4, hw=(5, 6)):
+    """A random DAG of convs, batch norms, activations, constant arithmetic and two-tensor
+    add / mul on (N, c, h, w) tensors; tensors get several readers at random."""
+    n = helper.make_node
+    inits, nodes, tensors = {}, [], ["x"]
+    for i in range(n_nodes):
+        kind = rng.choice(["conv", "conv", "bn", "relu", "clip", "hsig", "sig", "addc", "mulc", "divc", "add",
+                           "mul", "hswish"])
+        # prefer recent tensors, so chains form, but reuse older ones too
+        a = tensors[max(0, len(tensors) - 1 - int(rng.geometric(0.5)) + 1)]
+        b = tensors[int(rng.integers(len(tensors)))]
+        t = f"t{i}"
+        if kind == "conv":
+            k = int(rng.choice([1, 3]))
+            inits[t + ".W"] = rand(rng, c, c, k, k, s=1 / np.sqrt(c * k * k))
+            inits[t + ".B"] = rand(rng, c, s=0.1)
+            nodes.append(n("Conv", [a, t + ".W", t + ".B"], [t], pads=[k // 2] * 4))
+        elif kind == "bn":
+            for p, v in (("g", rng.uniform(0.5, 1.5, c)), ("b", 0.1 * rng.standard_normal(c)),
+                         ("m", 0.1 * rng.standard_normal(c)), ("v", rng.uniform(0.5, 1.5, c))):
+                inits[f"{t}.{p}"] = v.astype(np.float32)
+            nodes.append(n("BatchNormalization", [a] + [f"{t}.{p}" for p in "gbmv"], [t]))
+        elif kind == "relu":
+            nodes.append(n("Relu", [a], [t]))
+        elif kind == "clip":
+            inits[t + ".lo"], inits[t + ".hi"] = np.float32(rng.uniform(-1, 0)), np.float32(rng.uniform(0.5, 6))
+            nodes.append(n("Clip", [a, t + ".lo", t + ".hi"], [t]))
+        elif kind == "hsig":
+            nodes.append(n("HardSigmoid", [a], [t], alpha=float(rng.uniform(0.1, 0.3)), beta=0.5))
+        elif kind == "sig":
+            nodes.append(n("Sigmoid", [a], [t]))
+        elif kind in ("addc", "mulc", "divc"):
+            shape = [(), (c, 1, 1), (1, c, 1, 1)][int(rng.integers(3))]
+            inits[t + ".k"] = rng.uniform(0.5, 2.0, shape).astype(np.float32)
+            op = {"addc": "Add", "mulc": "Mul", "divc": "Div"}[kind]
+            nodes.append(n(op, [a, t + ".k"] if rng.random() < 0.5 or op == "Div" else [t + ".k", a], [t]))
+        elif kind in ("add", "mul"):
+            nodes.append(n(kind.capitalize(), [a, b], [t]))
+        else:
+            nodes += chain(str(rng.choice(["hswish_clip_div", "hswish_relu6_mul", "hswish_gate_div", "swish"])),
+                           a, t, inits)
+        tensors.append(t)
+    outputs = sorted({tensors[-1]} | {t for t in tensors[1:] if rng.random() < 0.15})
+    return model_of(nodes, ["N", c, *hw], outputs, inits), tensors[1:]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_graphs_fuse_correctly(seed):
+    rng = np.random.default_rng(seed)
+    m, tensors = random_graph(rng)
+    keep = [t for t in tensors if rng.random() < 0.2] if seed % 2 else None
+    g = check(m, batches=(2,), keep=keep, rng=rng, scale=2.0)
+    assert set(keep or ()) <= set(g.tensor_names())
+
+
+# ------------------------------------------------------------------ through the engine
+def engine_check(model, input_shape=None, batches=(1, 3), rng=None, scale=1.0, intermediates=True):
+    """keensight.nn.Network.from_onnx(model).run(x) equals onnxruntime (outputs and, with
+    outputs=, every ONNX-named tensor the import keeps)."""
+    from keensight.nn import Network
+    net = Network.from_onnx(model, input_shape=input_shape)
+    rng = rng or np.random.default_rng(0)
+    onnx_names = {o for n in model.graph.node for o in n.output}
+    names = [t for t in net.graph.tensor_names() if t in onnx_names] if intermediates else list(net.output_names)
+    for n in batches:
+        x = (scale * rng.standard_normal((n,) + tuple(net.input_shape))).astype(np.float32)
+        want = ort_all(model, x, names)
+        got = net.run(x, outputs=names)
+        for t in names:
+            assert got[t].shape == want[t].shape, (t, got[t].shape, want[t].shape)
+            tol = 1e-4 * max(1.0, float(np.abs(want[t]).max()))
+            np.testing.assert_allclose(got[t], want[t], rtol=1e-4, atol=tol, err_msg=t)
+    return net
+
+
+@pytest.mark.parametrize("kind", sorted(CHAINS))
+def test_engine_activation_chains(kind, rng):
+    inits = {"W": rand(rng, 4, 3, 3, 3), "B": rand(rng, 4)}
+    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["c"], name="conv", pads=[1, 1, 1, 1])]
+    nodes += chain(kind, "c", "y", inits)
+    engine_check(model_of(nodes, ["N", 3, 6, 5], ["y"], inits), rng=rng, scale=3.0)
+
+
+@pytest.mark.parametrize("case", CONV_CASES[:6] + CONV_CASES[8:], ids=lambda c: str(c[:6]))
+def test_engine_conv(case, rng):
+    cin, cout, groups, k, stride, pads, dil, bias, h, w = case
+    kh, kw = (k, k) if isinstance(k, int) else k
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    attrs = dict(group=groups, strides=[sh, sw], dilations=[dil, dil], kernel_shape=[kh, kw])
+    if isinstance(pads, str):
+        attrs["auto_pad"] = pads
+    else:
+        attrs["pads"] = list(pads)
+    inits = {"W": rand(rng, cout, cin // groups, kh, kw)}
+    if bias:
+        inits["B"] = rand(rng, cout)
+    m = model_of([helper.make_node("Conv", ["x"] + list(inits), ["y"], name="conv", **attrs)],
+                 ["N", cin, h, w], ["y"], inits)
+    engine_check(m, rng=rng)
+
+
+@pytest.mark.parametrize("case", POOLS, ids=[str(i) for i in range(len(POOLS))])
+def test_engine_pool(case, rng):
+    op, attrs = case
+    m = model_of([helper.make_node(op, ["x"], ["y"], name="pool", **attrs)], ["N", 3, 7, 8], ["y"])
+    engine_check(m, rng=rng)
+
+
+def test_engine_mobilenet_v2(rng):
+    engine_check(mobilenet_v2_onnx(width=1.0, resolution=224, seed=0), batches=(1, 2), rng=rng)
+    engine_check(mobilenet_v2_onnx(width=0.5, resolution=96, num_classes=10, seed=1, batch_norm=False),
+                 batches=(3,), rng=rng)
+
+
+def test_engine_efficientnet_lite0(rng):
+    from keensight.models import get_model_path
+    engine_check(onnx.load(str(get_model_path())), batches=(1, 2), rng=rng)
+
+
+def test_engine_ppocr_mobilenet_v3_classifier(ppocr_cls_model_path, rng):
+    net = engine_check(onnx.load(str(ppocr_cls_model_path)), input_shape=(3, 48, 192), batches=(1, 3), rng=rng)
+    assert net.output_names == ["save_infer_model/scale_0.tmp_1"]
+
+
+def test_engine_outputs_fused_away_are_returned(rng):
+    # outputs= names a tensor the import fused away (a conv output before its batch norm, the
+    # inside of a hard-swish chain): the network re-imports with it kept
+    from keensight.nn import Network
+    nodes, inits = conv_bn_nodes(rng, 3, 4)
+    nodes += chain("hswish_clip_div", "c.bn", "y", inits)
+    m = model_of(nodes, ["N", 3, 6, 5], ["y"], inits)
+    net = Network.from_onnx(m)
+    x = rand(rng, 2, 3, 6, 5, s=3.0)
+    names = ["c.conv", "y.c", "y"]
+    want = ort_all(m, x, names)
+    got = net.run(x, outputs=names)
+    for t in names:
+        np.testing.assert_allclose(got[t], want[t], rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want[t]).max())))

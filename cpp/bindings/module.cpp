@@ -17,6 +17,7 @@ void bind_nn(py::module_& m);          // nn.cpp: the CNN engine's network build
 void bind_container(py::module_& m);   // container.cpp: the core file container for Python formats
 void bind_nn_ops(py::module_& m);      // nn_ops.cpp: private test bindings of the nn ops, pools and stem
 void bind_nn_depthwise(py::module_& m);  // nn_depthwise.cpp: private test binding of the depthwise operator
+void bind_peak(py::module_& m);        // peak.cpp: private FMA peak measurement (benchmarks)
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -83,4 +84,5 @@ PYBIND11_MODULE(_core, m) {
   keensight::bindings::bind_container(m);
   keensight::bindings::bind_nn_ops(m);
   keensight::bindings::bind_nn_depthwise(m);
+  keensight::bindings::bind_peak(m);
 }

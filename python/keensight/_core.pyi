@@ -342,3 +342,12 @@ def _container_write(path: typing.Any, magic: str, version: typing.SupportsInt |
     Writes payload in the core container (path None: returns the bytes).
     """
 
+# Private: this CPU's single-thread FMA peak, the benchmarks' "% of peak" (cpp/bindings/peak.cpp).
+def _fma_peak_gflops(level: typing.Any = None, seconds: typing.SupportsFloat | typing.SupportsIndex = 0.2) -> float:
+    """
+    Single-thread peak GFLOP/s of independent FMA chains at `level` (None: the active level; a level falls back along its chain to the kernel registered for it), the best of ~1 ms runs over about `seconds` (private: the benchmarks' % of peak).
+    """
+def _fma_peak_kernel(level: typing.Any = None) -> str:
+    """
+    The name of the kernel _fma_peak_gflops(level) runs (private).
+    """

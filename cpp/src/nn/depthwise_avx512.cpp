@@ -13,6 +13,8 @@ struct VecAvx512 {
   using Vec = __m512;
   using Mask = __mmask16;
   using Act = ActivationAvx512;
+  // Two-row tiles (dw_tile2: 2 T accumulators + 2 K weights) need more than 16 registers.
+  static constexpr bool kRowPairs = true;
   static constexpr int kLanes = 16;
   static Mask tail_mask(std::int64_t n) { return static_cast<Mask>((1u << n) - 1u); }
   template <bool Tail>
@@ -38,11 +40,11 @@ constexpr int kTile3x3s1 = 8, kTile3x3s2 = 8, kTile5x5s1 = 8, kTile5x5s2 = 8;
 const DepthwiseKernels& depthwise_kernels_avx512() {
   static const DepthwiseKernels table = [] {
     DepthwiseKernels t{};
-    t.dwconv_3x3s1 = dw_rows<VecAvx512, 3, 1, kTile3x3s1>;
-    t.dwconv_3x3s2 = dw_rows<VecAvx512, 3, 2, kTile3x3s2>;
-    t.dwconv_5x5s1 = dw_rows<VecAvx512, 5, 1, kTile5x5s1>;
-    t.dwconv_5x5s2 = dw_rows<VecAvx512, 5, 2, kTile5x5s2>;
-    t.dwconv_any = dw_rows<VecAvx512, 0, 0, 1>;
+    t.dwconv_3x3s1 = dw_rows_fixed<VecAvx512, 3, 1, kTile3x3s1>;
+    t.dwconv_3x3s2 = dw_rows_fixed<VecAvx512, 3, 2, kTile3x3s2>;
+    t.dwconv_5x5s1 = dw_rows_fixed<VecAvx512, 5, 1, kTile5x5s1>;
+    t.dwconv_5x5s2 = dw_rows_fixed<VecAvx512, 5, 2, kTile5x5s2>;
+    t.dwconv_any = dw_rows_any<VecAvx512>;
     return t;
   }();
   return table;

@@ -29,7 +29,10 @@
 #include "core/gemm.hpp"
 #include "core/parallel.hpp"
 #include "keensight/nn.hpp"
+#include "nn/conv_direct.hpp"
 #include "nn/depthwise.hpp"
+#include "nn/pool.hpp"
+#include "nn/pool_window.hpp"
 #include "nn/kernels.hpp"
 
 namespace keensight::nn {
@@ -176,16 +179,11 @@ std::int64_t conv_output_size(std::int64_t size, int k, int stride, int dilation
   if (k < 1 || stride < 1 || dilation < 1)
     throw ValueError(std::string(what) + ": kernel, stride and dilation must be >= 1");
   if (pad_begin < 0 || pad_end < 0) throw ValueError(std::string(what) + ": pads must be >= 0");
-  const std::int64_t k_eff = std::int64_t{k - 1} * dilation + 1;
-  const std::int64_t span = size + pad_begin + pad_end - k_eff;
-  if (span < 0)
-    throw ValueError(std::string(what) + ": the kernel (" + std::to_string(k_eff) +
+  const std::int64_t out = detail::window_output_size(size, k, stride, pad_begin, pad_end, dilation, ceil_mode);
+  if (out < 1)
+    throw ValueError(std::string(what) + ": the kernel (" + std::to_string(std::int64_t{k - 1} * dilation + 1) +
                      " with dilation) is larger than the padded input (" +
                      std::to_string(size + pad_begin + pad_end) + ")");
-  std::int64_t out = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
-  // ONNX / PyTorch: with ceil_mode the last window must start inside the input
-  // or the leading padding.
-  if (ceil_mode && (out - 1) * stride >= size + pad_begin) --out;
   return out;
 }
 
@@ -265,17 +263,16 @@ int Network::conv(int x, const float* w, std::int64_t out_c, int kh, int kw, con
   const bool depthwise = p.groups == in.c && out_c == in.c && p.groups > 1;
   const bool pointwise = p.groups == 1 && kh == 1 && kw == 1 && p.stride_h == 1 && p.stride_w == 1 &&
                          p.pad_top == 0 && p.pad_left == 0 && p.pad_bottom == 0 && p.pad_right == 0;
-  const bool direct = p.groups == 1 && in.c * taps <= detail::kDirectConvMaxTaps && !pointwise && residual < 0;
+  const bool direct = conv_direct_applies(node.geom) && !pointwise && residual < 0;
   if (depthwise && residual < 0) {
     node.op = Op::conv_depthwise;
     node.weights.resize(taps * in.c);
     pack_depthwise_weights(w, in.c, kh, kw, node.weights.get());
   } else if (direct) {
     node.op = Op::conv_direct;
-    node.weights.resize(taps * in.c * out_c);
-    for (std::int64_t o = 0; o < out_c; ++o)
-      for (std::int64_t i = 0; i < in.c; ++i)
-        for (std::int64_t t = 0; t < taps; ++t) node.weights[(t * in.c + i) * out_c + o] = w[(o * in.c + i) * taps + t];
+    const std::vector<float> packed = pack_direct_conv_weights(w, out_c, in.c, kh, kw);
+    node.weights.resize(static_cast<std::int64_t>(packed.size()));
+    std::copy(packed.begin(), packed.end(), node.weights.get());
   } else {
     // GEMM: B rows are output channels, each of k = taps * cin_g values in
     // (ky, kx, ci) order, the order of an NHWC im2col row.
@@ -305,22 +302,24 @@ int Network::conv(int x, const float* w, std::int64_t out_c, int kh, int kw, con
 namespace {
 
 ConvShape pool_geometry(const Shape& in, const Pool2dParams& p, const char* what) {
-  Conv2dParams cp;
-  cp.stride_h = p.stride_h;
-  cp.stride_w = p.stride_w;
-  cp.dilation_h = p.dilation_h;
-  cp.dilation_w = p.dilation_w;
-  cp.pad_top = p.pad_top;
-  cp.pad_left = p.pad_left;
-  cp.pad_bottom = p.pad_bottom;
-  cp.pad_right = p.pad_right;
-  check_finite_params(cp, what);
-  if (p.kh < 1 || p.kw < 1) throw ValueError(std::string(what) + ": kernel sizes must be >= 1");
-  // ONNX: pads must be smaller than the kernel (a window of padding only).
-  if (p.pad_top >= (p.kh - 1) * p.dilation_h + 1 || p.pad_bottom >= (p.kh - 1) * p.dilation_h + 1 ||
-      p.pad_left >= (p.kw - 1) * p.dilation_w + 1 || p.pad_right >= (p.kw - 1) * p.dilation_w + 1)
-    throw ValueError(std::string(what) + ": pads must be smaller than the kernel");
-  return conv_geometry(in, in.c, p.kh, p.kw, cp, p.ceil_mode, what);
+  PoolParams q;
+  q.kernel_h = p.kh;
+  q.kernel_w = p.kw;
+  q.stride_h = p.stride_h;
+  q.stride_w = p.stride_w;
+  q.pad_top = p.pad_top;
+  q.pad_left = p.pad_left;
+  q.pad_bottom = p.pad_bottom;
+  q.pad_right = p.pad_right;
+  q.dilation_h = p.dilation_h;
+  q.dilation_w = p.dilation_w;
+  q.ceil_mode = p.ceil_mode;
+  q.count_include_pad = p.count_include_pad;
+  try {
+    return pool_shape(in.h, in.w, in.c, q);
+  } catch (const ValueError& e) {
+    throw ValueError(std::string(what) + ": " + e.what());
+  }
 }
 
 }  // namespace

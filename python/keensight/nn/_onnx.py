@@ -183,14 +183,9 @@ def _fold(op: str, ins: List[Optional[np.ndarray]], at: Dict[str, Any], opset: i
             steps = ins[4].tolist() if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
         index_tuple = [slice(None)] * x.ndim
         for s, e, a, st in zip(starts, ends, axes, steps):
-            n = x.shape[a]
-            # ONNX clamps out-of-range bounds (INT64_MAX means "to the end").
-            s = max(-n - 1, min(int(s), n))
-            e = max(-n - 1, min(int(e), n))
-            if st < 0:
-                index_tuple[a] = slice(s if s >= -n else None, e if e >= -n else None, int(st))
-            else:
-                index_tuple[a] = slice(max(s, -n), max(e, -n), int(st))
+            # Python's slicing clamps out-of-range bounds as ONNX does (INT64_MAX: to the end,
+            # INT64_MIN with a negative step: past the front), as onnx's reference evaluator
+            index_tuple[int(a)] = slice(int(s), int(e), int(st))
         return [x[tuple(index_tuple)]]
     if op == "Reshape":
         shape = ins[1].astype(np.int64).tolist()
@@ -370,6 +365,8 @@ class _Importer:
             k = self.kind(name)
             if k != "dyn":
                 raise ValueError(f"graph output {name!r} does not depend on the input (it is a constant)")
+            if name == self.input_name:
+                raise ValueError(f"graph output {name!r} is the graph's input")
             if self.resolve(name) != name:  # an alias of a graph output that another output owns
                 self.copy(name, self.resolve(name))
             outputs.append(name)
@@ -546,7 +543,7 @@ class _Importer:
 
     def check_single_output(self, node, index):
         for extra in node.output[1:]:
-            if extra and extra in self.onnx_uses or extra in self.protected:
+            if extra and (extra in self.onnx_uses or extra in self.protected):
                 raise ValueError(f"{_describe(node, index)}: its output {extra!r} (training or index output) "
                                  "is used; keensight computes only the first output")
 
@@ -1023,7 +1020,8 @@ class _Fuser:
 
     def run(self):
         rules = (self.copy_into_producer, self.merge_affines, self.scale_through_clip, self.scale_into_gate,
-                 self.clip_to_hardsigmoid, self.affine_into_hardsigmoid, self.gate_to_hardswish, self.affine_into_conv, self.residual,
+                 self.clip_to_hardsigmoid, self.affine_into_hardsigmoid, self.gate_to_hardswish,
+                 self.affine_into_conv, self.residual,
                  self.activation_into_producer)
         changed = True
         while changed:
