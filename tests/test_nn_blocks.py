@@ -8,6 +8,7 @@ chain run on |x| with |weights|, |biases| and no activations (every error a laye
 receives, is carried by at most that linear chain; relu6 is 1-Lipschitz)."""
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -79,6 +80,10 @@ SEPARABLE_CASES = [
     (3, 40, 8, 7, 24, 2, 5, "hardswish", True),
     (1, 3, 2, 3, 5, 1, 3, ("clip", -1.0, 2.0), True),
     (1, 24, 1, 1, 8, 2, 3, "relu6", True),
+    # the engine runs a depthwise + pointwise pair fused over strips of rows only when the
+    # depthwise input exceeds 1 MiB (network.cpp kFuseAboveFloats): these do
+    (1, 72, 60, 61, 40, 1, 3, "relu6", True),
+    (3, 96, 56, 56, 24, 2, 3, "relu6", True),
 ]
 
 
@@ -115,6 +120,15 @@ INVERTED_CASES = [
     (1, 40, 2, 3, 6, 40, 2),     # stride 2 on 2x3: no residual
 ]
 
+# Expanded tensors above the engine's 1 MiB fusion threshold: run fused over strips of
+# rows (several strips, the last one partial), at every dispatch level.
+FUSED_INVERTED_CASES = [
+    (1, 24, 56, 56, 6, 24, 1),   # 144 x 56 x 56 expanded, residual
+    (3, 24, 56, 56, 6, 32, 2),   # stride 2
+    (1, 17, 57, 50, 6, 17, 1),   # odd sizes and channels, residual
+    (1, 96, 56, 56, 1, 24, 1),   # t = 1: depthwise + projection fused
+]
+
 
 def inverted_case(case):
     n, c, h, w, t, o, stride = case
@@ -128,22 +142,44 @@ def inverted_case(case):
     return x, ex_w, ex_b, dw_w, dw_b, pr_w, pr_b
 
 
-@pytest.mark.parametrize("case", INVERTED_CASES, ids=lambda c: "x".join(map(str, c[:4])) + f"-t{c[4]}-o{c[5]}-s{c[6]}")
-def test_inverted_residual_matches_onnxruntime(case):
+def inverted_layers(case):
+    n, c, h, w, t, o, stride = case
+    x, ex_w, ex_b, dw_w, dw_b, pr_w, pr_b = inverted_case(case)
+    return ([] if ex_w is None else [(ex_w, ex_b, 1, 1, "relu6")]) + \
+        [(dw_w, dw_b, stride, c * t, "relu6"), (pr_w, pr_b, 1, 1, None)]
+
+
+@functools.lru_cache(maxsize=None)
+def inverted_reference(case):
+    n, c, h, w, t, o, stride = case
+    return chain_reference(inverted_case(case)[0], inverted_layers(case), stride == 1 and c == o)
+
+
+def check_inverted(case, what):
     n, c, h, w, t, o, stride = case
     x, ex_w, ex_b, dw_w, dw_b, pr_w, pr_b = inverted_case(case)
     residual = stride == 1 and c == o
     block = knn.InvertedResidual(None if ex_w is None else ex_w[:, :, 0, 0], ex_b, dw_w, dw_b, pr_w[:, :, 0, 0],
                                  pr_b, stride=stride)
     assert block.residual == residual
-    layers = ([] if ex_w is None else [(ex_w, ex_b, 1, 1, "relu6")]) + \
-        [(dw_w, dw_b, stride, c * t, "relu6"), (pr_w, pr_b, 1, 1, None)]
-    ref, bound = chain_reference(x, layers, residual)
-    got = block(x)
-    assert_within(got, ref, bound, f"InvertedResidual {case}")
-    if residual:  # the residual is really there: without it the result is different
-        plain = ort_chain(x, layers, False)
+    ref, bound = inverted_reference(case)
+    assert_within(block(x), ref, bound, f"InvertedResidual {case} {what}")
+    return ref
+
+
+@pytest.mark.parametrize("case", INVERTED_CASES, ids=lambda c: "x".join(map(str, c[:4])) + f"-t{c[4]}-o{c[5]}-s{c[6]}")
+def test_inverted_residual_matches_onnxruntime(case):
+    ref = check_inverted(case, "")
+    n, c, h, w, t, o, stride = case
+    if stride == 1 and c == o:  # the residual is really there: without it the result is different
+        plain = ort_chain(inverted_case(case)[0], inverted_layers(case), False)
         assert np.abs(plain - ref).max() > 0.1
+
+
+@pytest.mark.parametrize("case", FUSED_INVERTED_CASES,
+                         ids=lambda c: "x".join(map(str, c[:4])) + f"-t{c[4]}-o{c[5]}-s{c[6]}")
+def test_fused_inverted_residual_matches_onnxruntime(isa, case):
+    check_inverted(case, f"(fused strips) at {isa}")
 
 
 def test_blocks_threads_and_batch_invariance():
@@ -156,6 +192,10 @@ def test_blocks_threads_and_batch_invariance():
     whole = block(x)
     for i in range(3):
         bitwise_equal(block(x[i:i + 1])[0], whole[i], f"InvertedResidual image {i} alone vs in a batch")
+    big = inverted_case((3, 24, 56, 56, 6, 24, 1))
+    ref = knn.InvertedResidual(*big[1:], threads=1)(big[0])
+    for t in (2, 4):
+        bitwise_equal(knn.InvertedResidual(*big[1:], threads=t)(big[0]), ref, f"fused InvertedResidual threads={t}")
     rng = case_rng("separable-threads")
     xs = rng.standard_normal((3, 13, 16, 15)).astype(np.float32)
     args = (weights(rng, 13, 1, 3, 4.0), biases(rng, 13), weights(rng, 20, 13, 1), biases(rng, 20))

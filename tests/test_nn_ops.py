@@ -165,8 +165,8 @@ def assert_within(got, ref, bound, what):
 
 
 def bitwise_equal(a, b, what, signed_zero=True):
-    """Equal bit for bit (NaN matching NaN); `signed_zero=False`: 0.0 == -0.0 (for onnxruntime,
-    whose Relu / Clip of -0.0 is no specification of the sign of zero)."""
+    """Equal bit for bit (NaN matching NaN); `signed_zero=False`: 0.0 == -0.0 (for numpy, whose
+    maximum(-0.0, 0) is +0.0 where keensight's clamp and onnxruntime's Relu keep -0.0)."""
     a, b = np.asarray(a), np.asarray(b)
     assert a.shape == b.shape, f"{what}: shapes {a.shape} vs {b.shape}"
     assert a.dtype == np.float32, f"{what}: dtype {a.dtype}"
@@ -477,8 +477,7 @@ def at_every_level(fn):
 def test_stem_and_activations_bit_identical_across_levels():
     """kernels.hpp: the direct stem convolution (3 -> 32, 3x3 stride 2) sums in one order at
     every level, and clip / hardsigmoid / hardswish are exact roundings at every level, so
-    every level gives the scalar level's numbers (the sign of a zero aside: the SIMD max
-    returns +0.0 for max(0, -0.0))."""
+    every level gives the scalar level's numbers, the sign of zero included."""
     rng = case_rng("stem-levels")
     x, wt, b = random_conv(rng, 1, 3, 17, 16, 32, 3, 3, 1, out_std=4.0)
     xa = activation_input(rng, (3, 19, 5, 7))
@@ -487,7 +486,7 @@ def test_stem_and_activations_bit_identical_across_levels():
                          [knn.activation(xa, a) for a in acts])
     for level, r in res.items():
         for what, a, ref in zip(["stem"] + acts, r, res["scalar"]):
-            bitwise_equal(a, ref, f"{what}: {level} vs scalar", signed_zero=False)
+            bitwise_equal(a, ref, f"{what}: {level} vs scalar")
 
 
 def available_levels():
@@ -623,7 +622,7 @@ def test_activation_standalone(isa, act):
         x, ref, exact, bound = activation_case(act, shape)
         got = knn.activation(x, act)
         if act_params(act)[0] == "clip":
-            bitwise_equal(got, ref, f"activation {act} {shape} at {isa}", signed_zero=False)
+            bitwise_equal(got, ref, f"activation {act} {shape} at {isa}")
             continue
         assert_within(got, exact.astype(np.float32), bound, f"activation {act} {shape} vs float64 at {isa}")
 
@@ -641,7 +640,7 @@ def test_named_activation_functions(rng):
     for fn, kind in [(knn.relu, "relu"), (knn.relu6, "relu6"), (knn.hardswish, "hardswish"),
                      (knn.hardsigmoid, "hardsigmoid"), (knn.sigmoid, "sigmoid"), (knn.swish, "swish")]:
         bitwise_equal(fn(x), knn.activation(x, kind), f"{kind}(x)")
-    # numpy's maximum / clip keep -0.0 where the SIMD max may give +0.0: values, not signs
+    # numpy's maximum(-0.0, 0) is +0.0 where the clamp (and onnxruntime) keep -0.0: values, not signs
     bitwise_equal(knn.hardsigmoid(x, alpha=0.3, beta=0.4), knn.activation(x, ("hardsigmoid", 0.3, 0.4)),
                   "hardsigmoid(x, 0.3, 0.4)")
     bitwise_equal(knn.relu(x), np.maximum(x, 0), "relu vs numpy", signed_zero=False)
