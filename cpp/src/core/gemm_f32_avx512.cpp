@@ -15,6 +15,7 @@ namespace keensight::detail {
 namespace {
 
 constexpr int kMR = 12, kNR = 32;
+constexpr int kPrefetchAhead = 64;  // coordinates of B ahead (tile_rows_fused)
 
 // 12 x 32 register tile: 24 zmm accumulators + 2 B vectors + 1 broadcast of
 // the 32 registers (BLIS's SkylakeX sgemm budget, transposed). Per
@@ -73,6 +74,13 @@ void tile_rows_fused_r(std::int64_t kc, const float* a, std::int64_t lda, const 
   for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
   for (std::int64_t p = 0; p < kc; ++p) {
     const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+    // Inside a network a layer's packed weights come from L3 or memory (Lite0 has
+    // 19 MB of them): fetch the panel 64 coordinates (8 KiB) ahead. Measured on
+    // Lite0 at 1 thread (Intel Xeon, AVX-512): ~5% less time end to end, the dense
+    // layer 0.50 -> 0.42 ms; 32..128 ahead within noise of each other. (A prefetch
+    // past the panel's end touches the next panel or nothing: it never faults.)
+    _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchAhead * kNR), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchAhead * kNR + 16), _MM_HINT_T0);
 #pragma GCC unroll 12
     for (int i = 0; i < R; ++i) {
       const __m512 av = _mm512_set1_ps(a[i * lda + p]);
