@@ -66,14 +66,19 @@ void tile_rows_12x32(std::int64_t kc, const float* a, std::int64_t lda, const fl
 // tile); columns past `cols` are masked off the loads of C / bias / residual
 // and the stores. Every kept value is the same sequence of FMAs as in the full
 // tile, whatever R.
-template <int R>
+template <int R, bool kHalf>
 void tile_rows_fused_r(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c, std::int64_t ldc,
                        int cols, bool accumulate, const TileEpilogue* ep) {
-  __m512 acc[R][2];
+  // kHalf: at most 16 columns (the last panel of a layer with 16, 40, 80 or 112
+  // output channels): one vector of B per coordinate, half the FMAs.
+  constexpr int V = kHalf ? 1 : 2;
+  __m512 acc[R][V];
 #pragma GCC unroll 12
-  for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int i = 0; i < R; ++i)
+    for (int v = 0; v < V; ++v) acc[i][v] = _mm512_setzero_ps();
   for (std::int64_t p = 0; p < kc; ++p) {
-    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+    const __m512 b0 = _mm512_loadu_ps(b);
+    const __m512 b1 = kHalf ? b0 : _mm512_loadu_ps(b + 16);
     // Inside a network a layer's packed weights come from L3 or memory (Lite0 has
     // 19 MB of them): fetch the panel 64 coordinates (8 KiB) ahead. Measured on
     // Lite0 at 1 thread (Intel Xeon, AVX-512): ~5% less time end to end, the dense
@@ -85,7 +90,7 @@ void tile_rows_fused_r(std::int64_t kc, const float* a, std::int64_t lda, const 
     for (int i = 0; i < R; ++i) {
       const __m512 av = _mm512_set1_ps(a[i * lda + p]);
       acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
-      acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+      if (!kHalf) acc[i][V - 1] = _mm512_fmadd_ps(av, b1, acc[i][V - 1]);
     }
     b += kNR;
   }
@@ -95,7 +100,7 @@ void tile_rows_fused_r(std::int64_t kc, const float* a, std::int64_t lda, const 
   if (ep) {
     if (ep->bias) {
       bias0 = _mm512_maskz_loadu_ps(m0, ep->bias);
-      bias1 = _mm512_maskz_loadu_ps(m1, ep->bias + 16);
+      if (!kHalf) bias1 = _mm512_maskz_loadu_ps(m1, ep->bias + 16);
     }
     lo = _mm512_set1_ps(ep->lo);
     hi = _mm512_set1_ps(ep->hi);
@@ -103,34 +108,34 @@ void tile_rows_fused_r(std::int64_t kc, const float* a, std::int64_t lda, const 
 #pragma GCC unroll 12
   for (int i = 0; i < R; ++i) {
     float* ci = c + i * ldc;
-    __m512 v0 = acc[i][0], v1 = acc[i][1];
-    if (accumulate) {
-      v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), v0);
-      v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, ci + 16), v1);
-    }
+    __m512 v0 = acc[i][0];
+    if (accumulate) v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), v0);
     if (ep) {
-      if (ep->bias) {
-        v0 = _mm512_add_ps(v0, bias0);
-        v1 = _mm512_add_ps(v1, bias1);
-      }
-      if (ep->residual) {
-        const float* r = ep->residual + i * ep->ld_residual;
-        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, r));
-        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, r + 16));
-      }
+      if (ep->bias) v0 = _mm512_add_ps(v0, bias0);
+      if (ep->residual) v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ep->residual + i * ep->ld_residual));
       v0 = _mm512_min_ps(hi, _mm512_max_ps(lo, v0));
-      v1 = _mm512_min_ps(hi, _mm512_max_ps(lo, v1));
     }
     _mm512_mask_storeu_ps(ci, m0, v0);
-    _mm512_mask_storeu_ps(ci + 16, m1, v1);
+    if (!kHalf) {
+      __m512 v1 = acc[i][V - 1];
+      if (accumulate) v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, ci + 16), v1);
+      if (ep) {
+        if (ep->bias) v1 = _mm512_add_ps(v1, bias1);
+        if (ep->residual) v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ep->residual + i * ep->ld_residual + 16));
+        v1 = _mm512_min_ps(hi, _mm512_max_ps(lo, v1));
+      }
+      _mm512_mask_storeu_ps(ci + 16, m1, v1);
+    }
   }
 }
 
 void tile_rows_fused_12x32(std::int64_t kc, const float* a, std::int64_t lda, int rows, const float* b, float* c,
                            std::int64_t ldc, int cols, bool accumulate, const TileEpilogue* ep) {
   switch (rows) {
-#define KS_ROWS(R) \
-  case R: return tile_rows_fused_r<R>(kc, a, lda, b, c, ldc, cols, accumulate, ep);
+#define KS_ROWS(R)                                                               \
+  case R:                                                                        \
+    return cols <= 16 ? tile_rows_fused_r<R, true>(kc, a, lda, b, c, ldc, cols, accumulate, ep) \
+                      : tile_rows_fused_r<R, false>(kc, a, lda, b, c, ldc, cols, accumulate, ep);
     KS_ROWS(1) KS_ROWS(2) KS_ROWS(3) KS_ROWS(4) KS_ROWS(5) KS_ROWS(6)
     KS_ROWS(7) KS_ROWS(8) KS_ROWS(9) KS_ROWS(10) KS_ROWS(11) KS_ROWS(12)
 #undef KS_ROWS
