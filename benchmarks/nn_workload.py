@@ -92,13 +92,16 @@ def clock_for(clock: str, threads: int) -> str:
     return "cpu" if clock == "cpu" and threads == 1 else "wall"
 
 
-def median_ms(fns: Sequence[Callable[[], object]], repeat: int, block: int = 3, clock: str = "wall") -> List[float]:
+def median_ms(fns: Sequence[Callable[[], object]], repeat: int, block: int = 8, clock: str = "wall") -> List[float]:
     """Median ms of a call of each of `fns`, over `repeat` calls each after one warm-up call.
 
-    Calls run in blocks of `block` per function, the functions' order reversed every round,
-    so that drift in the machine's load hits all alike; a block (not single calls) so that
-    one engine's idle thread pool spinning after its call (onnxruntime's and OpenMP's
-    threads spin before they sleep) costs the other engine at most the block's first call.
+    Calls run in blocks of `block` timed calls per function, the functions' order reversed
+    every round, so that drift in the machine's load hits all alike. Each block starts with
+    two untimed calls: one engine's idle thread pool keeps spinning for a while after its
+    last call (onnxruntime's and OpenMP's threads spin before they sleep) and would
+    otherwise take a core from the other engine's first calls (measured: keensight at 2
+    threads, batch 1, 9.0 ms/image interleaved call by call with onnxruntime against 4.2
+    ms alone).
     clock "wall": time.perf_counter; "cpu": time.thread_time, the calling thread's CPU time,
     which leaves out the time other processes hold the core (for single-threaded calls on a
     loaded machine; a multi-threaded call's helpers are not counted, so never for those).
@@ -111,6 +114,8 @@ def median_ms(fns: Sequence[Callable[[], object]], repeat: int, block: int = 3, 
     while min(len(s) for s in samples) < repeat:
         order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
         for i in order:
+            fns[i]()
+            fns[i]()
             for _ in range(block):
                 t = now()
                 fns[i]()
