@@ -688,10 +688,25 @@ const Plan& Network::Impl::plan(bool fuse) const {
 
 namespace {
 
+// The layout changes at the network's edges, in blocks of kEdgeBlock pixels:
+// a block's pixels x channels stay in L1 while each channel's run of pixels is
+// read or written contiguously (a plain per-pixel loop strides by H x W floats
+// per channel and measured ~8x slower on 112 x 112 x 96).
+constexpr std::int64_t kEdgeBlock = 64;
+
 // NCHW image -> NHWC.
 void to_nhwc(const float* src, std::int64_t c, std::int64_t hw, float* dst) {
-  for (std::int64_t ch = 0; ch < c; ++ch)
-    for (std::int64_t p = 0; p < hw; ++p) dst[p * c + ch] = src[ch * hw + p];
+  if (hw == 1 || c == 1) {
+    std::memcpy(dst, src, static_cast<std::size_t>(c * hw) * sizeof(float));
+    return;
+  }
+  for (std::int64_t p0 = 0; p0 < hw; p0 += kEdgeBlock) {
+    const std::int64_t p1 = std::min(hw, p0 + kEdgeBlock);
+    for (std::int64_t ch = 0; ch < c; ++ch) {
+      const float* s = src + ch * hw;
+      for (std::int64_t p = p0; p < p1; ++p) dst[p * c + ch] = s[p];
+    }
+  }
 }
 
 // NHWC image -> NCHW.
@@ -700,8 +715,13 @@ void to_nchw(const float* src, std::int64_t c, std::int64_t hw, float* dst) {
     std::memcpy(dst, src, static_cast<std::size_t>(c * hw) * sizeof(float));
     return;
   }
-  for (std::int64_t p = 0; p < hw; ++p)
-    for (std::int64_t ch = 0; ch < c; ++ch) dst[ch * hw + p] = src[p * c + ch];
+  for (std::int64_t p0 = 0; p0 < hw; p0 += kEdgeBlock) {
+    const std::int64_t p1 = std::min(hw, p0 + kEdgeBlock);
+    for (std::int64_t ch = 0; ch < c; ++ch) {
+      float* d = dst + ch * hw;
+      for (std::int64_t p = p0; p < p1; ++p) d[p] = src[p * c + ch];
+    }
+  }
 }
 
 // Output rows [0, rows) split across threads in chunks of at least `min_rows`.
