@@ -100,17 +100,16 @@ void bind_nn(py::module_& m) {
             const FloatArray w = float_array(w_obj, "w", 4);
             FloatArray b;
             const float* bias = optional_vector(b_obj, "bias", w.shape(0), b);
+            const nn::Pool2dParams q = pool_params({1, 1}, stride, pads, dilation, false, false);
             nn::Conv2dParams p;
-            const auto s = two(stride, "stride"), d = two(dilation, "dilation");
-            const auto pd = four(pads, "pads");
-            p.stride_h = s[0];
-            p.stride_w = s[1];
-            p.dilation_h = d[0];
-            p.dilation_w = d[1];
-            p.pad_top = pd[0];
-            p.pad_left = pd[1];
-            p.pad_bottom = pd[2];
-            p.pad_right = pd[3];
+            p.stride_h = q.stride_h;
+            p.stride_w = q.stride_w;
+            p.dilation_h = q.dilation_h;
+            p.dilation_w = q.dilation_w;
+            p.pad_top = q.pad_top;
+            p.pad_left = q.pad_left;
+            p.pad_bottom = q.pad_bottom;
+            p.pad_right = q.pad_right;
             p.groups = groups;
             const nn::Shape in = net.shape(x);
             if (w.shape(1) * groups != in.c)
