@@ -84,6 +84,30 @@ nn::Pool2dParams pool_params(const std::vector<int>& kernel, const std::vector<i
   return p;
 }
 
+// The arrays of every input of `net` (N x C x H x W float32 each, the input's C, H, W,
+// one N for all), kept alive in `keep`; returns N.
+std::int64_t input_arrays(const nn::Network& net, const std::vector<py::object>& xs, std::vector<FloatArray>& keep,
+                          std::vector<const float*>& ptrs) {
+  if (static_cast<int>(xs.size()) != net.input_count())
+    throw ValueError("x: expected " + std::to_string(net.input_count()) + " input arrays, got " +
+                     std::to_string(xs.size()));
+  std::int64_t n = -1;
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    keep.push_back(float_array(xs[i], "x", 4));
+    const FloatArray& x = keep.back();
+    const nn::Shape in = net.shape(net.input_tensor(static_cast<int>(i)));
+    if (x.shape(1) != in.c || x.shape(2) != in.h || x.shape(3) != in.w)
+      throw ValueError("x: expected N x " + std::to_string(in.c) + " x " + std::to_string(in.h) + " x " +
+                       std::to_string(in.w) + " arrays for input " + std::to_string(i) + ", got " +
+                       std::to_string(x.shape(0)) + " x " + std::to_string(x.shape(1)) + " x " +
+                       std::to_string(x.shape(2)) + " x " + std::to_string(x.shape(3)));
+    if (n >= 0 && x.shape(0) != n) throw ValueError("x: every input must have the same batch size");
+    n = x.shape(0);
+    ptrs.push_back(x.data());
+  }
+  return n;
+}
+
 }  // namespace
 
 void bind_nn(py::module_& m) {
@@ -206,17 +230,7 @@ void bind_nn(py::module_& m) {
           [](const nn::Network& net, const std::vector<py::object>& xs, int threads) {
             std::vector<FloatArray> keep;
             std::vector<const float*> ptrs;
-            std::int64_t n = -1;
-            for (std::size_t i = 0; i < xs.size(); ++i) {
-              keep.push_back(float_array(xs[i], "x", 4));
-              const nn::Shape in = net.shape(net.input_tensor(static_cast<int>(i)));
-              const FloatArray& x = keep.back();
-              if (x.shape(1) != in.c || x.shape(2) != in.h || x.shape(3) != in.w)
-                throw ValueError("x: the shape of input " + std::to_string(i) + " does not match the network");
-              if (n >= 0 && x.shape(0) != n) throw ValueError("x: every input must have the same batch size");
-              n = x.shape(0);
-              ptrs.push_back(x.data());
-            }
+            const std::int64_t n = input_arrays(net, xs, keep, ptrs);
             py::gil_scoped_release release;
             return net.profile(ptrs, n, threads);
           },
@@ -224,25 +238,9 @@ void bind_nn(py::module_& m) {
       .def(
           "run",
           [](const nn::Network& net, const std::vector<py::object>& xs, const std::vector<int>& outputs, int threads) {
-            if (static_cast<int>(xs.size()) != net.input_count())
-              throw ValueError("run: expected " + std::to_string(net.input_count()) + " input arrays, got " +
-                               std::to_string(xs.size()));
             std::vector<FloatArray> keep;
             std::vector<const float*> ptrs;
-            std::int64_t n = -1;
-            for (std::size_t i = 0; i < xs.size(); ++i) {
-              keep.push_back(float_array(xs[i], "x", 4));
-              const FloatArray& x = keep.back();
-              const nn::Shape in = net.shape(net.input_tensor(static_cast<int>(i)));
-              if (x.shape(1) != in.c || x.shape(2) != in.h || x.shape(3) != in.w)
-                throw ValueError("x: expected N x " + std::to_string(in.c) + " x " + std::to_string(in.h) + " x " +
-                                 std::to_string(in.w) + " arrays for input " + std::to_string(i) + ", got " +
-                                 std::to_string(x.shape(0)) + " x " + std::to_string(x.shape(1)) + " x " +
-                                 std::to_string(x.shape(2)) + " x " + std::to_string(x.shape(3)));
-              if (n >= 0 && x.shape(0) != n) throw ValueError("x: every input must have the same batch size");
-              n = x.shape(0);
-              ptrs.push_back(x.data());
-            }
+            const std::int64_t n = input_arrays(net, xs, keep, ptrs);
             py::list result;
             std::vector<float*> out;
             for (int t : outputs) {

@@ -141,7 +141,6 @@ struct GemmF32Kernels : GemmKernels<GemmF32> {
                           std::int64_t ldc, int cols, bool accumulate, const TileEpilogue* ep);
 };
 
-
 // The table for the active ISA level, and for a given level (core/gemm_kernels.cpp).
 const GemmF32Kernels& gemm_f32_kernels();
 const GemmF32Kernels& gemm_f32_kernels(Isa isa);
@@ -429,6 +428,11 @@ inline void gemm_rows_fused(const GemmF32Kernels& kern, const float* a, std::int
       const std::int64_t rb = t / groups, g = t % groups;
       const std::int64_t i0 = rb * block_rows, i1 = std::min(m, i0 + block_rows);
       const std::int64_t p0 = g * panels_per_group, p1 = std::min(panels, p0 + panels_per_group);
+      // The block's rows in tiles of equal height (49 rows: 10+10+10+10+9, not
+      // 12+12+12+12+1: a 1-row tile waits on FMA latency for a third of a full
+      // tile's time). Each value's operations do not depend on its tile.
+      const std::int64_t n_rows = i1 - i0, n_tiles = (n_rows + mr - 1) / mr;
+      const std::int64_t base = n_rows / n_tiles, extra = n_rows % n_tiles;
       for (std::int64_t jr = p0; jr < p1; ++jr) {
         const std::int64_t j0 = jr * nr;
         const int cols = static_cast<int>(std::min<std::int64_t>(nr, n - j0));
@@ -444,11 +448,6 @@ inline void gemm_rows_fused(const GemmF32Kernels& kern, const float* a, std::int
           const std::int64_t kc = std::min(slice, k - pc);
           const bool last = pc + kc == k;
           const float* bp = b_packed + jr * nr * k + pc * nr;
-          // The block's rows in tiles of equal height (49 rows: 10+10+10+10+9, not
-          // 12+12+12+12+1: a 1-row tile waits on FMA latency for a third of a full
-          // tile's time). Each value's operations do not depend on its tile.
-          const std::int64_t n_rows = i1 - i0, n_tiles = (n_rows + mr - 1) / mr;
-          const std::int64_t base = n_rows / n_tiles, extra = n_rows % n_tiles;
           for (std::int64_t tile = 0, i = i0; tile < n_tiles; ++tile) {
             const int rows = static_cast<int>(base + (tile < extra ? 1 : 0));
             TileEpilogue te;

@@ -139,7 +139,7 @@ struct Plan {
 
 struct Network::Impl {
   std::vector<Shape> shapes;  // per tensor
-  std::vector<Node> nodes;    // nodes[t] produces tensor t... not always: see producer
+  std::vector<Node> nodes;    // in execution order; node.output is the tensor it produces
   std::int64_t weight_bytes = 0;
 
   // The plans (made on the first run after a change): plans[1] fuses the
@@ -200,6 +200,14 @@ int Network::input(Shape shape) {
 
 namespace {
 
+std::string shape_text(const Shape& s) {
+  return std::to_string(s.c) + " x " + std::to_string(s.h) + " x " + std::to_string(s.w);
+}
+
+}  // namespace
+
+namespace {
+
 ConvShape conv_geometry(const Shape& in, std::int64_t out_c, int kh, int kw, const Conv2dParams& p, bool ceil_mode,
                         const char* what) {
   ConvShape g;
@@ -223,7 +231,7 @@ ConvShape conv_geometry(const Shape& in, std::int64_t out_c, int kh, int kw, con
   return g;
 }
 
-void check_finite_params(const Conv2dParams& p, const char* what) {
+void check_conv_params(const Conv2dParams& p, const char* what) {
   if (p.stride_h < 1 || p.stride_w < 1) throw ValueError(std::string(what) + ": strides must be >= 1");
   if (p.dilation_h < 1 || p.dilation_w < 1) throw ValueError(std::string(what) + ": dilations must be >= 1");
   if (p.pad_top < 0 || p.pad_left < 0 || p.pad_bottom < 0 || p.pad_right < 0)
@@ -236,7 +244,7 @@ int Network::conv(int x, const float* w, std::int64_t out_c, int kh, int kw, con
                   const Activation& act, int residual) {
   const char* what = "conv";
   const Shape in = impl_->tensor(x, "conv input");
-  check_finite_params(p, what);
+  check_conv_params(p, what);
   check_activation(act, what);
   if (!w) throw ValueError("conv: weights are null");
   if (out_c < 1 || kh < 1 || kw < 1) throw ValueError("conv: expected a non-empty O x I x kh x kw weight");
@@ -253,9 +261,8 @@ int Network::conv(int x, const float* w, std::int64_t out_c, int kh, int kw, con
   if (residual >= 0) {
     const Shape r = impl_->tensor(residual, "conv residual");
     if (r.c != out.c || r.h != out.h || r.w != out.w)
-      throw ValueError("conv: the residual (" + std::to_string(r.c) + " x " + std::to_string(r.h) + " x " +
-                       std::to_string(r.w) + ") does not have the output's shape (" + std::to_string(out.c) + " x " +
-                       std::to_string(out.h) + " x " + std::to_string(out.w) + ")");
+      throw ValueError("conv: the residual (" + shape_text(r) + ") does not have the output's shape (" +
+                       shape_text(out) + ")");
     node.inputs.push_back(residual);
   }
   node.bias.assign(static_cast<std::size_t>(out_c), 0.f);
@@ -364,13 +371,6 @@ int Network::activation(int x, const Activation& act) {
   return impl_->push(std::move(node), in, "activation");
 }
 
-namespace {
-
-std::string shape_text(const Shape& s) {
-  return std::to_string(s.c) + " x " + std::to_string(s.h) + " x " + std::to_string(s.w);
-}
-
-}  // namespace
 
 static int binary_node(Network::Impl& impl, Op op, int a, int b, const Activation& act, const char* what) {
   const Shape sa = impl.tensor(a, what), sb = impl.tensor(b, what);
@@ -810,40 +810,22 @@ void Network::Impl::run_node(const Plan& plan, const Node& node, float* arena, i
     }
     case Op::conv_depthwise: {
       const auto& dw = detail::depthwise_kernels();
-      detail::DepthwiseArgs a;
-      a.shape = &g;
-      a.in = in_ptr(0);
-      a.weights = node.weights.get();
-      a.bias = node.bias.data();
-      a.act = node.act;
-      a.out = out;
-      const auto kernel = depthwise_entry(dw, g);
-      for_rows(g.out_h, g.out_w * g.out_c * g.kh * g.kw, threads,
-               [&](std::int64_t y0, std::int64_t y1) { kernel(a, y0, y1); });
+      for_rows(g.out_h, g.out_w * g.out_c * g.kh * g.kw, threads, [&](std::int64_t y0, std::int64_t y1) {
+        depthwise_conv2d_rows(g, node.weights.get(), node.bias.data(), node.act, in_ptr(0), 0, out, 0, y0, y1, &dw);
+      });
       return;
     }
-    case Op::conv_direct: {
-      detail::DirectConvArgs a;
-      a.shape = &g;
-      a.in = in_ptr(0);
-      a.weights = node.weights.get();
-      a.bias = node.bias.data();
-      a.act = node.act;
-      a.out = out;
-      for_rows(g.out_h, g.out_w * g.out_c * g.kh * g.kw * g.in_c, threads,
-               [&](std::int64_t y0, std::int64_t y1) { ops.conv_direct(a, y0, y1); });
+    case Op::conv_direct:
+      for_rows(g.out_h, g.out_w * g.out_c * g.kh * g.kw * g.in_c, threads, [&](std::int64_t y0, std::int64_t y1) {
+        conv_direct_rows(g, in_ptr(0), 0, node.weights.get(), node.bias.data(), node.act, out, 0, y0, y1, &ops);
+      });
       return;
-    }
     case Op::max_pool:
     case Op::avg_pool: {
-      detail::PoolArgs a;
-      a.shape = &g;
-      a.count_include_pad = node.count_include_pad;
-      a.in = in_ptr(0);
-      a.out = out;
-      const auto kernel = node.op == Op::max_pool ? ops.max_pool : ops.avg_pool;
-      for_rows(g.out_h, g.out_w * g.out_c * g.kh * g.kw, threads,
-               [&](std::int64_t y0, std::int64_t y1) { kernel(a, y0, y1); });
+      const PoolKind kind = node.op == Op::max_pool ? PoolKind::max : PoolKind::average;
+      for_rows(g.out_h, g.out_w * g.out_c * g.kh * g.kw, threads, [&](std::int64_t y0, std::int64_t y1) {
+        pool2d_rows(kind, g, node.count_include_pad, in_ptr(0), 0, out, 0, y0, y1, &ops);
+      });
       return;
     }
     case Op::global_avg_pool: {
@@ -933,7 +915,7 @@ void Network::Impl::run_block(const Plan& plan, const FusedBlock& b, float* aren
       pr.inputs.size() > 1 ? arena + plan.offset[static_cast<std::size_t>(pr.inputs[1])] : nullptr;
   float* out = arena + plan.offset[static_cast<std::size_t>(pr.output)];
   const auto& ops = detail::ops_kernels();
-  const auto kernel = depthwise_entry(detail::depthwise_kernels(), g);
+  const auto& dw_kernels = detail::depthwise_kernels();
   const std::int64_t keff = std::int64_t{g.kh - 1} * g.dilation_h + 1;
   const std::int64_t max_in_rows = (b.strip_rows - 1) * g.stride_h + keff;
 
@@ -971,16 +953,8 @@ void Network::Impl::run_block(const Plan& plan, const FusedBlock& b, float* aren
         dw_in = expanded.get();
         dw_row0 = have0;
       }
-      detail::DepthwiseArgs a;
-      a.shape = &g;
-      a.in = dw_in;
-      a.in_row0 = dw_row0;
-      a.weights = dw.weights.get();
-      a.bias = dw.bias.data();
-      a.act = dw.act;
-      a.out = dw_out.get();
-      a.out_row0 = y0;
-      kernel(a, y0, y1);
+      depthwise_conv2d_rows(g, dw.weights.get(), dw.bias.data(), dw.act, dw_in, dw_row0, dw_out.get(), y0, y0, y1,
+                            &dw_kernels);
       const std::int64_t pixel0 = y0 * g.out_w, pixels = (y1 - y0) * g.out_w;
       const auto ep = gemm_epilogue(pr, pr.bias.data(), residual ? residual + pixel0 * cout : nullptr, cout, after_pr);
       keensight::detail::gemm_rows_fused(*pr.gemm, dw_out.get(), c, pixels, pr.weights.get(), cout, pr.k,

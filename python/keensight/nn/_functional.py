@@ -107,10 +107,6 @@ def _check_conv_output(n: int, c: int, h: int, w: int, w_shape: Tuple[int, ...],
                          f"{MAX_OUTPUT_ELEMENTS * 4 // 2 ** 30} GiB a call may allocate")
 
 
-def _act_arg(activation: Any) -> Any:
-    return activation_tuple(activation, "activation")
-
-
 def _network(inputs: dict, nodes: List[Node], output: str, threads: Optional[int]) -> Network:
     return Network(Graph(inputs={k: tuple(int(v) for v in s) for k, s in inputs.items()}, nodes=nodes,
                          outputs=[output]), threads=threads)
@@ -147,7 +143,7 @@ def _conv(x: Any, w: Any, bias: Any, stride: Any, padding: Padding, dilation: An
             raise ValueError(f"bias: expected {w.shape[0]} values (one per output channel), got {b.shape[0]}")
         weights["b"] = b
     node = Node("conv", ["x"], "y", attrs={"stride": stride, "pads": pads, "dilation": dilation, "groups": groups,
-                                           "activation": _act_arg(activation)}, weights=weights)
+                                           "activation": activation_tuple(activation, "activation")}, weights=weights)
     if residual is None:
         return _network({"x": (c, h, wd)}, [node], "y", threads).run(x)["y"]
     r = _images(residual, "residual")

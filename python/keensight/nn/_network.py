@@ -269,20 +269,7 @@ class Network:
         tensor of the imported graph may be named, intermediate ones included (one
         pass, many outputs).
         """
-        if isinstance(x, dict):
-            unknown = [k for k in x if k not in self._graph.inputs]
-            if unknown:
-                raise ValueError(f"x: no input named {unknown[0]!r}; the inputs are {self.input_names}")
-            missing_in = [k for k in self._graph.inputs if k not in x]
-            if missing_in:
-                raise ValueError(f"x: input {missing_in[0]!r} is missing")
-            arrays_in = [_input_array(x[k], f"x[{k!r}]", self._graph.inputs[k]) for k in self._graph.inputs]
-        else:
-            if len(self._graph.inputs) != 1:
-                raise TypeError(f"x: this network has {len(self._graph.inputs)} inputs; pass a dict name -> array")
-            arrays_in = [_input_array(x, "x", self.input_shape)]
-        if len({a.shape[0] for a in arrays_in}) != 1:
-            raise ValueError("x: every input must have the same batch size")
+        arrays_in = self._input_arrays(x)
         names = list(self._graph.outputs) if outputs is None else self._output_list(outputs)
         missing = [n for n in names if n not in self._ids]
         if missing:
@@ -296,6 +283,25 @@ class Network:
 
     __call__ = run
 
+    def _input_arrays(self, x: Any) -> List[np.ndarray]:
+        """`x` (one array, or a dict name -> array for several inputs) as the engine's
+        float32 NCHW arrays in input order, checked."""
+        if isinstance(x, dict):
+            unknown = [k for k in x if k not in self._graph.inputs]
+            if unknown:
+                raise ValueError(f"x: no input named {unknown[0]!r}; the inputs are {self.input_names}")
+            missing_in = [k for k in self._graph.inputs if k not in x]
+            if missing_in:
+                raise ValueError(f"x: input {missing_in[0]!r} is missing")
+            arrays = [_input_array(x[k], f"x[{k!r}]", self._graph.inputs[k]) for k in self._graph.inputs]
+        else:
+            if len(self._graph.inputs) != 1:
+                raise TypeError(f"x: this network has {len(self._graph.inputs)} inputs; pass a dict name -> array")
+            arrays = [_input_array(x, "x", self.input_shape)]
+        if len({a.shape[0] for a in arrays}) != 1:
+            raise ValueError("x: every input must have the same batch size")
+        return arrays
+
     def profile(self, x: Any, repeats: int = 10) -> List[Dict[str, Any]]:
         """Time each node: runs `x` `repeats` times (images one by one, the threads
         inside each operator) and returns one dict per node, in execution order:
@@ -303,10 +309,7 @@ class Network:
         ``kernel`` naming the engine's implementation (conv_pointwise, conv_depthwise, ...).
         """
         repeats = _validate.positive_int(repeats, "repeats", high=100000)
-        if isinstance(x, dict):
-            arrays = [_input_array(x[k], f"x[{k!r}]", self._graph.inputs[k]) for k in self._graph.inputs]
-        else:
-            arrays = [_input_array(x, "x", self.input_shape)]
+        arrays = self._input_arrays(x)
         n = arrays[0].shape[0]
         runs = np.array([self._net.profile(arrays, self._threads) for _ in range(repeats)])
         ms = np.median(runs, axis=0) * 1e3 / n
